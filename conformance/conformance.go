@@ -1,0 +1,124 @@
+// Package conformance is the test suite every coord.Store backend passes,
+// case for case. A backend's tests call Run with a Backend that opens stores;
+// a third party checks its own backend the same way:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.Run(t, conformance.Backend{Open: ..., Expire: ...})
+//	}
+package conformance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// Backend opens stores of the backend under test.
+type Backend struct {
+	// Open returns a new, connected store on namespace ns (a prefix, a
+	// chroot...). Each case uses a fresh ns; stores opened with the same ns
+	// see the same nodes, and the namespace starts empty. The suite closes
+	// the stores it opens (Close must be idempotent).
+	Open func(t testing.TB, ns string) coord.Store
+	// Expire ends the current session of s the way the server ends a
+	// session whose owner stopped answering (not through s.Close).
+	Expire func(t testing.TB, s coord.Store)
+}
+
+// Timeout bounds every wait of the suite for something that must happen
+// (an event, a session ending). It is a liveness bound, not a speed target.
+var Timeout = 20 * time.Second
+
+type suite struct {
+	b  Backend
+	ns string
+}
+
+// Run runs every case as a subtest of t.
+func Run(t *testing.T, b Backend) {
+	cases := []struct {
+		name string
+		fn   func(*testing.T, *suite)
+	}{
+		{"Paths/Invalid", testInvalidPaths},
+		{"Paths/Root", testRoot},
+		{"RoundTrip/Empty", testRoundTripEmpty},
+		{"RoundTrip/Binary", testRoundTripBinary},
+		{"RoundTrip/MaxSize", testRoundTripMaxSize},
+		{"RoundTrip/TooLarge", testTooLarge},
+		{"Create/Exists", testCreateExists},
+		{"Create/MissingParent", testMissingParent},
+		{"Create/EphemeralParent", testEphemeralParent},
+		{"Create/All", testCreateAll},
+		{"Version/Sequence", testVersions},
+		{"Version/CASConflict", testCASConflict},
+		{"Version/ConcurrentWriters", testConcurrentCAS},
+		{"Delete/Missing", testDeleteMissing},
+		{"Delete/NotEmpty", testDeleteNotEmpty},
+		{"Delete/All", testDeleteAll},
+		{"Children/Order", testChildrenOrder},
+		{"Children/Missing", testChildrenMissing},
+		{"Sequential/Format", testSequentialFormat},
+		{"Sequential/Concurrent", testSequentialConcurrent},
+		{"Sequential/AfterDelete", testSequentialAfterDelete},
+		{"Ephemeral/Close", testEphemeralClose},
+		{"Ephemeral/Expire", testEphemeralExpire},
+		{"Session/Close", testSessionClose},
+		{"Session/Shared", testSessionShared},
+		{"Watch/Data", testWatchData},
+		{"Watch/DataNoMiss", testWatchDataNoMiss},
+		{"Watch/Children", testWatchChildren},
+		{"Watch/ChildrenMissing", testWatchChildrenMissing},
+		{"Watch/Cancel", testWatchCancel},
+		{"Watch/LastState", testWatchLastState},
+		{"Watch/StoreClosed", testWatchStoreClosed},
+		{"Watch/Ephemeral", testWatchEphemeral},
+		{"Txn/Commit", testTxnCommit},
+		{"Txn/Atomic", testTxnAtomic},
+		{"Txn/Order", testTxnOrder},
+		{"Txn/Sequential", testTxnSequential},
+		{"Txn/Limit", testTxnLimit},
+		{"Txn/Invalid", testTxnInvalid},
+		{"Context/Canceled", testContextCanceled},
+		{"Closed/Calls", testClosedCalls},
+		{"Recipe/Mutex", testMutex},
+		{"Recipe/MutexLost", testMutexLost},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.fn(t, &suite{b: b, ns: namespace(t)})
+		})
+	}
+}
+
+var nsClean = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
+
+func namespace(t *testing.T) string {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	name := strings.ToLower(nsClean.ReplaceAllString(t.Name(), "-"))
+	if len(name) > 60 {
+		name = name[len(name)-60:]
+	}
+	return "t-" + hex.EncodeToString(r[:]) + "-" + strings.Trim(name, "-")
+}
+
+// open opens a store on the case's namespace and closes it at the end.
+func (s *suite) open(t *testing.T) coord.Store {
+	t.Helper()
+	st := s.b.Open(t, s.ns)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}

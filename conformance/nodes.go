@@ -1,0 +1,434 @@
+package conformance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// must fails the test on err.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// is fails the test unless err wraps want.
+func is(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want one wrapping %v", err, want)
+	}
+}
+
+// wantPathError checks that err is a *coord.PathError naming path.
+func wantPathError(t *testing.T, err error, path string) {
+	t.Helper()
+	var pe *coord.PathError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v (%T) is not a *coord.PathError", err, err)
+	}
+	if pe.Path != path {
+		t.Fatalf("error %v names path %q, want %q", err, pe.Path, path)
+	}
+}
+
+func testInvalidPaths(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	bad := []string{"", "a", "a/b", "/a/", "//", "/a//b", "/a/./b", "/a/../b", "/.", "/..", "/a\x00b", "/a\nb",
+		"/\x7f", "/a\xffb", "/" + strings.Repeat("x", coord.MaxPathLen)}
+	for _, p := range bad {
+		calls := map[string]error{}
+		_, err := st.Create(ctx, p, nil, coord.Persistent)
+		calls["create"] = err
+		_, _, err = st.Get(ctx, p)
+		calls["get"] = err
+		_, err = st.Set(ctx, p, nil, coord.AnyVersion)
+		calls["set"] = err
+		calls["delete"] = st.Delete(ctx, p, coord.AnyVersion)
+		_, _, err = st.Exists(ctx, p)
+		calls["exists"] = err
+		_, err = st.Children(ctx, p)
+		calls["children"] = err
+		_, err = st.WatchData(ctx, p)
+		calls["watchdata"] = err
+		_, err = st.WatchChildren(ctx, p)
+		calls["watchchildren"] = err
+		_, err = st.Txn(ctx, coord.CreateOp(p, nil, coord.Persistent))
+		calls["txn"] = err
+		for call, err := range calls {
+			if !errors.Is(err, coord.ErrInvalidPath) {
+				t.Errorf("%s(%q): got %v, want ErrInvalidPath", call, p, err)
+			}
+		}
+	}
+	// The valid edge: exactly MaxPathLen bytes.
+	long := "/" + strings.Repeat("y", coord.MaxPathLen-1)
+	if _, err := st.Create(ctx, long, []byte("x"), coord.Persistent); err != nil {
+		t.Fatalf("create of a %d-byte path: %v", len(long), err)
+	}
+	if _, err := st.Create(ctx, "/ok", nil, coord.Mode(99)); !errors.Is(err, coord.ErrInvalidArgument) {
+		t.Fatalf("create with mode 99: %v, want ErrInvalidArgument", err)
+	}
+	if _, err := st.Set(ctx, "/ok", nil, -7); !errors.Is(err, coord.ErrInvalidArgument) {
+		t.Fatalf("set with version -7: %v, want ErrInvalidArgument", err)
+	}
+}
+
+func testRoot(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, ok, err := st.Exists(ctx, "/")
+	must(t, err)
+	if !ok {
+		t.Fatal("the root does not exist")
+	}
+	kids, err := st.Children(ctx, "/")
+	must(t, err)
+	if len(kids) != 0 {
+		t.Fatalf("a fresh namespace has children %v", kids)
+	}
+	_, err = st.Create(ctx, "/", nil, coord.Persistent)
+	is(t, err, coord.ErrInvalidPath)
+	_, err = st.Set(ctx, "/", []byte("x"), coord.AnyVersion)
+	is(t, err, coord.ErrInvalidPath)
+	is(t, st.Delete(ctx, "/", coord.AnyVersion), coord.ErrInvalidPath)
+	_, err = st.Create(ctx, "/top", []byte("t"), coord.Persistent)
+	must(t, err)
+	kids, err = st.Children(ctx, "/")
+	must(t, err)
+	if fmt.Sprint(kids) != "[top]" {
+		t.Fatalf("root children %v, want [top]", kids)
+	}
+}
+
+func roundTrip(t *testing.T, s *suite, data []byte) {
+	t.Helper()
+	st := s.open(t)
+	ctx := ctxT(t)
+	p, err := st.Create(ctx, "/n", data, coord.Persistent)
+	must(t, err)
+	if p != "/n" {
+		t.Fatalf("create returned %q", p)
+	}
+	got, stat, err := st.Get(ctx, "/n")
+	must(t, err)
+	if !bytes.Equal(got, data) || stat.Version != 0 || stat.Ephemeral {
+		t.Fatalf("get after create: %d bytes, %+v; want %d bytes, version 0", len(got), stat, len(data))
+	}
+	stat, err = st.Set(ctx, "/n", data, 0)
+	must(t, err)
+	// A second store sees the same bytes.
+	other := s.open(t)
+	got, stat2, err := other.Get(ctx, "/n")
+	must(t, err)
+	if !bytes.Equal(got, data) || stat2.Version != stat.Version || stat.Version != 1 {
+		t.Fatalf("get from another store: %d bytes, %+v; want %d bytes, version 1", len(got), stat2, len(data))
+	}
+}
+
+func testRoundTripEmpty(t *testing.T, s *suite) { roundTrip(t, s, nil) }
+
+func testRoundTripBinary(t *testing.T, s *suite) {
+	data := make([]byte, 0, 1024)
+	for i := 0; i < 4; i++ {
+		for b := 0; b < 256; b++ {
+			data = append(data, byte(b))
+		}
+	}
+	roundTrip(t, s, data)
+}
+
+func testRoundTripMaxSize(t *testing.T, s *suite) {
+	st := s.open(t)
+	n := st.Limits().MaxValueSize
+	if n <= 0 {
+		t.Fatalf("Limits().MaxValueSize = %d: a store must state it", n)
+	}
+	data := bytes.Repeat([]byte{0xa5, 0x00, '{'}, n/3+1)[:n]
+	roundTrip(t, s, data)
+}
+
+func testTooLarge(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	n := st.Limits().MaxValueSize
+	big := make([]byte, n+1)
+	_, err := st.Create(ctx, "/big", big, coord.Persistent)
+	is(t, err, coord.ErrTooLarge)
+	wantPathError(t, err, "/big")
+	if _, ok, err := st.Exists(ctx, "/big"); err != nil || ok {
+		t.Fatalf("refused create left a node: %v %v", ok, err)
+	}
+	_, err = st.Create(ctx, "/small", []byte("s"), coord.Persistent)
+	must(t, err)
+	_, err = st.Set(ctx, "/small", big, coord.AnyVersion)
+	is(t, err, coord.ErrTooLarge)
+	got, stat, err := st.Get(ctx, "/small")
+	must(t, err)
+	if string(got) != "s" || stat.Version != 0 {
+		t.Fatalf("refused set changed the node: %q %+v", got, stat)
+	}
+	_, err = st.Txn(ctx, coord.SetOp("/small", big, coord.AnyVersion))
+	is(t, err, coord.ErrTooLarge)
+}
+
+func testCreateExists(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/a", []byte("1"), coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/a", []byte("2"), coord.Persistent)
+	is(t, err, coord.ErrNodeExists)
+	wantPathError(t, err, "/a")
+	_, err = st.Create(ctx, "/a", []byte("3"), coord.Ephemeral)
+	is(t, err, coord.ErrNodeExists)
+	got, _, err := st.Get(ctx, "/a")
+	must(t, err)
+	if string(got) != "1" {
+		t.Fatalf("failed create overwrote data: %q", got)
+	}
+}
+
+func testMissingParent(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	for _, m := range []coord.Mode{coord.Persistent, coord.Ephemeral, coord.Sequential, coord.EphemeralSequential} {
+		_, err := st.Create(ctx, "/no/such/parent", nil, m)
+		is(t, err, coord.ErrNoNode)
+	}
+	kids, err := st.Children(ctx, "/")
+	must(t, err)
+	if len(kids) != 0 {
+		t.Fatalf("failed creates left %v", kids)
+	}
+}
+
+func testEphemeralParent(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/e", nil, coord.Ephemeral)
+	must(t, err)
+	_, err = st.Create(ctx, "/e/child", nil, coord.Persistent)
+	is(t, err, coord.ErrEphemeralParent)
+	_, err = st.Create(ctx, "/e/child", nil, coord.EphemeralSequential)
+	is(t, err, coord.ErrEphemeralParent)
+}
+
+func testCreateAll(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	p, err := coord.CreateAll(ctx, st, "/x/y/z", []byte("leaf"), coord.Persistent)
+	must(t, err)
+	if p != "/x/y/z" {
+		t.Fatalf("CreateAll returned %q", p)
+	}
+	for _, q := range []string{"/x", "/x/y"} {
+		data, stat, err := st.Get(ctx, q)
+		must(t, err)
+		if len(data) != 0 || stat.Ephemeral {
+			t.Fatalf("parent %s: %q %+v, want empty persistent", q, data, stat)
+		}
+	}
+	p, err = coord.CreateAll(ctx, st, "/x/y/q-", nil, coord.EphemeralSequential)
+	must(t, err)
+	if !strings.HasPrefix(p, "/x/y/q-") || len(p) != len("/x/y/q-")+10 {
+		t.Fatalf("CreateAll sequential returned %q", p)
+	}
+	_, err = coord.CreateAll(ctx, st, "/x/y/z", nil, coord.Persistent)
+	is(t, err, coord.ErrNodeExists)
+	must(t, coord.MkdirAll(ctx, st, "/x/y"))
+}
+
+func testVersions(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/v", []byte("0"), coord.Persistent)
+	must(t, err)
+	for want := int64(1); want <= 5; want++ {
+		stat, err := st.Set(ctx, "/v", []byte(fmt.Sprint(want)), want-1)
+		must(t, err)
+		if stat.Version != want {
+			t.Fatalf("set #%d returned version %d", want, stat.Version)
+		}
+		_, gs, err := st.Get(ctx, "/v")
+		must(t, err)
+		es, ok, err := st.Exists(ctx, "/v")
+		must(t, err)
+		if gs.Version != want || es.Version != want || !ok {
+			t.Fatalf("after set #%d: get version %d, exists version %d", want, gs.Version, es.Version)
+		}
+	}
+	stat, err := st.Set(ctx, "/v", []byte("any"), coord.AnyVersion)
+	must(t, err)
+	if stat.Version != 6 {
+		t.Fatalf("set with AnyVersion gave version %d, want 6", stat.Version)
+	}
+	// A node created again starts again at 0, as on ZooKeeper.
+	must(t, st.Delete(ctx, "/v", 6))
+	_, err = st.Create(ctx, "/v", nil, coord.Persistent)
+	must(t, err)
+	_, gs, err := st.Get(ctx, "/v")
+	must(t, err)
+	if gs.Version != 0 {
+		t.Fatalf("recreated node has version %d", gs.Version)
+	}
+}
+
+func testCASConflict(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/c", []byte("a"), coord.Persistent)
+	must(t, err)
+	_, err = st.Set(ctx, "/c", []byte("b"), 0)
+	must(t, err)
+	_, err = st.Set(ctx, "/c", []byte("stale"), 0)
+	is(t, err, coord.ErrBadVersion)
+	wantPathError(t, err, "/c")
+	is(t, st.Delete(ctx, "/c", 0), coord.ErrBadVersion)
+	got, stat, err := st.Get(ctx, "/c")
+	must(t, err)
+	if string(got) != "b" || stat.Version != 1 {
+		t.Fatalf("conflicting writes changed the node: %q %+v", got, stat)
+	}
+	_, err = st.Set(ctx, "/missing", nil, 0)
+	is(t, err, coord.ErrNoNode)
+	must(t, st.Delete(ctx, "/c", 1))
+}
+
+func testConcurrentCAS(t *testing.T, s *suite) {
+	const writers, rounds = 5, 10
+	ctx := ctxT(t)
+	stores := make([]coord.Store, writers)
+	for i := range stores {
+		stores[i] = s.open(t)
+	}
+	_, err := stores[0].Create(ctx, "/counter", []byte("0"), coord.Persistent)
+	must(t, err)
+	for r := int64(0); r < rounds; r++ {
+		// Every writer has read version r; exactly one Set(r) may win.
+		type result struct {
+			who int
+			err error
+		}
+		start := make(chan struct{})
+		out := make(chan result, writers)
+		for w := 0; w < writers; w++ {
+			go func(w int) {
+				<-start
+				_, err := stores[w].Set(ctx, "/counter", []byte(fmt.Sprintf("%d by %d", r+1, w)), r)
+				out <- result{w, err}
+			}(w)
+		}
+		close(start)
+		winners := 0
+		var winner int
+		for w := 0; w < writers; w++ {
+			res := <-out
+			switch {
+			case res.err == nil:
+				winners++
+				winner = res.who
+			case errors.Is(res.err, coord.ErrBadVersion):
+			default:
+				t.Fatalf("round %d writer %d: %v", r, res.who, res.err)
+			}
+		}
+		if winners != 1 {
+			t.Fatalf("round %d: %d writers won, want exactly 1", r, winners)
+		}
+		got, stat, err := stores[0].Get(ctx, "/counter")
+		must(t, err)
+		if want := fmt.Sprintf("%d by %d", r+1, winner); string(got) != want || stat.Version != r+1 {
+			t.Fatalf("round %d: node holds %q version %d, want %q version %d", r, got, stat.Version, want, r+1)
+		}
+	}
+}
+
+func testDeleteMissing(t *testing.T, s *suite) {
+	st := s.open(t)
+	err := st.Delete(ctxT(t), "/nothing", coord.AnyVersion)
+	is(t, err, coord.ErrNoNode)
+	wantPathError(t, err, "/nothing")
+}
+
+func testDeleteNotEmpty(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := coord.CreateAll(ctx, st, "/p/c", nil, coord.Persistent)
+	must(t, err)
+	is(t, st.Delete(ctx, "/p", coord.AnyVersion), coord.ErrNotEmpty)
+	if _, ok, _ := st.Exists(ctx, "/p/c"); !ok {
+		t.Fatal("refused delete removed the child")
+	}
+	must(t, st.Delete(ctx, "/p/c", 0))
+	must(t, st.Delete(ctx, "/p", 0))
+}
+
+func testDeleteAll(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	for _, p := range []string{"/r/a/1", "/r/a/2", "/r/b", "/r/c/d/e/f", "/keep/x"} {
+		_, err := coord.CreateAll(ctx, st, p, []byte(p), coord.Persistent)
+		must(t, err)
+	}
+	_, err := st.Create(ctx, "/r/b/eph", nil, coord.Ephemeral)
+	must(t, err)
+	must(t, coord.DeleteAll(ctx, st, "/r"))
+	if _, ok, _ := st.Exists(ctx, "/r"); ok {
+		t.Fatal("/r survived DeleteAll")
+	}
+	if _, ok, _ := st.Exists(ctx, "/keep/x"); !ok {
+		t.Fatal("DeleteAll removed a sibling tree")
+	}
+	must(t, coord.DeleteAll(ctx, st, "/r")) // missing is fine
+	// A sequential child made after the parent was deleted and recreated
+	// starts a fresh counter, and no old counter leaks into listings.
+	_, err = st.Create(ctx, "/r", nil, coord.Persistent)
+	must(t, err)
+	kids, err := st.Children(ctx, "/r")
+	must(t, err)
+	if len(kids) != 0 {
+		t.Fatalf("recreated node has children %v", kids)
+	}
+}
+
+func testChildrenOrder(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/d", nil, coord.Persistent)
+	must(t, err)
+	names := []string{"slot_10", "b", "slot_2", "A", "a-b", "a", "slot_1", "z9", "Z", "ä", "host:6379"}
+	for _, n := range names {
+		_, err := st.Create(ctx, "/d/"+n, nil, coord.Persistent)
+		must(t, err)
+	}
+	_, err = st.Create(ctx, "/d/a/deeper", nil, coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/dd", nil, coord.Persistent) // a sibling sharing the prefix
+	must(t, err)
+	kids, err := st.Children(ctx, "/d")
+	must(t, err)
+	want := "[A Z a a-b b host:6379 slot_1 slot_10 slot_2 z9 ä]"
+	if fmt.Sprint(kids) != want {
+		t.Fatalf("children %v\nwant     %s", kids, want)
+	}
+	kids, err = st.Children(ctx, "/d/a")
+	must(t, err)
+	if fmt.Sprint(kids) != "[deeper]" {
+		t.Fatalf("children of /d/a: %v", kids)
+	}
+}
+
+func testChildrenMissing(t *testing.T, s *suite) {
+	st := s.open(t)
+	_, err := st.Children(ctxT(t), "/none")
+	is(t, err, coord.ErrNoNode)
+	wantPathError(t, err, "/none")
+}

@@ -1,0 +1,277 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+)
+
+var seqRe = regexp.MustCompile(`^item-(\d{10})$`)
+
+func seqOf(t *testing.T, name string) int64 {
+	t.Helper()
+	m := seqRe.FindStringSubmatch(name)
+	if m == nil {
+		t.Fatalf("sequential name %q is not item- plus 10 digits", name)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	must(t, err)
+	if fmt.Sprintf("item-%010d", n) != name {
+		t.Fatalf("sequential name %q does not survive Atoi and %%010d", name)
+	}
+	return n
+}
+
+func testSequentialFormat(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	last := int64(-1)
+	for i := 0; i < 5; i++ {
+		mode := coord.Sequential
+		if i%2 == 1 {
+			mode = coord.EphemeralSequential
+		}
+		p, err := st.Create(ctx, "/q/item-", []byte(fmt.Sprint(i)), mode)
+		must(t, err)
+		n := seqOf(t, coord.Base(p))
+		if n <= last {
+			t.Fatalf("sequence %d after %d", n, last)
+		}
+		last = n
+		data, stat, err := st.Get(ctx, p)
+		must(t, err)
+		if string(data) != fmt.Sprint(i) || stat.Ephemeral != (mode == coord.EphemeralSequential) {
+			t.Fatalf("%s: %q %+v", p, data, stat)
+		}
+		// Other children (not sequential) do not break the order.
+		_, err = st.Create(ctx, fmt.Sprintf("/q/other%d", i), nil, coord.Persistent)
+		must(t, err)
+	}
+	// Sequence numbers are per parent.
+	_, err = st.Create(ctx, "/q2", nil, coord.Persistent)
+	must(t, err)
+	p, err := st.Create(ctx, "/q2/item-", nil, coord.Sequential)
+	must(t, err)
+	if n := seqOf(t, coord.Base(p)); n > last {
+		t.Logf("note: /q2 starts at %d", n)
+	}
+}
+
+func testSequentialConcurrent(t *testing.T, s *suite) {
+	const creators, each = 6, 15
+	ctx := ctxT(t)
+	first := s.open(t)
+	_, err := first.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	var mu sync.Mutex
+	var all []string
+	var wg sync.WaitGroup
+	errs := make(chan error, creators)
+	for c := 0; c < creators; c++ {
+		st := s.open(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var prev int64 = -1
+			for i := 0; i < each; i++ {
+				p, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
+				if err != nil {
+					errs <- err
+					return
+				}
+				m := seqRe.FindStringSubmatch(coord.Base(p))
+				if m == nil {
+					errs <- fmt.Errorf("bad name %q", p)
+					return
+				}
+				n, _ := strconv.ParseInt(m[1], 10, 64)
+				if n <= prev {
+					errs <- fmt.Errorf("one creator got %d after %d", n, prev)
+					return
+				}
+				prev = n
+				mu.Lock()
+				all = append(all, coord.Base(p))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, n := range all {
+		if seen[n] {
+			t.Fatalf("name %s given twice", n)
+		}
+		seen[n] = true
+		seqOf(t, n)
+	}
+	kids, err := first.Children(ctx, "/q")
+	must(t, err)
+	if len(kids) != creators*each || len(all) != creators*each {
+		t.Fatalf("%d children, %d names returned, want %d", len(kids), len(all), creators*each)
+	}
+	sort.Strings(all)
+	if fmt.Sprint(all) != fmt.Sprint(kids) {
+		t.Fatal("the names returned are not the children listed")
+	}
+}
+
+func testSequentialAfterDelete(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	a, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
+	must(t, err)
+	b, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
+	must(t, err)
+	must(t, st.Delete(ctx, b, 0))
+	c, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
+	must(t, err)
+	na, nb, nc := seqOf(t, coord.Base(a)), seqOf(t, coord.Base(b)), seqOf(t, coord.Base(c))
+	if !(na < nb && nb < nc) {
+		t.Fatalf("numbers %d, %d, then after deleting the newest %d: a name was reused", na, nb, nc)
+	}
+}
+
+// waitGone waits until path does not exist, as seen by st, through a watch.
+func waitGone(t *testing.T, st coord.Store, path string) {
+	t.Helper()
+	ctx := ctxT(t)
+	ch, err := st.WatchData(ctx, path)
+	must(t, err)
+	deadline := time.After(Timeout)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok || ev.Err != nil {
+				t.Fatalf("watch on %s ended: %v", path, ev.Err)
+			}
+			if !ev.Exists {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s still exists after %v", path, Timeout)
+		}
+	}
+}
+
+func waitDone(t *testing.T, sess coord.Session, want error) {
+	t.Helper()
+	select {
+	case <-sess.Done():
+	case <-time.After(Timeout):
+		t.Fatalf("session %s not done after %v", sess.ID(), Timeout)
+	}
+	if !errors.Is(sess.Err(), want) {
+		t.Fatalf("ended session's Err = %v, want %v", sess.Err(), want)
+	}
+}
+
+func testEphemeralClose(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	owner, watcher := s.open(t), s.open(t)
+	_, err := owner.Create(ctx, "/dir", nil, coord.Persistent)
+	must(t, err)
+	_, err = owner.Create(ctx, "/dir/eph", []byte("me"), coord.Ephemeral)
+	must(t, err)
+	seq, err := owner.Create(ctx, "/dir/seq-", nil, coord.EphemeralSequential)
+	must(t, err)
+	_, stat, err := watcher.Get(ctx, "/dir/eph")
+	must(t, err)
+	if !stat.Ephemeral {
+		t.Fatal("another store does not see the node as ephemeral")
+	}
+	must(t, owner.Close())
+	waitGone(t, watcher, "/dir/eph")
+	waitGone(t, watcher, seq)
+	if _, ok, _ := watcher.Exists(ctx, "/dir"); !ok {
+		t.Fatal("the persistent parent went with the session")
+	}
+}
+
+func testEphemeralExpire(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	owner, watcher := s.open(t), s.open(t)
+	sess, err := owner.Session(ctx)
+	must(t, err)
+	_, err = owner.Create(ctx, "/eph", nil, coord.Ephemeral)
+	must(t, err)
+	_, err = owner.Create(ctx, "/persist", nil, coord.Persistent)
+	must(t, err)
+	s.b.Expire(t, owner)
+	waitDone(t, sess, coord.ErrSessionExpired)
+	waitGone(t, watcher, "/eph")
+	// The store goes on: a new session owns new ephemeral nodes.
+	var again coord.Session
+	deadline := time.Now().Add(Timeout)
+	for {
+		_, err = owner.Create(ctx, "/eph2", nil, coord.Ephemeral)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, coord.ErrSessionExpired) || time.Now().After(deadline) {
+			t.Fatalf("create after expiry: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	again, err = owner.Session(ctx)
+	must(t, err)
+	if again.ID() == sess.ID() || again.Err() != nil {
+		t.Fatalf("after expiry the session is %s (err %v), the expired one was %s", again.ID(), again.Err(), sess.ID())
+	}
+	if _, ok, _ := watcher.Exists(ctx, "/persist"); !ok {
+		t.Fatal("a persistent node went with the session")
+	}
+	must(t, owner.Close())
+	waitGone(t, watcher, "/eph2")
+}
+
+func testSessionClose(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st := s.open(t)
+	sess, err := st.Session(ctx)
+	must(t, err)
+	if sess.ID() == "" || sess.Err() != nil {
+		t.Fatalf("live session: id %q err %v", sess.ID(), sess.Err())
+	}
+	select {
+	case <-sess.Done():
+		t.Fatal("live session is done")
+	default:
+	}
+	must(t, st.Close())
+	waitDone(t, sess, coord.ErrClosed)
+	must(t, st.Close()) // idempotent
+}
+
+func testSessionShared(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st := s.open(t)
+	a, err := st.Session(ctx)
+	must(t, err)
+	b, err := st.Session(ctx)
+	must(t, err)
+	if a.ID() != b.ID() {
+		t.Fatalf("one store, two live sessions: %s %s", a.ID(), b.ID())
+	}
+	other := s.open(t)
+	c, err := other.Session(ctx)
+	must(t, err)
+	if c.ID() == a.ID() {
+		t.Fatal("two stores share a session")
+	}
+}

@@ -1,0 +1,317 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+)
+
+func wantTxnError(t *testing.T, err error, index int, want error) {
+	t.Helper()
+	var te *coord.TxnError
+	if !errors.As(err, &te) {
+		t.Fatalf("error %v (%T) is not a *coord.TxnError", err, err)
+	}
+	if te.Index != index || !errors.Is(err, want) {
+		t.Fatalf("txn failed at op %d with %v; want op %d with %v", te.Index, te.Err, index, want)
+	}
+}
+
+func testTxnCommit(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/old", []byte("o"), coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/gone", nil, coord.Persistent)
+	must(t, err)
+	res, err := st.Txn(ctx,
+		coord.CheckOp("/old", 0),
+		coord.CreateOp("/new", []byte("n"), coord.Persistent),
+		coord.CreateOp("/new/child", []byte("c"), coord.Persistent),
+		coord.SetOp("/old", []byte("o2"), 0),
+		coord.DeleteOp("/gone", 0),
+		coord.CreateOp("/eph", nil, coord.Ephemeral),
+	)
+	must(t, err)
+	if len(res) != 6 || res[1].Path != "/new" || res[2].Path != "/new/child" || res[3].Stat.Version != 1 || !res[5].Stat.Ephemeral {
+		t.Fatalf("results %+v", res)
+	}
+	data, stat, err := st.Get(ctx, "/old")
+	must(t, err)
+	if string(data) != "o2" || stat.Version != 1 {
+		t.Fatalf("/old: %q %+v", data, stat)
+	}
+	if _, ok, _ := st.Exists(ctx, "/gone"); ok {
+		t.Fatal("/gone still exists")
+	}
+	data, _, err = st.Get(ctx, "/new/child")
+	must(t, err)
+	if string(data) != "c" {
+		t.Fatalf("/new/child: %q", data)
+	}
+	_, stat, err = st.Get(ctx, "/eph")
+	must(t, err)
+	if !stat.Ephemeral {
+		t.Fatal("/eph created in a txn is not ephemeral")
+	}
+}
+
+func testTxnAtomic(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/a", []byte("a"), coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	snapshot := func() string {
+		var out []string
+		must(t, coord.Walk(ctx, st, "/", func(p string, d []byte, s coord.Stat) error {
+			out = append(out, fmt.Sprintf("%s=%q@%d", p, d, s.Version))
+			return nil
+		}))
+		return fmt.Sprint(out)
+	}
+	before := snapshot()
+	cases := []struct {
+		ops   []coord.Op
+		index int
+		err   error
+	}{
+		{[]coord.Op{coord.CreateOp("/b", nil, coord.Persistent), coord.SetOp("/a", []byte("x"), 0), coord.SetOp("/missing", nil, coord.AnyVersion)}, 2, coord.ErrNoNode},
+		{[]coord.Op{coord.CreateOp("/b", nil, coord.Persistent), coord.CheckOp("/a", 5)}, 1, coord.ErrBadVersion},
+		{[]coord.Op{coord.CreateOp("/q/item-", nil, coord.Sequential), coord.CreateOp("/a", nil, coord.Persistent)}, 1, coord.ErrNodeExists},
+		{[]coord.Op{coord.DeleteOp("/a", 0), coord.CreateOp("/c", nil, coord.Persistent), coord.DeleteOp("/q", 0), coord.CreateOp("/q/x", nil, coord.Persistent)}, 3, coord.ErrNoNode},
+		{[]coord.Op{coord.CreateOp("/b", nil, coord.Persistent), coord.CreateOp("/b/c", nil, coord.Persistent), coord.DeleteOp("/q", 0), coord.DeleteOp("/a", 3)}, 3, coord.ErrBadVersion},
+		{[]coord.Op{coord.CreateOp("/q/c", nil, coord.Persistent), coord.DeleteOp("/q", 0)}, 1, coord.ErrNotEmpty},
+		{[]coord.Op{coord.CheckOp("/a", 0), coord.SetOp("/a", nil, 0), coord.CheckOp("/a", 0)}, 2, coord.ErrBadVersion},
+		{[]coord.Op{coord.CreateOp("/e", nil, coord.Ephemeral), coord.CreateOp("/e/x", nil, coord.Persistent)}, 1, coord.ErrEphemeralParent},
+	}
+	for i, c := range cases {
+		_, err := st.Txn(ctx, c.ops...)
+		wantTxnError(t, err, c.index, c.err)
+		if after := snapshot(); after != before {
+			t.Fatalf("case %d: failed txn changed the store:\nbefore %s\nafter  %s", i, before, after)
+		}
+	}
+	// A failed sequential create does not give its number away twice.
+	p, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
+	must(t, err)
+	seqOf(t, coord.Base(p))
+}
+
+func testTxnOrder(t *testing.T, s *suite) {
+	// Ops apply in order: later ops see earlier ones.
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/n", []byte("1"), coord.Persistent)
+	must(t, err)
+	_, err = coord.CreateAll(ctx, st, "/old/kid", nil, coord.Persistent)
+	must(t, err)
+	res, err := st.Txn(ctx,
+		coord.CheckOp("/n", 0),
+		coord.SetOp("/n", []byte("2"), 0),
+		coord.CheckOp("/n", 1),
+		coord.CreateOp("/m", nil, coord.Persistent),
+		coord.CreateOp("/m/c", []byte("c"), coord.Persistent),
+		coord.DeleteOp("/old/kid", 0),
+		coord.DeleteOp("/old", 0),
+	)
+	must(t, err)
+	if res[1].Stat.Version != 1 || res[4].Path != "/m/c" {
+		t.Fatalf("results %+v", res)
+	}
+	data, stat, err := st.Get(ctx, "/n")
+	must(t, err)
+	if string(data) != "2" || stat.Version != 1 {
+		t.Fatalf("/n: %q %+v", data, stat)
+	}
+	if _, ok, _ := st.Exists(ctx, "/old"); ok {
+		t.Fatal("/old, emptied and deleted in one txn, exists")
+	}
+	// Writing one path twice in a transaction is refused, on every backend.
+	_, err = st.Txn(ctx, coord.SetOp("/n", []byte("3"), 1), coord.SetOp("/n", []byte("4"), 2))
+	wantTxnError(t, err, 1, coord.ErrInvalidArgument)
+	_, err = st.Txn(ctx, coord.CreateOp("/z", nil, coord.Persistent), coord.DeleteOp("/z", 0))
+	wantTxnError(t, err, 1, coord.ErrInvalidArgument)
+}
+
+func testTxnSequential(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	res, err := st.Txn(ctx,
+		coord.CreateOp("/q/item-", []byte("a"), coord.Sequential),
+		coord.CreateOp("/q/item-", []byte("b"), coord.EphemeralSequential),
+		coord.CreateOp("/q/item-", []byte("c"), coord.Sequential),
+	)
+	must(t, err)
+	var last int64 = -1
+	for i, r := range res {
+		n := seqOf(t, coord.Base(r.Path))
+		if n <= last {
+			t.Fatalf("txn sequence %d after %d", n, last)
+		}
+		last = n
+		data, _, err := st.Get(ctx, r.Path)
+		must(t, err)
+		if string(data) != string(rune('a'+i)) {
+			t.Fatalf("%s holds %q", r.Path, data)
+		}
+	}
+	p, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
+	must(t, err)
+	if seqOf(t, coord.Base(p)) <= last {
+		t.Fatalf("create after the txn got %s", p)
+	}
+}
+
+func testTxnLimit(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	lim := st.Limits()
+	if lim.MaxTxnOps <= 0 || lim.MaxTxnBytes <= 0 {
+		t.Fatalf("Limits %+v: a store must state them", lim)
+	}
+	_, err := st.Create(ctx, "/l", nil, coord.Persistent)
+	must(t, err)
+	ops := make([]coord.Op, lim.MaxTxnOps+1)
+	for i := range ops {
+		ops[i] = coord.CreateOp(fmt.Sprintf("/l/n%05d", i), []byte("x"), coord.Persistent)
+	}
+	_, err = st.Txn(ctx, ops...)
+	is(t, err, coord.ErrTooLarge)
+	kids, err := st.Children(ctx, "/l")
+	must(t, err)
+	if len(kids) != 0 {
+		t.Fatalf("a refused txn created %d nodes", len(kids))
+	}
+	// Exactly at the limit: applied whole, or refused whole.
+	res, err := st.Txn(ctx, ops[:lim.MaxTxnOps]...)
+	must(t, err)
+	if len(res) != lim.MaxTxnOps {
+		t.Fatalf("%d results for %d ops", len(res), lim.MaxTxnOps)
+	}
+	kids, err = st.Children(ctx, "/l")
+	must(t, err)
+	if len(kids) != lim.MaxTxnOps {
+		t.Fatalf("%d nodes after a txn of %d creates", len(kids), lim.MaxTxnOps)
+	}
+	// At the limit, with the last op failing: nothing applied.
+	fail := make([]coord.Op, lim.MaxTxnOps)
+	for i := range fail {
+		fail[i] = coord.SetOp(fmt.Sprintf("/l/n%05d", i), []byte("y"), 0)
+	}
+	fail[len(fail)-1] = coord.CheckOp("/l/n00000", 7)
+	_, err = st.Txn(ctx, fail...)
+	wantTxnError(t, err, len(fail)-1, coord.ErrBadVersion)
+	data, _, err := st.Get(ctx, "/l/n00001")
+	must(t, err)
+	if string(data) != "x" {
+		t.Fatal("a failed txn at the limit applied some ops")
+	}
+	// Data over MaxTxnBytes is refused before it is sent.
+	per := lim.MaxValueSize
+	n := lim.MaxTxnBytes/per + 1
+	if n <= lim.MaxTxnOps {
+		big := make([]coord.Op, n)
+		for i := range big {
+			big[i] = coord.SetOp(fmt.Sprintf("/l/n%05d", i%lim.MaxTxnOps), make([]byte, per), coord.AnyVersion)
+		}
+		_, err = st.Txn(ctx, big...)
+		is(t, err, coord.ErrTooLarge)
+	}
+	// Batches split a long list into transactions that fit.
+	batches, err := coord.Batches(append(ops, ops...), lim)
+	must(t, err)
+	for _, b := range batches {
+		if len(b) > lim.MaxTxnOps {
+			t.Fatalf("batch of %d ops", len(b))
+		}
+	}
+}
+
+func testTxnInvalid(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Txn(ctx)
+	is(t, err, coord.ErrInvalidArgument)
+	_, err = st.Txn(ctx, coord.CreateOp("/ok", nil, coord.Persistent), coord.CreateOp("bad", nil, coord.Persistent))
+	wantTxnError(t, err, 1, coord.ErrInvalidPath)
+	_, err = st.Txn(ctx, coord.Op{Kind: "frobnicate", Path: "/x"})
+	wantTxnError(t, err, 0, coord.ErrInvalidArgument)
+	if _, ok, _ := st.Exists(ctx, "/ok"); ok {
+		t.Fatal("an invalid txn applied an op")
+	}
+}
+
+func testContextCanceled(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/n", []byte("v"), coord.Persistent)
+	must(t, err)
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	calls := map[string]error{}
+	_, err = st.Create(dead, "/new", nil, coord.Persistent)
+	calls["create"] = err
+	_, _, err = st.Get(dead, "/n")
+	calls["get"] = err
+	_, err = st.Set(dead, "/n", []byte("changed"), coord.AnyVersion)
+	calls["set"] = err
+	calls["delete"] = st.Delete(dead, "/n", coord.AnyVersion)
+	_, _, err = st.Exists(dead, "/n")
+	calls["exists"] = err
+	_, err = st.Children(dead, "/")
+	calls["children"] = err
+	_, err = st.WatchData(dead, "/n")
+	calls["watchdata"] = err
+	_, err = st.WatchChildren(dead, "/")
+	calls["watchchildren"] = err
+	_, err = st.Txn(dead, coord.CreateOp("/new", nil, coord.Persistent))
+	calls["txn"] = err
+	_, err = st.Session(dead)
+	calls["session"] = err
+	for call, err := range calls {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a canceled context: %v", call, err)
+		}
+	}
+	data, stat, err := st.Get(ctx, "/n")
+	must(t, err)
+	if string(data) != "v" || stat.Version != 0 {
+		t.Fatalf("canceled calls changed /n: %q %+v", data, stat)
+	}
+	if _, ok, _ := st.Exists(ctx, "/new"); ok {
+		t.Fatal("a canceled create made a node")
+	}
+	// A deadline in the past is a DeadlineExceeded.
+	past, cancel2 := context.WithDeadline(ctx, time.Unix(1, 0))
+	defer cancel2()
+	_, _, err = st.Get(past, "/n")
+	is(t, err, context.DeadlineExceeded)
+}
+
+func testClosedCalls(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/n", nil, coord.Persistent)
+	must(t, err)
+	must(t, st.Close())
+	_, err = st.Create(ctx, "/m", nil, coord.Persistent)
+	is(t, err, coord.ErrClosed)
+	_, _, err = st.Get(ctx, "/n")
+	is(t, err, coord.ErrClosed)
+	_, err = st.Children(ctx, "/")
+	is(t, err, coord.ErrClosed)
+	_, err = st.WatchData(ctx, "/n")
+	is(t, err, coord.ErrClosed)
+	_, err = st.Txn(ctx, coord.CheckOp("/n", 0))
+	is(t, err, coord.ErrClosed)
+	_, err = st.Session(ctx)
+	is(t, err, coord.ErrClosed)
+}

@@ -1,0 +1,118 @@
+package etcdstore
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Embedded is an etcd server running inside this process, on loopback ports.
+type Embedded struct {
+	etcd *embed.Etcd
+	dir  string
+}
+
+// EmbeddedOptions tune StartEmbedded; the zero value is fine.
+type EmbeddedOptions struct {
+	// MaxTxnOps is the server's limit on ops per transaction (etcd's
+	// default, 128, when 0).
+	MaxTxnOps uint
+	// LogLevel is etcd's log level (debug, info, warn, error); the server
+	// logs nothing when it is empty.
+	LogLevel string
+}
+
+// StartEmbedded starts a single-member etcd server keeping its data in dir
+// (created if missing; data already there is reused, so a later start finds
+// it again) and listening on free loopback ports. It returns once the server
+// serves clients. Close it when done.
+func StartEmbedded(dir string, opt EmbeddedOptions) (*Embedded, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("etcdstore: embedded etcd: %w", err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ { // a free port may be taken before etcd binds it
+		e, err := startEmbedded(dir, opt)
+		if err == nil {
+			return e, nil
+		}
+		lastErr = err
+	}
+	return nil, fmt.Errorf("etcdstore: embedded etcd in %s: %w", dir, lastErr)
+}
+
+func startEmbedded(dir string, opt EmbeddedOptions) (*Embedded, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "coord"
+	cfg.Dir = dir
+	if opt.LogLevel == "" {
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	} else {
+		cfg.LogLevel = opt.LogLevel
+	}
+	if opt.MaxTxnOps > 0 {
+		cfg.MaxTxnOps = opt.MaxTxnOps
+	}
+	client := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	peer := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return &Embedded{etcd: e, dir: dir}, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, err
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, fmt.Errorf("not ready after 60s")
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// Endpoints are the client URLs to give Config.Endpoints.
+func (e *Embedded) Endpoints() []string {
+	var out []string
+	for _, u := range e.etcd.Config().AdvertiseClientUrls {
+		out = append(out, u.String())
+	}
+	return out
+}
+
+// Dir is the data directory.
+func (e *Embedded) Dir() string { return e.dir }
+
+// Close stops the server; its data stays in Dir.
+func (e *Embedded) Close() { e.etcd.Close() }

@@ -1,0 +1,639 @@
+// Package etcdstore is the coord.Store backend on etcd v3
+// (go.etcd.io/etcd/client/v3), plus StartEmbedded, an etcd server inside the
+// process for tests and for trying things out.
+//
+// # Key layout
+//
+// A node at path P of depth D (the number of components) is one key,
+// Prefix + "/" + D as three digits + P: "/zk/codis" under the prefix "coord"
+// is "coord/002/zk/codis". The children of a node are then exactly the keys
+// of one range (depth D+1, path prefix P + "/"), so listing children, checking
+// that a node has none and watching them never reads a subtree. The value is
+// the node's data, unchanged. A node's coord version is the key's etcd
+// version minus one. The sequence counter of a parent lives at
+// Prefix + "/seq" + P and is updated in the transaction that creates the
+// sequential node; it is deleted with the parent.
+//
+// Ephemeral nodes are attached to one lease per session, kept alive by the
+// client; when the lease expires or is revoked the session's Done is closed
+// and a new lease is made for later ephemeral nodes.
+package etcdstore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// Config configures a Store. Endpoints (or Client) is required.
+type Config struct {
+	// Endpoints of the etcd cluster ("http://127.0.0.1:2379").
+	Endpoints []string
+	// Client, when set, is used instead of dialing Endpoints; Close does not
+	// close it.
+	Client *clientv3.Client
+	// Prefix of every key this store writes ("coord" when empty). Stores
+	// with different prefixes do not see each other's nodes.
+	Prefix string
+	// SessionTTL is the lease TTL of a session (10s when 0; at least 2s).
+	SessionTTL time.Duration
+	// DialTimeout bounds connecting (5s when 0).
+	DialTimeout time.Duration
+	// RequestTimeout bounds a call whose context has no deadline (15s when 0):
+	// a backend that does not answer in time gives ErrUnavailable.
+	RequestTimeout time.Duration
+	// Username and Password for etcd authentication.
+	Username, Password string
+	// TLS configures TLS to the servers.
+	TLS *tls.Config
+	// MaxTxnOps is the cluster's --max-txn-ops (128, etcd's default, when 0).
+	// A coord op takes up to two etcd ops, so Limits().MaxTxnOps is half of it.
+	MaxTxnOps int
+	// MaxRequestBytes is the cluster's --max-request-bytes (1.5 MiB, etcd's
+	// default, when 0).
+	MaxRequestBytes int
+}
+
+// Store is a coord.Store on etcd.
+type Store struct {
+	cli     *clientv3.Client
+	ownCli  bool
+	prefix  string
+	ttl     time.Duration
+	reqTO   time.Duration
+	limits  coord.Limits
+	// serverOps is the cluster's limit on operations per etcd transaction.
+	serverOps int
+	bg      context.Context
+	stop    context.CancelFunc
+	mu      sync.Mutex
+	sess    *session
+	closed  bool
+	closeCh chan struct{}
+}
+
+var _ coord.Store = (*Store)(nil)
+
+// New connects to etcd.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	s := &Store{prefix: strings.TrimSuffix(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout, closeCh: make(chan struct{})}
+	if s.prefix == "" {
+		s.prefix = "coord"
+	}
+	if s.ttl == 0 {
+		s.ttl = 10 * time.Second
+	}
+	if s.ttl < 2*time.Second {
+		s.ttl = 2 * time.Second
+	}
+	if s.reqTO == 0 {
+		s.reqTO = 15 * time.Second
+	}
+	ops, reqBytes := cfg.MaxTxnOps, cfg.MaxRequestBytes
+	if ops == 0 {
+		ops = 128
+	}
+	if reqBytes == 0 {
+		reqBytes = 3 << 19 // 1.5 MiB
+	}
+	// Leave room for keys and framing in a request.
+	s.serverOps = ops
+	s.limits = coord.Limits{MaxValueSize: reqBytes - 64<<10, MaxTxnOps: ops / 2, MaxTxnBytes: reqBytes - 64<<10}
+	if cfg.Client != nil {
+		s.cli = cfg.Client
+	} else {
+		dt := cfg.DialTimeout
+		if dt == 0 {
+			dt = 5 * time.Second
+		}
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:          cfg.Endpoints,
+			DialTimeout:        dt,
+			Username:           cfg.Username,
+			Password:           cfg.Password,
+			TLS:                cfg.TLS,
+			Context:            ctx,
+			MaxCallSendMsgSize: reqBytes + 1<<20,
+			Logger:             nopLogger(),
+		})
+		if err != nil {
+			return nil, coord.Errorf("connect", strings.Join(cfg.Endpoints, ","), fmt.Errorf("%w: %v", coord.ErrUnavailable, err))
+		}
+		s.cli, s.ownCli = cli, true
+		// Fail now, not at the first call, when nothing answers.
+		sctx, cancel := context.WithTimeout(ctx, dt)
+		_, err = cli.Get(sctx, s.prefix+"/", clientv3.WithCountOnly())
+		cancel()
+		if err != nil {
+			cli.Close()
+			return nil, coord.Errorf("connect", strings.Join(cfg.Endpoints, ","), mapErr(ctx, err))
+		}
+	}
+	s.bg, s.stop = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Client is the underlying etcd client.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Limits implements coord.Store.
+func (s *Store) Limits() coord.Limits { return s.limits }
+
+func (s *Store) nodeKey(p string) string {
+	return fmt.Sprintf("%s/%03d%s", s.prefix, coord.Depth(p), p)
+}
+
+func (s *Store) childPrefix(p string) string {
+	if p == "/" {
+		return fmt.Sprintf("%s/%03d/", s.prefix, 1)
+	}
+	return fmt.Sprintf("%s/%03d%s/", s.prefix, coord.Depth(p)+1, p)
+}
+
+func (s *Store) seqKey(p string) string { return s.prefix + "/seq" + p }
+
+// call bounds ctx by the request timeout when it has no deadline, and checks
+// that the store is open.
+func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, nil, coord.ErrClosed
+	}
+	if _, ok := ctx.Deadline(); ok {
+		c, cancel := context.WithCancel(ctx)
+		return c, cancel, nil
+	}
+	c, cancel := context.WithTimeout(ctx, s.reqTO)
+	return c, cancel, nil
+}
+
+// mapErr turns an etcd client error into a coord sentinel.
+func mapErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, sentinel := range []error{coord.ErrNoNode, coord.ErrNodeExists, coord.ErrBadVersion, coord.ErrNotEmpty,
+		coord.ErrEphemeralParent, coord.ErrSessionExpired, coord.ErrClosed, coord.ErrTooLarge, coord.ErrUnavailable} {
+		if errors.Is(err, sentinel) {
+			return err
+		}
+	}
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.Canceled || status.Code(err) == codes.DeadlineExceeded) {
+		return ctx.Err()
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		return coord.ErrSessionExpired
+	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps):
+		return fmt.Errorf("%w: %v", coord.ErrTooLarge, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		status.Code(err) == codes.DeadlineExceeded, status.Code(err) == codes.Unavailable:
+		return fmt.Errorf("%w: %v", coord.ErrUnavailable, err)
+	case errors.Is(err, clientv3.ErrNoAvailableEndpoints), status.Code(err) == codes.Canceled:
+		return fmt.Errorf("%w: %v", coord.ErrClosed, err)
+	}
+	return fmt.Errorf("%w: %v", coord.ErrUnavailable, err)
+}
+
+func statOf(kvVersion, lease int64) coord.Stat {
+	return coord.Stat{Version: kvVersion - 1, Ephemeral: lease != 0}
+}
+
+// Create implements coord.Store.
+func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord.Mode) (string, error) {
+	if err := coord.CheckCall(ctx, "create", path, data, mode, 0, s.limits); err != nil {
+		return "", err
+	}
+	res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
+	if err != nil {
+		var te *coord.TxnError
+		if errors.As(err, &te) {
+			err = te.Err
+		}
+		return "", coord.Errorf("create", path, err)
+	}
+	return res[0].Path, nil
+}
+
+// Get implements coord.Store.
+func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error) {
+	if err := coord.CheckCall(ctx, "get", path, nil, 0, 0, s.limits); err != nil {
+		return nil, coord.Stat{}, err
+	}
+	if path == "/" {
+		return nil, coord.Stat{}, nil
+	}
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, coord.Stat{}, coord.Errorf("get", path, err)
+	}
+	defer cancel()
+	resp, err := s.cli.Get(c, s.nodeKey(path))
+	if err != nil {
+		return nil, coord.Stat{}, coord.Errorf("get", path, mapErr(ctx, err))
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, coord.Stat{}, coord.Errorf("get", path, coord.ErrNoNode)
+	}
+	kv := resp.Kvs[0]
+	return kv.Value, statOf(kv.Version, kv.Lease), nil
+}
+
+// Exists implements coord.Store.
+func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, error) {
+	_, st, err := s.Get(ctx, path)
+	if errors.Is(err, coord.ErrNoNode) {
+		return coord.Stat{}, false, nil
+	}
+	if err != nil {
+		return coord.Stat{}, false, coord.Errorf("exists", path, errors.Unwrap(err))
+	}
+	return st, true, nil
+}
+
+// Set implements coord.Store.
+func (s *Store) Set(ctx context.Context, path string, data []byte, version int64) (coord.Stat, error) {
+	if err := coord.CheckCall(ctx, "set", path, data, 0, version, s.limits); err != nil {
+		return coord.Stat{}, err
+	}
+	res, err := s.Txn(ctx, coord.SetOp(path, data, version))
+	if err != nil {
+		var te *coord.TxnError
+		if errors.As(err, &te) {
+			err = te.Err
+		}
+		return coord.Stat{}, coord.Errorf("set", path, err)
+	}
+	return res[0].Stat, nil
+}
+
+// Delete implements coord.Store.
+func (s *Store) Delete(ctx context.Context, path string, version int64) error {
+	if err := coord.CheckCall(ctx, "delete", path, nil, 0, version, s.limits); err != nil {
+		return err
+	}
+	if _, err := s.Txn(ctx, coord.DeleteOp(path, version)); err != nil {
+		var te *coord.TxnError
+		if errors.As(err, &te) {
+			err = te.Err
+		}
+		return coord.Errorf("delete", path, err)
+	}
+	return nil
+}
+
+// Children implements coord.Store.
+func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
+	if err := coord.CheckCall(ctx, "children", path, nil, 0, 0, s.limits); err != nil {
+		return nil, err
+	}
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, coord.Errorf("children", path, err)
+	}
+	defer cancel()
+	kids, _, err := s.readChildren(c, path)
+	if err != nil {
+		return nil, coord.Errorf("children", path, mapErr(ctx, err))
+	}
+	return kids, nil
+}
+
+// readChildren reads the node's existence and its children at one revision.
+func (s *Store) readChildren(ctx context.Context, path string) ([]string, int64, error) {
+	cp := s.childPrefix(path)
+	ops := []clientv3.Op{clientv3.OpGet(cp, clientv3.WithPrefix(), clientv3.WithKeysOnly())}
+	if path != "/" {
+		ops = append(ops, clientv3.OpGet(s.nodeKey(path), clientv3.WithCountOnly()))
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, 0, err
+	}
+	if path != "/" && resp.Responses[1].GetResponseRange().Count == 0 {
+		return nil, 0, coord.ErrNoNode
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	kids := make([]string, 0, len(kvs))
+	for _, kv := range kvs {
+		kids = append(kids, string(kv.Key[len(cp):]))
+	}
+	sort.Strings(kids)
+	return kids, resp.Header.Revision, nil
+}
+
+// Txn implements coord.Store.
+func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, error) {
+	if err := coord.CheckTxn(ctx, ops, s.limits); err != nil {
+		return nil, err
+	}
+	var lease clientv3.LeaseID
+	for _, op := range ops {
+		if op.Kind == coord.OpCreate && op.Mode&coord.Ephemeral != 0 {
+			sess, err := s.session(ctx)
+			if err != nil {
+				return nil, &coord.TxnError{Index: 0, Op: op, Err: err}
+			}
+			lease = sess.id
+			break
+		}
+	}
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, coord.Errorf("txn", ops[0].Path, err)
+	}
+	defer cancel()
+	for {
+		res, retry, err := s.txnOnce(c, ops, lease)
+		if err != nil {
+			var te *coord.TxnError
+			if !errors.As(err, &te) {
+				err = coord.Errorf("txn", ops[0].Path, mapErr(ctx, err))
+			}
+			if errors.Is(err, coord.ErrSessionExpired) {
+				s.sessionLost(lease)
+			}
+			return nil, err
+		}
+		if !retry {
+			return res, nil
+		}
+	}
+}
+
+// plan is what a transaction reads before it is built, at one revision: the
+// nodes it names, the parents of the nodes it creates, their sequence
+// counters and, for deletes, the number of children. The commit compares all
+// of it, so it applies only to the state it was planned on.
+type plan struct {
+	rev  int64
+	kvs  map[string]*kvState // nodes, by path
+	seq  map[string]*kvState // sequence counters, by parent path
+	kids map[string]int64    // children counts, by path (deletes only)
+}
+
+type kvState struct {
+	exists bool
+	ver    int64 // coord version
+	modRev int64
+	lease  int64
+	value  []byte
+}
+
+func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (*plan, error) {
+	p := &plan{kvs: map[string]*kvState{}, seq: map[string]*kvState{}, kids: map[string]int64{}}
+	type get struct {
+		key   string
+		count bool // count the keys under the prefix key
+	}
+	var gets []get
+	var fill []func(*pb.RangeResponse)
+	node := func(m map[string]*kvState, path, key string) {
+		if _, ok := m[path]; ok || path == "/" {
+			return
+		}
+		st := &kvState{}
+		m[path] = st
+		gets = append(gets, get{key: key})
+		fill = append(fill, func(rr *pb.RangeResponse) {
+			if len(rr.Kvs) > 0 {
+				kv := rr.Kvs[0]
+				*st = kvState{exists: true, ver: kv.Version - 1, modRev: kv.ModRevision, lease: kv.Lease, value: kv.Value}
+			}
+		})
+	}
+	for _, op := range ops {
+		node(p.kvs, op.Path, s.nodeKey(op.Path))
+		switch op.Kind {
+		case coord.OpCreate:
+			par := coord.Parent(op.Path)
+			node(p.kvs, par, s.nodeKey(par))
+			if op.Mode&coord.Sequential != 0 {
+				node(p.seq, par, s.seqKey(par))
+			}
+		case coord.OpDelete:
+			if _, ok := p.kids[op.Path]; !ok {
+				path := op.Path
+				p.kids[path] = 0
+				gets = append(gets, get{key: s.childPrefix(path), count: true})
+				fill = append(fill, func(rr *pb.RangeResponse) { p.kids[path] = rr.Count })
+			}
+		}
+	}
+	for _, path := range extra {
+		node(p.kvs, path, s.nodeKey(path))
+	}
+	// Read in chunks the server accepts, all at the revision of the first.
+	for start := 0; start < len(gets); start += s.serverOps {
+		var chunk []clientv3.Op
+		for _, g := range gets[start:min(start+s.serverOps, len(gets))] {
+			var opts []clientv3.OpOption
+			if g.count {
+				opts = append(opts, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			}
+			if start > 0 {
+				opts = append(opts, clientv3.WithRev(p.rev))
+			}
+			chunk = append(chunk, clientv3.OpGet(g.key, opts...))
+		}
+		resp, err := s.cli.Txn(ctx).Then(chunk...).Commit()
+		if err != nil {
+			return nil, err
+		}
+		if start == 0 {
+			p.rev = resp.Header.Revision
+		}
+		for i := range chunk {
+			fill[start+i](resp.Responses[i].GetResponseRange())
+		}
+	}
+	return p, nil
+}
+
+// txnOnce plans and commits the transaction once. retry is true when the
+// state changed after it was read (nothing was applied).
+func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, lease clientv3.LeaseID) ([]coord.OpResult, bool, error) {
+	var extra []string
+	for {
+		p, err := s.read(ctx, ops, extra)
+		if err != nil {
+			return nil, false, err
+		}
+		res, then, missing, err := s.simulate(p, ops, lease)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(missing) > 0 { // sequential names not read yet: read them too
+			extra = append(extra, missing...)
+			continue
+		}
+		var cmps []clientv3.Cmp
+		for path, kv := range p.kvs {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.nodeKey(path)), "=", kv.modRev))
+		}
+		for par, kv := range p.seq {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.seqKey(par)), "=", kv.modRev))
+		}
+		for path := range p.kids {
+			// No child created or changed since the read.
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.childPrefix(path)), "<", p.rev+1).WithPrefix())
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Commit()
+		if err != nil {
+			return nil, false, err
+		}
+		return res, !resp.Succeeded, nil
+	}
+}
+
+// simulate applies ops in order to the planned state, as ZooKeeper would,
+// and returns the results and the etcd ops to commit, or a *TxnError naming
+// the first op that fails. missing lists sequential names not in the plan.
+func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) (res []coord.OpResult, then []clientv3.Op, missing []string, err error) {
+	// etcd takes each key once per transaction: keep the last write of each.
+	type write struct {
+		del   bool
+		value string
+		lease clientv3.LeaseID // for a put: the lease; -1 keeps the key's lease
+	}
+	writes := map[string]write{}
+	var order []string
+	put := func(key string, w write) {
+		if _, ok := writes[key]; !ok {
+			order = append(order, key)
+		}
+		if prev, ok := writes[key]; ok && w.lease == -1 && !prev.del {
+			w.lease = prev.lease // a set after a create in this txn keeps its lease
+		}
+		writes[key] = w
+	}
+	type node struct {
+		exists, ephemeral bool
+		ver, kids         int64
+	}
+	state := map[string]*node{"/": {exists: true}}
+	get := func(path string) *node {
+		if n, ok := state[path]; ok {
+			return n
+		}
+		n := &node{kids: p.kids[path]}
+		if kv, ok := p.kvs[path]; ok {
+			n.exists, n.ver, n.ephemeral = kv.exists, kv.ver, kv.lease != 0
+		}
+		state[path] = n
+		return n
+	}
+	next := map[string]int64{}
+	for par, kv := range p.seq {
+		if kv.exists {
+			n, perr := strconv.ParseInt(string(kv.value), 10, 64)
+			if perr != nil || n < 0 {
+				return nil, nil, nil, fmt.Errorf("%w: corrupt sequence counter %s: %q", coord.ErrUnavailable, s.seqKey(par), kv.value)
+			}
+			next[par] = n
+		}
+	}
+	fail := func(i int, e error) ([]coord.OpResult, []clientv3.Op, []string, error) {
+		return nil, nil, nil, &coord.TxnError{Index: i, Op: ops[i], Err: e}
+	}
+	badVersion := func(want, is int64) error {
+		return fmt.Errorf("%w: expected %d, is %d", coord.ErrBadVersion, want, is)
+	}
+	res = make([]coord.OpResult, len(ops))
+	for i, op := range ops {
+		path := op.Path
+		switch op.Kind {
+		case coord.OpCreate:
+			par := coord.Parent(path)
+			pn := get(par)
+			if !pn.exists {
+				return fail(i, fmt.Errorf("%w: parent %s", coord.ErrNoNode, par))
+			}
+			if pn.ephemeral {
+				return fail(i, fmt.Errorf("%w: parent %s", coord.ErrEphemeralParent, par))
+			}
+			if op.Mode&coord.Sequential != 0 {
+				n := next[par]
+				next[par] = n + 1
+				path = coord.SequenceName(op.Path, n)
+				if _, ok := p.kvs[path]; !ok {
+					missing = append(missing, path)
+					continue
+				}
+				put(s.seqKey(par), write{value: strconv.FormatInt(n+1, 10)})
+			}
+			n := get(path)
+			if n.exists {
+				return fail(i, coord.ErrNodeExists)
+			}
+			*n = node{exists: true, ephemeral: op.Mode&coord.Ephemeral != 0}
+			pn.kids++
+			w := write{value: string(op.Data)}
+			if n.ephemeral {
+				w.lease = lease
+			}
+			put(s.nodeKey(path), w)
+			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Ephemeral: n.ephemeral}}
+		case coord.OpSet, coord.OpCheck:
+			n := get(path)
+			if !n.exists {
+				return fail(i, coord.ErrNoNode)
+			}
+			if op.Version != coord.AnyVersion && op.Version != n.ver {
+				return fail(i, badVersion(op.Version, n.ver))
+			}
+			if op.Kind == coord.OpSet {
+				n.ver++
+				put(s.nodeKey(path), write{value: string(op.Data), lease: -1})
+			}
+			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Version: n.ver, Ephemeral: n.ephemeral}}
+		case coord.OpDelete:
+			n := get(path)
+			if !n.exists {
+				return fail(i, coord.ErrNoNode)
+			}
+			if op.Version != coord.AnyVersion && op.Version != n.ver {
+				return fail(i, badVersion(op.Version, n.ver))
+			}
+			if n.kids > 0 {
+				return fail(i, coord.ErrNotEmpty)
+			}
+			*n = node{}
+			get(coord.Parent(path)).kids--
+			delete(next, path)
+			put(s.nodeKey(path), write{del: true})
+			put(s.seqKey(path), write{del: true})
+			res[i] = coord.OpResult{Path: path}
+		}
+	}
+	for _, key := range order {
+		w := writes[key]
+		switch {
+		case w.del:
+			then = append(then, clientv3.OpDelete(key))
+		case w.lease == -1:
+			then = append(then, clientv3.OpPut(key, w.value, clientv3.WithIgnoreLease()))
+		case w.lease != 0:
+			then = append(then, clientv3.OpPut(key, w.value, clientv3.WithLease(w.lease)))
+		default:
+			then = append(then, clientv3.OpPut(key, w.value))
+		}
+	}
+	return res, then, missing, nil
+}

@@ -1,0 +1,182 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+)
+
+// Mode says how a node is created.
+type Mode int
+
+// Creation modes. Ephemeral and Sequential combine.
+const (
+	// Persistent nodes stay until deleted.
+	Persistent Mode = 0
+	// Ephemeral nodes belong to the store's current Session and are removed
+	// when it ends (Close, expiry). They cannot have children.
+	Ephemeral Mode = 1 << 0
+	// Sequential nodes get the given path plus a 10-digit, zero-padded number
+	// that is unique and strictly increasing among the children of the parent,
+	// as ZooKeeper names them ("/q/item-0000000042").
+	Sequential Mode = 1 << 1
+	// EphemeralSequential is Ephemeral|Sequential.
+	EphemeralSequential = Ephemeral | Sequential
+)
+
+// Valid reports whether m is one of the four defined modes.
+func (m Mode) Valid() bool { return m >= 0 && m <= EphemeralSequential }
+
+func (m Mode) String() string {
+	switch m {
+	case Persistent:
+		return "persistent"
+	case Ephemeral:
+		return "ephemeral"
+	case Sequential:
+		return "sequential"
+	case EphemeralSequential:
+		return "ephemeral-sequential"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// AnyVersion, given as the expected version, matches every version.
+const AnyVersion int64 = -1
+
+// Stat is the metadata of a node.
+type Stat struct {
+	// Version counts the changes to the node's data since it was created:
+	// 0 at creation, one more after each Set.
+	Version int64
+	// Ephemeral is true for a node owned by a session.
+	Ephemeral bool
+}
+
+// Limits are the largest requests a store accepts. Larger ones fail with
+// ErrTooLarge before anything is sent.
+type Limits struct {
+	MaxValueSize int // bytes of data in one node
+	MaxTxnOps    int // operations in one Txn
+	MaxTxnBytes  int // bytes of data (all ops together) in one Txn
+}
+
+// Store is a hierarchical coordination store. Implementations are safe for
+// concurrent use. Every method honours its context: a call whose context is
+// already done returns its error (wrapped) without sending anything; a write
+// whose context ends while it is in flight may or may not have been applied.
+type Store interface {
+	// Create makes a node at path holding data, and returns its path (with
+	// the sequence number appended for Sequential modes). The parent must
+	// exist (ErrNoNode) and not be ephemeral (ErrEphemeralParent); a node at
+	// the path is ErrNodeExists. See CreateAll to make missing parents.
+	Create(ctx context.Context, path string, data []byte, mode Mode) (string, error)
+	// Get returns the data and Stat of the node at path.
+	Get(ctx context.Context, path string) ([]byte, Stat, error)
+	// Set replaces the node's data if its version is version (or version is
+	// AnyVersion), and returns the new Stat.
+	Set(ctx context.Context, path string, data []byte, version int64) (Stat, error)
+	// Delete removes the node if its version is version (or AnyVersion) and
+	// it has no children (ErrNotEmpty). See DeleteAll.
+	Delete(ctx context.Context, path string, version int64) error
+	// Exists reports whether the node exists, with its Stat if it does.
+	Exists(ctx context.Context, path string) (Stat, bool, error)
+	// Children returns the names (not paths) of the node's children, sorted.
+	Children(ctx context.Context, path string) ([]string, error)
+
+	// WatchData watches the node at path, which need not exist. The first
+	// event is the state when the watch was armed, read atomically with the
+	// arming; then an event follows every change, intermediate states may be
+	// coalesced but the last state is always delivered. The channel is closed
+	// when ctx ends, or after an event with Err set (ErrClosed, ...).
+	WatchData(ctx context.Context, path string) (<-chan Event, error)
+	// WatchChildren watches the children of the node at path, which must
+	// exist (ErrNoNode). Events carry the sorted children, with the same
+	// delivery rules as WatchData. If the node is deleted, a last event has
+	// Exists false and Err wrapping ErrNoNode.
+	WatchChildren(ctx context.Context, path string) (<-chan Event, error)
+
+	// Txn applies ops atomically and in order: all of them or none. On
+	// failure the error is a *TxnError naming the first op that failed. The
+	// results hold one entry per op. A path may be written (created, set or
+	// deleted) once per transaction, and checked any number of times.
+	Txn(ctx context.Context, ops ...Op) ([]OpResult, error)
+
+	// Session returns the session that owns the ephemeral nodes created now,
+	// establishing one if there is none (or the last one was lost).
+	Session(ctx context.Context) (Session, error)
+	// Limits returns the largest requests this store accepts.
+	Limits() Limits
+	// Close ends the session (removing its ephemeral nodes), stops every
+	// watch and releases the connection. Later calls fail with ErrClosed.
+	Close() error
+}
+
+// Session owns ephemeral nodes. It ends when the store is closed or the
+// server expires it; a new session is then made for later ephemeral nodes.
+type Session interface {
+	// ID identifies the session on its backend (ZooKeeper session id, etcd
+	// lease id, Consul session id).
+	ID() string
+	// Done is closed when the session has ended.
+	Done() <-chan struct{}
+	// Err is nil while the session lives, then ErrSessionExpired or ErrClosed.
+	Err() error
+}
+
+// Event is one state of a watched node.
+type Event struct {
+	Path     string
+	Exists   bool     // whether the node exists
+	Data     []byte   // WatchData: the node's data
+	Stat     Stat     // the node's Stat (WatchData, and WatchChildren where known)
+	Children []string // WatchChildren: sorted child names
+	// Err, when set, ends the watch: this is the last event.
+	Err error
+}
+
+// OpKind names a transaction operation.
+type OpKind string
+
+// Transaction operation kinds.
+const (
+	OpCreate OpKind = "create"
+	OpSet    OpKind = "set"
+	OpDelete OpKind = "delete"
+	OpCheck  OpKind = "check"
+)
+
+// Op is one operation of a transaction; build it with CreateOp, SetOp,
+// DeleteOp or CheckOp.
+type Op struct {
+	Kind    OpKind
+	Path    string
+	Data    []byte
+	Mode    Mode
+	Version int64
+}
+
+// CreateOp creates a node, as Store.Create.
+func CreateOp(path string, data []byte, mode Mode) Op {
+	return Op{Kind: OpCreate, Path: path, Data: data, Mode: mode}
+}
+
+// SetOp sets a node's data, as Store.Set.
+func SetOp(path string, data []byte, version int64) Op {
+	return Op{Kind: OpSet, Path: path, Data: data, Version: version}
+}
+
+// DeleteOp deletes a node, as Store.Delete.
+func DeleteOp(path string, version int64) Op {
+	return Op{Kind: OpDelete, Path: path, Version: version}
+}
+
+// CheckOp requires the node to exist with the version (or AnyVersion).
+func CheckOp(path string, version int64) Op {
+	return Op{Kind: OpCheck, Path: path, Version: version}
+}
+
+// OpResult is the outcome of one applied op.
+type OpResult struct {
+	Path string // the node's path (for a sequential create, the name made)
+	Stat Stat   // the node's Stat after the op (zero for delete)
+}

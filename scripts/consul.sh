@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# consul.sh: obtain a Consul binary and run a throw-away dev agent for tests.
+#
+#   scripts/consul.sh install        build (once) and print the cached binary's path
+#   scripts/consul.sh start DIR      start a dev agent with its state in DIR; print host:port
+#   scripts/consul.sh stop DIR       stop the agent started in DIR
+#
+# Consul is not in Debian's packages, so the binary is built from the Go module
+# proxy and cached outside the repository, keyed by version:
+#   ${COORD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coord}/consul/<version>/consul
+# A warm cache never rebuilds.
+set -euo pipefail
+
+CONSUL_VERSION=${CONSUL_VERSION:-1.22.0}
+cache_root=${COORD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coord}
+bin_dir=$cache_root/consul/$CONSUL_VERSION
+bin=$bin_dir/consul
+
+log() { echo "consul.sh: $*" >&2; }
+
+install() {
+	if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
+		echo "$bin"
+		return
+	fi
+	command -v go >/dev/null || { log "go is needed to build consul"; exit 1; }
+	mkdir -p "$bin_dir"
+	work=$(mktemp -d)
+	trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' RETURN
+	# Consul's own submodules are not all in the checksum database.
+	export GONOSUMDB=github.com/hashicorp/consul GOFLAGS=-mod=mod GOTOOLCHAIN=local
+	log "building consul v$CONSUL_VERSION from the Go module proxy (several minutes, once)"
+	dir=$(cd "$work" && go mod download -json "github.com/hashicorp/consul@v$CONSUL_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -n "$dir" ] || { log "could not download github.com/hashicorp/consul@v$CONSUL_VERSION"; exit 1; }
+	cp -r "$dir" "$work/src"
+	chmod -R u+w "$work/src"
+	cd "$work/src"
+	# Drop the replace directives that point at the repository's own submodules,
+	# so that their published versions are used.
+	go mod edit -json | sed -n 's/.*"Path": "\(github.com\/hashicorp\/consul[^"]*\)".*/\1/p' | sort -u |
+		while read -r m; do go mod edit -dropreplace="$m" 2>/dev/null || true; done
+	go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .
+	mv "$bin.tmp" "$bin"
+	log "cached $bin"
+	echo "$bin"
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+		echo $((20000 + RANDOM % 20000))
+}
+
+start() {
+	local dir=${1:?usage: consul.sh start DIR}
+	install >/dev/null
+	mkdir -p "$dir/data"
+	local http dns serf_lan serf_wan server grpc
+	http=$(free_port); dns=$(free_port); serf_lan=$(free_port); serf_wan=$(free_port)
+	server=$(free_port); grpc=$(free_port)
+	cat >"$dir/agent.hcl" <<HCL
+datacenter = "dc1"
+data_dir = "$dir/data"
+bind_addr = "127.0.0.1"
+client_addr = "127.0.0.1"
+advertise_addr = "127.0.0.1"
+log_level = "WARN"
+session_ttl_min = "1s"
+ports {
+  http = $http
+  dns = $dns
+  serf_lan = $serf_lan
+  serf_wan = $serf_wan
+  server = $server
+  grpc = $grpc
+  grpc_tls = -1
+}
+HCL
+	"$bin" agent -dev -config-file "$dir/agent.hcl" >"$dir/consul.log" 2>&1 &
+	echo $! >"$dir/consul.pid"
+	local addr=127.0.0.1:$http
+	for _ in $(seq 1 300); do
+		if leader=$(curl -fsS "http://$addr/v1/status/leader" 2>/dev/null) && [ -n "$leader" ] && [ "$leader" != '""' ]; then
+			echo "$addr" >"$dir/consul.addr"
+			echo "$addr"
+			return
+		fi
+		if ! kill -0 "$(cat "$dir/consul.pid")" 2>/dev/null; then
+			log "consul exited; its log:"; tail -n 30 "$dir/consul.log" >&2; exit 1
+		fi
+		sleep 0.1
+	done
+	log "consul did not elect a leader within 30s; log in $dir/consul.log"
+	exit 1
+}
+
+stop() {
+	local dir=${1:?usage: consul.sh stop DIR}
+	[ -f "$dir/consul.pid" ] || return 0
+	local pid; pid=$(cat "$dir/consul.pid")
+	kill "$pid" 2>/dev/null || true
+	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null || true
+	rm -f "$dir/consul.pid"
+}
+
+case "${1:-}" in
+install) install ;;
+start) start "${2:-}" ;;
+stop) stop "${2:-}" ;;
+*) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+esac
