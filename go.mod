@@ -3,6 +3,7 @@ module github.com/coordkit/coord
 go 1.26.0
 
 require (
+	github.com/go-zookeeper/zk v1.0.4
 	go.etcd.io/etcd/api/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3

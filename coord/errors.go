@@ -31,6 +31,8 @@ var (
 	ErrTooLarge = errors.New("request too large")
 	// ErrUnavailable: the backend could not be reached or did not answer.
 	ErrUnavailable = errors.New("backend unavailable")
+	// ErrPermission: the backend refused the credentials or the ACL.
+	ErrPermission = errors.New("permission denied")
 	// ErrInvalidArgument: an argument other than the path is not valid (an
 	// empty transaction, an unknown mode, a negative version).
 	ErrInvalidArgument = errors.New("invalid argument")

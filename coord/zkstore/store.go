@@ -1,0 +1,523 @@
+// Package zkstore is the coord.Store backend on ZooKeeper
+// (github.com/go-zookeeper/zk).
+//
+// Nodes are plain ZooKeeper znodes: the data is stored unchanged, ephemeral
+// and sequential nodes are ZooKeeper's own, the coord version is the znode's
+// data version and transactions are ZooKeeper multi-ops. Data written here is
+// what zkCli.sh, Codis 2.x proxies and any other ZooKeeper client read. Nodes
+// get the world ACL unless Config.ACL says otherwise.
+//
+// Watches are one-shot ZooKeeper watches re-armed by the read that reports
+// the state, so no change is missed; the client library re-registers them
+// after a reconnect within the session, and they are re-armed on a new
+// session after an expiry.
+package zkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Servers are the ZooKeeper servers, "host:port".
+	Servers []string
+	// Chroot, when set ("/apps/codis"), roots every path of the store there;
+	// the chroot node is created when missing.
+	Chroot string
+	// SessionTimeout asks the server for a session timeout (10s when 0; the
+	// server bounds it between 2 and 20 ticks).
+	SessionTimeout time.Duration
+	// RequestTimeout bounds a call whose context has no deadline (15s when
+	// 0): a server that does not answer in time gives ErrUnavailable.
+	RequestTimeout time.Duration
+	// ConnectTimeout bounds the first connection (10s when 0).
+	ConnectTimeout time.Duration
+	// Auth holds credentials added to the connection, such as
+	// {"digest", "user:password"}.
+	Auth []Auth
+	// ACL is given to every node created (world:anyone with all permissions
+	// when nil, which is what Codis 2 tools expect).
+	ACL []zk.ACL
+	// Dialer, when set, makes the TCP connections (for tunnels and tests).
+	Dialer zk.Dialer
+	// Logger receives the client library's log lines (discarded when nil).
+	Logger zk.Logger
+}
+
+// Auth is one credential for zk.Conn.AddAuth.
+type Auth struct {
+	Scheme string // "digest"
+	Secret string // "user:password"
+}
+
+// Store is a coord.Store on ZooKeeper.
+type Store struct {
+	conn    *zk.Conn
+	chroot  string
+	acl     []zk.ACL
+	reqTO   time.Duration
+	closeCh chan struct{}
+
+	mu      sync.Mutex
+	closed  bool
+	sess    *session
+	newSess chan struct{} // closed and replaced when a session is established
+}
+
+var _ coord.Store = (*Store)(nil)
+
+// The server refuses packets over jute.maxbuffer (1 MiB less one byte by
+// default); keep room for the path, ACL and framing.
+const (
+	maxPacket    = 1<<20 - 1
+	maxValueSize = maxPacket - 8<<10
+	maxTxnOps    = 1024
+)
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...interface{}) {}
+
+// New connects to ZooKeeper and waits for a session.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, coord.Errorf("connect", "", fmt.Errorf("%w: no servers", coord.ErrInvalidArgument))
+	}
+	if cfg.Chroot != "" && cfg.Chroot != "/" {
+		if err := coord.ValidatePath(cfg.Chroot); err != nil {
+			return nil, coord.Errorf("connect", cfg.Chroot, err)
+		}
+	}
+	st := &Store{chroot: strings.TrimSuffix(cfg.Chroot, "/"), acl: cfg.ACL, reqTO: cfg.RequestTimeout,
+		closeCh: make(chan struct{}), newSess: make(chan struct{})}
+	if st.acl == nil {
+		st.acl = zk.WorldACL(zk.PermAll)
+	}
+	if st.reqTO == 0 {
+		st.reqTO = 15 * time.Second
+	}
+	timeout := cfg.SessionTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = nopLogger{}
+	}
+	conn, events, err := connect(cfg.Servers, timeout, cfg.Dialer, logger)
+	if err != nil {
+		return nil, coord.Errorf("connect", strings.Join(cfg.Servers, ","), fmt.Errorf("%w: %v", coord.ErrUnavailable, err))
+	}
+	st.conn = conn
+	go st.watchSession(events)
+	ct := cfg.ConnectTimeout
+	if ct == 0 {
+		ct = 10 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, ct)
+	defer cancel()
+	if _, err := st.session(cctx); err != nil {
+		conn.Close()
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: no session within %v", coord.ErrUnavailable, ct)
+		}
+		return nil, coord.Errorf("connect", strings.Join(cfg.Servers, ","), err)
+	}
+	for _, a := range cfg.Auth {
+		if err := st.do(ctx, func() error { return conn.AddAuth(a.Scheme, []byte(a.Secret)) }); err != nil {
+			conn.Close()
+			return nil, coord.Errorf("auth", a.Scheme, mapErr(err))
+		}
+	}
+	if st.chroot != "" {
+		if err := coord.MkdirAll(ctx, &rootStore{st}, st.chroot); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+func connect(servers []string, timeout time.Duration, dialer zk.Dialer, logger zk.Logger) (*zk.Conn, <-chan zk.Event, error) {
+	if dialer != nil {
+		return zk.Connect(servers, timeout, zk.WithLogger(logger), zk.WithLogInfo(false), zk.WithDialer(dialer))
+	}
+	return zk.Connect(servers, timeout, zk.WithLogger(logger), zk.WithLogInfo(false))
+}
+
+// Conn is the underlying ZooKeeper connection.
+func (s *Store) Conn() *zk.Conn { return s.conn }
+
+// Limits implements coord.Store. ZooKeeper bounds a request by
+// jute.maxbuffer (1 MiB by default); this store allows 1024 ops per multi.
+func (s *Store) Limits() coord.Limits {
+	return coord.Limits{MaxValueSize: maxValueSize, MaxTxnOps: maxTxnOps, MaxTxnBytes: maxValueSize}
+}
+
+// abs maps a store path to the ZooKeeper path.
+func (s *Store) abs(p string) string {
+	if s.chroot == "" {
+		return p
+	}
+	if p == "/" {
+		return s.chroot
+	}
+	return s.chroot + p
+}
+
+// rel maps a ZooKeeper path back.
+func (s *Store) rel(p string) string {
+	if s.chroot == "" {
+		return p
+	}
+	r := strings.TrimPrefix(p, s.chroot)
+	if r == "" {
+		return "/"
+	}
+	return r
+}
+
+// do runs a blocking client call, honouring ctx and the request timeout. A
+// call abandoned by its context still completes in the background.
+func (s *Store) do(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return coord.ErrClosed
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	var timeout <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(s.reqTO)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timeout:
+		return fmt.Errorf("%w: no answer within %v", coord.ErrUnavailable, s.reqTO)
+	case <-s.closeCh:
+		return coord.ErrClosed
+	}
+}
+
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, zk.ErrNoNode):
+		return coord.ErrNoNode
+	case errors.Is(err, zk.ErrNodeExists):
+		return coord.ErrNodeExists
+	case errors.Is(err, zk.ErrBadVersion):
+		return coord.ErrBadVersion
+	case errors.Is(err, zk.ErrNotEmpty):
+		return coord.ErrNotEmpty
+	case errors.Is(err, zk.ErrNoChildrenForEphemerals):
+		return coord.ErrEphemeralParent
+	case errors.Is(err, zk.ErrSessionExpired):
+		return coord.ErrSessionExpired
+	case errors.Is(err, zk.ErrNoAuth), errors.Is(err, zk.ErrAuthFailed), errors.Is(err, zk.ErrInvalidACL):
+		return fmt.Errorf("%w: %v", coord.ErrPermission, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	for _, sentinel := range []error{coord.ErrClosed, coord.ErrUnavailable, coord.ErrTooLarge, coord.ErrInvalidArgument} {
+		if errors.Is(err, sentinel) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %v", coord.ErrUnavailable, err)
+}
+
+func statOf(st *zk.Stat) coord.Stat {
+	if st == nil {
+		return coord.Stat{}
+	}
+	return coord.Stat{Version: int64(st.Version), Ephemeral: st.EphemeralOwner != 0}
+}
+
+func zkVersion(v int64) int32 {
+	if v > math.MaxInt32 {
+		return math.MaxInt32 // no znode reaches it: the write fails with a version conflict
+	}
+	return int32(v)
+}
+
+func zkFlags(m coord.Mode) int32 {
+	var f int32
+	if m&coord.Ephemeral != 0 {
+		f |= zk.FlagEphemeral
+	}
+	if m&coord.Sequential != 0 {
+		f |= zk.FlagSequence
+	}
+	return f
+}
+
+// checkPacket refuses a request the server would drop the connection for.
+func checkPacket(op, path string, size int) error {
+	if size > maxPacket-1024 {
+		return coord.Errorf(op, path, fmt.Errorf("%w: request of about %d bytes, ZooKeeper's limit is %d", coord.ErrTooLarge, size, maxPacket))
+	}
+	return nil
+}
+
+// Create implements coord.Store.
+func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord.Mode) (string, error) {
+	if err := coord.CheckCall(ctx, "create", path, data, mode, 0, s.Limits()); err != nil {
+		return "", err
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	var out string
+	err := s.do(ctx, func() error {
+		p, err := s.conn.Create(s.abs(path), data, zkFlags(mode), s.acl)
+		out = p
+		return err
+	})
+	if err != nil {
+		err = mapErr(err)
+		if errors.Is(err, coord.ErrNoNode) {
+			err = fmt.Errorf("%w: parent %s", err, coord.Parent(path))
+		}
+		return "", coord.Errorf("create", path, err)
+	}
+	return s.rel(out), nil
+}
+
+// Get implements coord.Store.
+func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error) {
+	if err := coord.CheckCall(ctx, "get", path, nil, 0, 0, s.Limits()); err != nil {
+		return nil, coord.Stat{}, err
+	}
+	var data []byte
+	var st *zk.Stat
+	err := s.do(ctx, func() error {
+		var err error
+		data, st, err = s.conn.Get(s.abs(path))
+		return err
+	})
+	if err != nil {
+		return nil, coord.Stat{}, coord.Errorf("get", path, mapErr(err))
+	}
+	if path == "/" {
+		return nil, coord.Stat{}, nil
+	}
+	return data, statOf(st), nil
+}
+
+// Exists implements coord.Store.
+func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, error) {
+	if err := coord.CheckCall(ctx, "exists", path, nil, 0, 0, s.Limits()); err != nil {
+		return coord.Stat{}, false, err
+	}
+	var ok bool
+	var st *zk.Stat
+	err := s.do(ctx, func() error {
+		var err error
+		ok, st, err = s.conn.Exists(s.abs(path))
+		return err
+	})
+	if err != nil {
+		return coord.Stat{}, false, coord.Errorf("exists", path, mapErr(err))
+	}
+	if !ok || path == "/" {
+		return coord.Stat{}, ok, nil
+	}
+	return statOf(st), true, nil
+}
+
+// Set implements coord.Store.
+func (s *Store) Set(ctx context.Context, path string, data []byte, version int64) (coord.Stat, error) {
+	if err := coord.CheckCall(ctx, "set", path, data, 0, version, s.Limits()); err != nil {
+		return coord.Stat{}, err
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	var st *zk.Stat
+	err := s.do(ctx, func() error {
+		var err error
+		st, err = s.conn.Set(s.abs(path), data, zkVersion(version))
+		return err
+	})
+	if err != nil {
+		return coord.Stat{}, coord.Errorf("set", path, mapErr(err))
+	}
+	return statOf(st), nil
+}
+
+// Delete implements coord.Store.
+func (s *Store) Delete(ctx context.Context, path string, version int64) error {
+	if err := coord.CheckCall(ctx, "delete", path, nil, 0, version, s.Limits()); err != nil {
+		return err
+	}
+	err := s.do(ctx, func() error { return s.conn.Delete(s.abs(path), zkVersion(version)) })
+	return coord.Errorf("delete", path, mapErr(err))
+}
+
+// Children implements coord.Store.
+func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
+	if err := coord.CheckCall(ctx, "children", path, nil, 0, 0, s.Limits()); err != nil {
+		return nil, err
+	}
+	var kids []string
+	err := s.do(ctx, func() error {
+		var err error
+		kids, _, err = s.conn.Children(s.abs(path))
+		return err
+	})
+	if err != nil {
+		return nil, coord.Errorf("children", path, mapErr(err))
+	}
+	kids = s.hide(path, kids)
+	sort.Strings(kids)
+	return kids, nil
+}
+
+// hide leaves ZooKeeper's own /zookeeper node out of the root's children.
+func (s *Store) hide(path string, kids []string) []string {
+	if path != "/" || s.chroot != "" {
+		return kids
+	}
+	out := kids[:0]
+	for _, k := range kids {
+		if k != "zookeeper" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Txn implements coord.Store with a ZooKeeper multi-op.
+func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, error) {
+	if err := coord.CheckTxn(ctx, ops, s.Limits()); err != nil {
+		return nil, err
+	}
+	reqs := make([]interface{}, len(ops))
+	size := 64
+	for i, op := range ops {
+		p := s.abs(op.Path)
+		size += len(p) + len(op.Data) + 48
+		data := op.Data
+		if data == nil {
+			data = []byte{}
+		}
+		switch op.Kind {
+		case coord.OpCreate:
+			reqs[i] = &zk.CreateRequest{Path: p, Data: data, Acl: s.acl, Flags: zkFlags(op.Mode)}
+		case coord.OpSet:
+			reqs[i] = &zk.SetDataRequest{Path: p, Data: data, Version: zkVersion(op.Version)}
+		case coord.OpDelete:
+			reqs[i] = &zk.DeleteRequest{Path: p, Version: zkVersion(op.Version)}
+		case coord.OpCheck:
+			reqs[i] = &zk.CheckVersionRequest{Path: p, Version: zkVersion(op.Version)}
+		}
+	}
+	if err := checkPacket("txn", ops[0].Path, size); err != nil {
+		return nil, err
+	}
+	var resp []zk.MultiResponse
+	err := s.do(ctx, func() error {
+		var err error
+		resp, err = s.conn.Multi(reqs...)
+		return err
+	})
+	if err == nil {
+		for _, r := range resp {
+			if r.Error != nil {
+				err = r.Error
+				break
+			}
+		}
+	}
+	if err != nil {
+		// The failing op is the first with a real error; the others report
+		// "ok, rolled back" or a runtime inconsistency.
+		for i, r := range resp {
+			if r.Error != nil && !strings.Contains(r.Error.Error(), "unknown error") {
+				return nil, &coord.TxnError{Index: i, Op: ops[i], Err: mapErr(r.Error)}
+			}
+		}
+		return nil, coord.Errorf("txn", ops[0].Path, mapErr(err))
+	}
+	res := make([]coord.OpResult, len(ops))
+	for i, op := range ops {
+		res[i].Path = op.Path
+		switch op.Kind {
+		case coord.OpCreate:
+			res[i].Path = s.rel(resp[i].String)
+			res[i].Stat = coord.Stat{Ephemeral: op.Mode&coord.Ephemeral != 0}
+		case coord.OpSet:
+			res[i].Stat = statOf(resp[i].Stat)
+		}
+	}
+	// ZooKeeper's multi does not return the Stat of a checked node; a check
+	// leaves it as it was.
+	for i, op := range ops {
+		if op.Kind == coord.OpCheck {
+			res[i].Stat = coord.Stat{Version: op.Version}
+			if op.Version == coord.AnyVersion {
+				if st, ok, err := s.Exists(ctx, op.Path); err == nil && ok {
+					res[i].Stat = st
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// Close implements coord.Store: it closes the ZooKeeper session, which
+// removes its ephemeral nodes at once.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closeCh)
+	sess := s.sess
+	s.mu.Unlock()
+	s.conn.Close()
+	if sess != nil {
+		sess.end(coord.ErrClosed)
+	}
+	return nil
+}
+
+// rootStore lets coord helpers run on the unchrooted namespace while the
+// chroot node is made.
+type rootStore struct{ *Store }
+
+func (r *rootStore) Create(ctx context.Context, path string, data []byte, mode coord.Mode) (string, error) {
+	err := r.do(ctx, func() error { _, err := r.conn.Create(path, []byte{}, 0, r.acl); return err })
+	return path, coord.Errorf("create", path, mapErr(err))
+}
+
+func (r *rootStore) Exists(ctx context.Context, path string) (coord.Stat, bool, error) {
+	var ok bool
+	err := r.do(ctx, func() error { var err error; ok, _, err = r.conn.Exists(path); return err })
+	return coord.Stat{}, ok, coord.Errorf("exists", path, mapErr(err))
+}
