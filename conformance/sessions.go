@@ -56,10 +56,19 @@ func testSequentialFormat(t *testing.T, s *suite) {
 		_, err = st.Create(ctx, fmt.Sprintf("/q/other%d", i), nil, coord.Persistent)
 		must(t, err)
 	}
+	// An empty prefix makes bare numbers, as Codis names its actions.
+	p, err := st.Create(ctx, "/q/", []byte("bare"), coord.Sequential)
+	must(t, err)
+	if !regexp.MustCompile(`^/q/\d{10}$`).MatchString(p) {
+		t.Fatalf("sequential create of /q/ made %q", p)
+	}
+	if data, _, err := st.Get(ctx, p); err != nil || string(data) != "bare" {
+		t.Fatalf("%s: %q %v", p, data, err)
+	}
 	// Sequence numbers are per parent.
 	_, err = st.Create(ctx, "/q2", nil, coord.Persistent)
 	must(t, err)
-	p, err := st.Create(ctx, "/q2/item-", nil, coord.Sequential)
+	p, err = st.Create(ctx, "/q2/item-", nil, coord.Sequential)
 	must(t, err)
 	if n := seqOf(t, coord.Base(p)); n > last {
 		t.Logf("note: /q2 starts at %d", n)

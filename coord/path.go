@@ -94,12 +94,17 @@ func CheckCall(ctx context.Context, op, path string, data []byte, mode Mode, ver
 	if err := ctx.Err(); err != nil {
 		return Errorf(op, path, err)
 	}
-	if err := ValidatePath(path); err != nil {
+	check := path
+	if op == "create" && mode&Sequential != 0 && len(path) > 1 && strings.HasSuffix(path, "/") {
+		// A sequential name may have an empty prefix: "/q/" makes "/q/0000000007".
+		check = path[:len(path)-1]
+	}
+	if err := ValidatePath(check); err != nil {
 		return Errorf(op, path, err)
 	}
 	switch op {
 	case "create", "set", "delete":
-		if path == "/" {
+		if check == "/" {
 			return Errorf(op, path, fmt.Errorf("%w: the root is not writable", ErrInvalidPath))
 		}
 	}

@@ -17,7 +17,8 @@ const (
 	Ephemeral Mode = 1 << 0
 	// Sequential nodes get the given path plus a 10-digit, zero-padded number
 	// that is unique and strictly increasing among the children of the parent,
-	// as ZooKeeper names them ("/q/item-0000000042").
+	// as ZooKeeper names them ("/q/item-0000000042"). The prefix may be
+	// empty: "/q/" makes "/q/0000000042".
 	Sequential Mode = 1 << 1
 	// EphemeralSequential is Ephemeral|Sequential.
 	EphemeralSequential = Ephemeral | Sequential

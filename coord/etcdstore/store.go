@@ -70,20 +70,20 @@ type Config struct {
 
 // Store is a coord.Store on etcd.
 type Store struct {
-	cli     *clientv3.Client
-	ownCli  bool
-	prefix  string
-	ttl     time.Duration
-	reqTO   time.Duration
-	limits  coord.Limits
+	cli    *clientv3.Client
+	ownCli bool
+	prefix string
+	ttl    time.Duration
+	reqTO  time.Duration
+	limits coord.Limits
 	// serverOps is the cluster's limit on operations per etcd transaction.
 	serverOps int
-	bg      context.Context
-	stop    context.CancelFunc
-	mu      sync.Mutex
-	sess    *session
-	closed  bool
-	closeCh chan struct{}
+	bg        context.Context
+	stop      context.CancelFunc
+	mu        sync.Mutex
+	sess      *session
+	closed    bool
+	closeCh   chan struct{}
 }
 
 var _ coord.Store = (*Store)(nil)

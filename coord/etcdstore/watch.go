@@ -155,12 +155,11 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, rev int64,
 	for {
 		wctx, cancel := context.WithCancel(ctx)
 		chans := arm(wctx, rev)
-		next, stop := s.pump(ctx, q, chans, apply)
+		stop := s.pump(ctx, q, chans, apply)
 		cancel()
 		if stop {
 			return
 		}
-		rev = next
 		// Read the state again and resume from there.
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
 			ev, r, err := resync(ctx)
@@ -186,7 +185,7 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, rev int64,
 
 // pump forwards events until the watches break (returns false: resync) or
 // the watch ends (returns true).
-func (s *Store) pump(ctx context.Context, q *watchq.Q, chans []clientv3.WatchChan, apply func(int, *clientv3.Event) (coord.Event, bool)) (int64, bool) {
+func (s *Store) pump(ctx context.Context, q *watchq.Q, chans []clientv3.WatchChan, apply func(int, *clientv3.Event) (coord.Event, bool)) bool {
 	var second clientv3.WatchChan
 	if len(chans) > 1 {
 		second = chans[1]
@@ -197,25 +196,22 @@ func (s *Store) pump(ctx context.Context, q *watchq.Q, chans []clientv3.WatchCha
 		which := 0
 		select {
 		case <-ctx.Done():
-			return 0, true
+			return true
 		case <-s.closeCh:
 			q.Send(coord.Event{Err: coord.ErrClosed})
-			return 0, true
+			return true
 		case wr, ok = <-chans[0]:
 		case wr, ok = <-second:
 			which = 1
 		}
 		if !ok || wr.Canceled || wr.Err() != nil || wr.CompactRevision != 0 {
-			if ctx.Err() != nil {
-				return 0, true
-			}
-			return 0, false
+			return ctx.Err() != nil // canceled: stop; otherwise resync
 		}
 		for _, e := range wr.Events {
 			if ev, send := apply(which, e); send {
 				q.Send(ev)
 				if ev.Err != nil {
-					return 0, true
+					return true
 				}
 			}
 		}

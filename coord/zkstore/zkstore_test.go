@@ -3,10 +3,16 @@ package zkstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
@@ -81,4 +87,150 @@ func backend(addr string) conformance.Backend {
 
 func TestConformance(t *testing.T) {
 	conformance.Run(t, backend(testenv.Addr(t, "zk")))
+}
+
+// zkCli reads a node with ZooKeeper's own command-line client.
+func zkCli(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	cli := "/usr/share/zookeeper/bin/zkCli.sh"
+	if _, err := os.Stat(cli); err != nil {
+		t.Fatalf("zkCli.sh not found (%v): install Debian's zookeeper package (scripts/zk.sh install)", err)
+	}
+	out, err := exec.Command(cli, append([]string{"-server", addr}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zkCli.sh %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestPlainZnodes(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	ctx := context.Background()
+	s := open(t, addr, "")
+	defer s.Close()
+	base := fmt.Sprintf("/coordtest-plain-%d", time.Now().UnixNano())
+	defer coord.DeleteAll(ctx, s, base)
+	data := []byte(`{"product_name":"p","id":7,"group_id":-1}`)
+	_, err := coord.CreateAll(ctx, s, base+"/slots/slot_7", data, coord.Persistent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := zkCli(t, addr, "get", base+"/slots/slot_7")
+	if !strings.Contains(out, "\n"+string(data)+"\n") {
+		t.Fatalf("zkCli.sh get does not show the bytes written:\n%s", out)
+	}
+	// Sequential names are ZooKeeper's own: the parent's child-change counter.
+	_, err = s.Create(ctx, base+"/q", nil, coord.Persistent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // non-sequential children move the counter too
+		if _, err := s.Create(ctx, fmt.Sprintf("%s/q/x%d", base, i), nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := s.Create(ctx, base+"/q/", nil, coord.Sequential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := base + "/q/0000000003"; p != want {
+		t.Fatalf("sequential create made %s, ZooKeeper names it %s", p, want)
+	}
+	// Nodes carry the world ACL, so any Codis tool may read them.
+	if out := zkCli(t, addr, "getAcl", base+"/q"); !strings.Contains(out, "'world,'anyone") {
+		t.Fatalf("ACL is not world:anyone:\n%s", out)
+	}
+}
+
+func TestReconnectKeepsSessionAndWatches(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	ctx := context.Background()
+	ns := fmt.Sprintf("/coordtest/reconnect-%d", time.Now().UnixNano())
+	s, writer := open(t, addr, ns), open(t, addr, ns)
+	defer s.Close()
+	defer writer.Close()
+	sess, err := s.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "/eph", nil, coord.Ephemeral); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Create(ctx, "/n", []byte("0"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.WatchData(ctx, "/n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ch
+	// Cut for less than the session timeout; change the node meanwhile.
+	g, _ := gates.Load(s)
+	g.(*gate).cut(sessionTimeout / 4)
+	if _, err := writer.Set(ctx, "/n", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-ch:
+		if string(ev.Data) != "1" || ev.Stat.Version != 1 {
+			t.Fatalf("event after reconnect: %+v", ev)
+		}
+	case <-time.After(conformance.Timeout):
+		t.Fatal("the change made while disconnected was not delivered")
+	}
+	if sess.Err() != nil {
+		t.Fatalf("a short disconnect ended the session: %v", sess.Err())
+	}
+	if _, ok, err := writer.Exists(ctx, "/eph"); err != nil || !ok {
+		t.Fatalf("the ephemeral node did not survive a short disconnect: %v %v", ok, err)
+	}
+}
+
+func TestDigestACL(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	ctx := context.Background()
+	ns := fmt.Sprintf("/coordtest/acl-%d", time.Now().UnixNano())
+	owner, err := zkstore.New(ctx, zkstore.Config{
+		Servers: []string{addr}, Chroot: ns,
+		Auth: []zkstore.Auth{{Scheme: "digest", Secret: "codis:s3cret"}},
+		ACL:  zk.DigestACL(zk.PermAll, "codis", "s3cret"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	if _, err := owner.Create(ctx, "/private", []byte("x"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if data, _, err := owner.Get(ctx, "/private"); err != nil || string(data) != "x" {
+		t.Fatalf("owner reads %q, %v", data, err)
+	}
+	stranger := open(t, addr, ns)
+	defer stranger.Close()
+	_, _, err = stranger.Get(ctx, "/private")
+	if !errors.Is(err, coord.ErrPermission) {
+		t.Fatalf("unauthenticated read: %v, want ErrPermission", err)
+	}
+}
+
+func TestSeveralServersAndBadConfig(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	ctx := context.Background()
+	// A dead server in the list does not stop the store from connecting.
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	s, err := zkstore.New(ctx, zkstore.Config{Servers: []string{deadAddr, addr}, Chroot: "/coordtest/multi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = zkstore.New(ctx, zkstore.Config{Servers: []string{deadAddr}, ConnectTimeout: time.Second})
+	if !errors.Is(err, coord.ErrUnavailable) {
+		t.Fatalf("no server: %v, want ErrUnavailable", err)
+	}
+	_, err = zkstore.New(ctx, zkstore.Config{Servers: []string{addr}, Chroot: "no-slash"})
+	if !errors.Is(err, coord.ErrInvalidPath) {
+		t.Fatalf("bad chroot: %v, want ErrInvalidPath", err)
+	}
 }

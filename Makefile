@@ -1,0 +1,33 @@
+# The Go toolchain is the only prerequisite; the scripts install and start
+# ZooKeeper, Consul and Redis for the tests.
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build test test-short bench lint demo clean
+
+all: lint test
+
+build:
+	$(GO) build -o bin/coordctl ./cmd/coordctl
+
+# Every test, on etcd (embedded), ZooKeeper and Consul, with the race detector.
+test:
+	scripts/test.sh -v
+
+# Only what needs no external server (etcd is embedded).
+test-short:
+	$(GO) test -race -count=1 ./...
+
+bench:
+	scripts/test.sh -run '^$$' -bench . -benchmem
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+demo: build
+	bin/coordctl demo
+
+clean:
+	rm -rf bin
