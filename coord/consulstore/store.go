@@ -1,0 +1,395 @@
+// Package consulstore is the coord.Store backend on Consul's KV store
+// (github.com/hashicorp/consul/api).
+//
+// # Key layout
+//
+// A node at path P is the key Prefix + P ("coord/zk/codis/db_p"); its value is
+// the node's data, unchanged, and its coord version is kept in the key's
+// Flags. Children are listed with a "/" separator, so a listing returns the
+// direct children only. The sequence counter of a parent is the key
+// Prefix + ".seq" + P, updated in the /v1/txn that creates the sequential node.
+//
+// Every change is one /v1/txn guarded by the ModifyIndex of what it read, so
+// it applies only to the state it was planned on. Creating a child rewrites
+// its parent unchanged (same value, same flags) under check-and-set, which
+// moves the parent's ModifyIndex: a concurrent delete of the parent, which is
+// guarded by that index, then fails instead of orphaning the child.
+//
+// Ephemeral nodes are keys acquired ("lock") by one Consul session per Store
+// session, with behaviour delete, no health checks tying it to the agent's
+// node, a TTL renewed in the background and no lock delay.
+package consulstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Address of the Consul agent's HTTP API ("127.0.0.1:8500").
+	Address string
+	// Scheme is "http" (default) or "https".
+	Scheme string
+	// Token is the ACL token sent with every request.
+	Token string
+	// TLS configures https (CA, client certificate, server name).
+	TLS api.TLSConfig
+	// Datacenter to use (the agent's when empty).
+	Datacenter string
+	// Prefix of every key ("coord" when empty).
+	Prefix string
+	// SessionTTL is the TTL of a session, renewed at a third of it (10s when
+	// 0; the agent refuses a TTL under its session_ttl_min).
+	SessionTTL time.Duration
+	// RequestTimeout bounds a call whose context has no deadline (15s when 0).
+	RequestTimeout time.Duration
+	// MaxRequestBytes is the agent's limits.txn_max_req_len (512 KiB, the
+	// default, when 0).
+	MaxRequestBytes int
+}
+
+// Consul's fixed limit on operations in one /v1/txn.
+const serverTxnOps = 128
+
+// A coord op takes at most this many Consul txn ops (an ephemeral
+// sequential create: parent check-and-set, check-not-exists, lock, counter).
+const opsPerOp = 4
+
+// Store is a coord.Store on Consul.
+type Store struct {
+	cli     *api.Client
+	prefix  string
+	ttl     time.Duration
+	reqTO   time.Duration
+	limits  coord.Limits
+	closeCh chan struct{}
+	bg      context.Context
+	stop    context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	sess   *session
+}
+
+var _ coord.Store = (*Store)(nil)
+
+// New connects to a Consul agent.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	ac := api.DefaultNonPooledConfig()
+	if cfg.Address != "" {
+		ac.Address = cfg.Address
+	}
+	if cfg.Scheme != "" {
+		ac.Scheme = cfg.Scheme
+	}
+	ac.Token = cfg.Token
+	ac.TLSConfig = cfg.TLS
+	ac.Datacenter = cfg.Datacenter
+	cli, err := api.NewClient(ac)
+	if err != nil {
+		return nil, coord.Errorf("connect", ac.Address, fmt.Errorf("%w: %v", coord.ErrInvalidArgument, err))
+	}
+	s := &Store{cli: cli, prefix: strings.Trim(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout, closeCh: make(chan struct{})}
+	if s.prefix == "" {
+		s.prefix = "coord"
+	}
+	if s.ttl == 0 {
+		s.ttl = 10 * time.Second
+	}
+	if s.reqTO == 0 {
+		s.reqTO = 15 * time.Second
+	}
+	req := cfg.MaxRequestBytes
+	if req == 0 {
+		req = 512 << 10
+	}
+	// Values travel base64-encoded inside the JSON body of /v1/txn.
+	data := (req - 16<<10) / 4 * 3
+	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnBytes: data}
+	s.bg, s.stop = context.WithCancel(context.Background())
+	// Fail now, not at the first call, when the agent does not answer.
+	q, cancel, err := s.opts(ctx)
+	if err != nil {
+		return nil, coord.Errorf("connect", ac.Address, err)
+	}
+	defer cancel()
+	if _, _, err := cli.KV().Get(s.prefix, q); err != nil {
+		return nil, coord.Errorf("connect", ac.Address, mapErr(ctx, err))
+	}
+	return s, nil
+}
+
+// Client is the underlying Consul client.
+func (s *Store) Client() *api.Client { return s.cli }
+
+// Limits implements coord.Store.
+func (s *Store) Limits() coord.Limits { return s.limits }
+
+func (s *Store) key(p string) string {
+	if p == "/" {
+		return s.prefix
+	}
+	return s.prefix + p
+}
+
+func (s *Store) seqKey(p string) string {
+	if p == "/" {
+		return s.prefix + ".seq"
+	}
+	return s.prefix + ".seq" + p
+}
+
+// opts returns query options bound to ctx and the request timeout.
+func (s *Store) opts(ctx context.Context) (*api.QueryOptions, context.CancelFunc, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, nil, coord.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	c, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		c, cancel = context.WithTimeout(ctx, s.reqTO)
+	}
+	return (&api.QueryOptions{RequireConsistent: true}).WithContext(c), cancel, nil
+}
+
+func mapErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return ctx.Err()
+	}
+	for _, sentinel := range []error{coord.ErrNoNode, coord.ErrNodeExists, coord.ErrBadVersion, coord.ErrNotEmpty,
+		coord.ErrEphemeralParent, coord.ErrSessionExpired, coord.ErrClosed, coord.ErrTooLarge, coord.ErrPermission} {
+		if errors.Is(err, sentinel) {
+			return err
+		}
+	}
+	var se api.StatusError
+	if errors.As(err, &se) {
+		switch se.Code {
+		case http.StatusForbidden, http.StatusUnauthorized:
+			return fmt.Errorf("%w: %v", coord.ErrPermission, err)
+		case http.StatusRequestEntityTooLarge:
+			return fmt.Errorf("%w: %v", coord.ErrTooLarge, err)
+		}
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "Permission denied"), strings.Contains(msg, "ACL not found"):
+		return fmt.Errorf("%w: %v", coord.ErrPermission, err)
+	case strings.Contains(msg, "413"), strings.Contains(msg, "too large"):
+		return fmt.Errorf("%w: %v", coord.ErrTooLarge, err)
+	}
+	return fmt.Errorf("%w: %v", coord.ErrUnavailable, err)
+}
+
+func statOf(kv *api.KVPair) coord.Stat {
+	return coord.Stat{Version: int64(kv.Flags), Ephemeral: kv.Session != ""}
+}
+
+func (s *Store) get(ctx context.Context, path string) (*api.KVPair, *api.QueryMeta, error) {
+	q, cancel, err := s.opts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cancel()
+	kv, meta, err := s.cli.KV().Get(s.key(path), q)
+	if err != nil {
+		return nil, nil, mapErr(ctx, err)
+	}
+	return kv, meta, nil
+}
+
+// Get implements coord.Store.
+func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error) {
+	if err := coord.CheckCall(ctx, "get", path, nil, 0, 0, s.limits); err != nil {
+		return nil, coord.Stat{}, err
+	}
+	if path == "/" {
+		if _, _, err := s.get(ctx, path); err != nil {
+			return nil, coord.Stat{}, coord.Errorf("get", path, err)
+		}
+		return nil, coord.Stat{}, nil
+	}
+	kv, _, err := s.get(ctx, path)
+	if err != nil {
+		return nil, coord.Stat{}, coord.Errorf("get", path, err)
+	}
+	if kv == nil {
+		return nil, coord.Stat{}, coord.Errorf("get", path, coord.ErrNoNode)
+	}
+	return kv.Value, statOf(kv), nil
+}
+
+// Exists implements coord.Store.
+func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, error) {
+	if err := coord.CheckCall(ctx, "exists", path, nil, 0, 0, s.limits); err != nil {
+		return coord.Stat{}, false, err
+	}
+	kv, _, err := s.get(ctx, path)
+	if err != nil {
+		return coord.Stat{}, false, coord.Errorf("exists", path, err)
+	}
+	if path == "/" {
+		return coord.Stat{}, true, nil
+	}
+	if kv == nil {
+		return coord.Stat{}, false, nil
+	}
+	return statOf(kv), true, nil
+}
+
+// Children implements coord.Store.
+func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
+	if err := coord.CheckCall(ctx, "children", path, nil, 0, 0, s.limits); err != nil {
+		return nil, err
+	}
+	kids, exists, _, err := s.children(ctx, path, 0)
+	if err != nil {
+		return nil, coord.Errorf("children", path, err)
+	}
+	if !exists {
+		return nil, coord.Errorf("children", path, coord.ErrNoNode)
+	}
+	return kids, nil
+}
+
+// children lists the direct children and tells whether the node exists.
+// With waitIndex > 0 it is a blocking query on the node and its subtree.
+func (s *Store) children(ctx context.Context, path string, waitIndex uint64) ([]string, bool, uint64, error) {
+	q, cancel, err := s.opts(ctx)
+	if err != nil {
+		return nil, false, 0, err
+	}
+	defer cancel()
+	exists := path == "/"
+	var index uint64
+	if !exists || waitIndex > 0 {
+		// The node and everything under it (and siblings sharing its name
+		// as a prefix, which only cost a spurious wake-up).
+		wq := *q
+		wq.WaitIndex = waitIndex
+		keys, meta, err := s.cli.KV().Keys(s.key(path), "/", &wq)
+		if err != nil {
+			return nil, false, 0, mapErr(ctx, err)
+		}
+		index = meta.LastIndex
+		for _, k := range keys {
+			if k == s.key(path) {
+				exists = true
+			}
+		}
+		if path == "/" {
+			exists = true
+		}
+	}
+	if !exists {
+		return nil, false, index, nil
+	}
+	base := s.key(path) + "/"
+	keys, meta, err := s.cli.KV().Keys(base, "/", q)
+	if err != nil {
+		return nil, false, 0, mapErr(ctx, err)
+	}
+	if index == 0 {
+		index = meta.LastIndex
+	}
+	seen := map[string]bool{}
+	kids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		name := strings.TrimSuffix(strings.TrimPrefix(k, base), "/")
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		kids = append(kids, name)
+	}
+	sort.Strings(kids)
+	return kids, true, index, nil
+}
+
+// Create implements coord.Store.
+func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord.Mode) (string, error) {
+	if err := coord.CheckCall(ctx, "create", path, data, mode, 0, s.limits); err != nil {
+		return "", err
+	}
+	res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
+	if err != nil {
+		return "", coord.Errorf("create", path, unwrapTxn(err))
+	}
+	return res[0].Path, nil
+}
+
+// Set implements coord.Store.
+func (s *Store) Set(ctx context.Context, path string, data []byte, version int64) (coord.Stat, error) {
+	if err := coord.CheckCall(ctx, "set", path, data, 0, version, s.limits); err != nil {
+		return coord.Stat{}, err
+	}
+	res, err := s.Txn(ctx, coord.SetOp(path, data, version))
+	if err != nil {
+		return coord.Stat{}, coord.Errorf("set", path, unwrapTxn(err))
+	}
+	return res[0].Stat, nil
+}
+
+// Delete implements coord.Store.
+func (s *Store) Delete(ctx context.Context, path string, version int64) error {
+	if err := coord.CheckCall(ctx, "delete", path, nil, 0, version, s.limits); err != nil {
+		return err
+	}
+	if _, err := s.Txn(ctx, coord.DeleteOp(path, version)); err != nil {
+		return coord.Errorf("delete", path, unwrapTxn(err))
+	}
+	return nil
+}
+
+func unwrapTxn(err error) error {
+	var te *coord.TxnError
+	if errors.As(err, &te) {
+		return te.Err
+	}
+	var pe *coord.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Close implements coord.Store: it destroys the session, which deletes its
+// ephemeral nodes, and ends every watch.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closeCh)
+	sess := s.sess
+	s.mu.Unlock()
+	s.stop()
+	if sess != nil && sess.Err() == nil {
+		c, cancel := context.WithTimeout(context.Background(), s.reqTO)
+		_, _ = s.cli.Session().Destroy(sess.id, (&api.WriteOptions{}).WithContext(c))
+		cancel()
+		sess.end(coord.ErrClosed)
+	}
+	return nil
+}
