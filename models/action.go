@@ -1,0 +1,298 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// DefaultActionTimeout is how long NewAction waits for confirmations.
+const DefaultActionTimeout = 30 * time.Second
+
+// CreateActionRootPath makes the directory path (and its parents) if missing.
+func CreateActionRootPath(ctx context.Context, store coord.Store, path string) error {
+	return errorf("CreateActionRootPath", path, coord.MkdirAll(ctx, store, path))
+}
+
+// ExtraSeqList parses sequence node names ("0000000042") and sorts them.
+func ExtraSeqList(nodes []string) ([]int, error) {
+	res := make([]int, 0, len(nodes))
+	for _, n := range nodes {
+		i, err := strconv.Atoi(n)
+		if err != nil || i < 0 {
+			return nil, errorf("ExtraSeqList", n, fmt.Errorf("%w: not a sequence number", ErrMalformed))
+		}
+		res = append(res, i)
+	}
+	sort.Ints(res)
+	return res, nil
+}
+
+// seqName formats a sequence number as ZooKeeper names it.
+func seqName(seq int64) string { return fmt.Sprintf("%010d", seq) }
+
+// GetActionSeqList returns the sequence numbers of the product's actions, sorted.
+func GetActionSeqList(ctx context.Context, store coord.Store, productName string) ([]int, error) {
+	if err := ValidateProductName(productName); err != nil {
+		return nil, errorf("GetActionSeqList", "", err)
+	}
+	kids, err := store.Children(ctx, GetWatchActionPath(productName))
+	if errors.Is(err, coord.ErrNoNode) {
+		return []int{}, nil
+	}
+	if err != nil {
+		return nil, errorf("GetActionSeqList", productName, err)
+	}
+	return ExtraSeqList(kids)
+}
+
+// GetActionObject reads action seq into act (an *Action, or any value the
+// JSON fits). provider is accepted for compatibility and not used: sequence
+// names are the same on every backend.
+func GetActionObject(ctx context.Context, store coord.Store, productName string, seq int64, act interface{}, provider string) error {
+	if err := ValidateProductName(productName); err != nil {
+		return errorf("GetActionObject", "", err)
+	}
+	p := coord.Join(GetWatchActionPath(productName), seqName(seq))
+	data, _, err := store.Get(ctx, p)
+	if err != nil {
+		return errorf("GetActionObject", p, err)
+	}
+	return decode(p, data, act)
+}
+
+// NewAction announces a change to the online proxies, waiting up to 30s for
+// their confirmations when needConfirm is set. See NewActionWithTimeout.
+func NewAction(ctx context.Context, store coord.Store, productName string, actionType ActionType, target interface{}, desc string, needConfirm bool) error {
+	return NewActionWithTimeout(ctx, store, productName, actionType, target, desc, needConfirm, int(DefaultActionTimeout/time.Millisecond))
+}
+
+// NewActionWithTimeout announces a change to the online proxies.
+//
+// The receivers are the online proxies. With needConfirm, a fence with no
+// online proxy behind it refuses the action (ErrFenceWithoutProxy) before
+// anything is written. The action takes its number from a sequential node
+// created under R/ActionResponse (which then holds the action and receives
+// the answers), then appears under R/actions with the same number. With
+// needConfirm it then waits, on a children watch, until every receiver has
+// answered or timeoutInMs passed: receivers that did not answer are set to
+// mark_offline and ErrReceiverTimeout is returned.
+func NewActionWithTimeout(ctx context.Context, store coord.Store, productName string, actionType ActionType, target interface{}, desc string, needConfirm bool, timeoutInMs int) error {
+	_, err := newAction(ctx, store, productName, actionType, target, desc, needConfirm, time.Duration(timeoutInMs)*time.Millisecond)
+	return err
+}
+
+// newAction is NewActionWithTimeout returning the action's sequence number.
+func newAction(ctx context.Context, store coord.Store, productName string, actionType ActionType, target interface{}, desc string, needConfirm bool, timeout time.Duration) (int64, error) {
+	const op = "NewAction"
+	if err := ValidateProductName(productName); err != nil {
+		return 0, errorf(op, "", err)
+	}
+	if timeout < 0 {
+		return 0, errorf(op, productName, fmt.Errorf("%w: timeout %v", ErrInvalidArgument, timeout))
+	}
+	proxies, err := ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
+	if err != nil {
+		return 0, errorf(op, productName, err)
+	}
+	if needConfirm {
+		fences, err := GetFenceProxyMap(ctx, store, productName)
+		if err != nil {
+			return 0, errorf(op, productName, err)
+		}
+		for _, p := range proxies {
+			delete(fences, p.Addr)
+		}
+		if len(fences) > 0 {
+			return 0, errorf(op, productName, checkFencesErr(fences))
+		}
+	}
+	action := &Action{Type: actionType, Desc: desc, Target: target, Ts: strconv.FormatInt(time.Now().Unix(), 10)}
+	for _, p := range proxies {
+		action.Receivers = append(action.Receivers, string(mustEncode(p)))
+	}
+	data, err := json.Marshal(action)
+	if err != nil {
+		return 0, errorf(op, productName, fmt.Errorf("%w: target cannot be encoded: %v", ErrInvalidArgument, err))
+	}
+	respRoot := GetActionResponsePath(productName)
+	if err := coord.MkdirAll(ctx, store, respRoot); err != nil {
+		return 0, errorf(op, respRoot, err)
+	}
+	if err := coord.MkdirAll(ctx, store, GetWatchActionPath(productName)); err != nil {
+		return 0, errorf(op, GetWatchActionPath(productName), err)
+	}
+	// The response directory exists before the action appears, because
+	// proxies answer into it as soon as they see the action.
+	respPath, err := store.Create(ctx, respRoot+"/", data, coord.Sequential)
+	if err != nil {
+		return 0, errorf(op, respRoot, err)
+	}
+	seqStr := coord.Base(respPath)
+	seq, err := strconv.ParseInt(seqStr, 10, 64)
+	if err != nil {
+		return 0, errorf(op, respPath, fmt.Errorf("%w: sequence name %q", ErrMalformed, seqStr))
+	}
+	actionPath := coord.Join(GetWatchActionPath(productName), seqStr)
+	if _, err := store.Create(ctx, actionPath, data, coord.Persistent); err != nil {
+		_ = store.Delete(context.WithoutCancel(ctx), respPath, coord.AnyVersion)
+		return 0, errorf(op, actionPath, err)
+	}
+	if needConfirm {
+		if err := waitForReceivers(ctx, store, productName, respPath, proxies, timeout); err != nil {
+			return seq, err
+		}
+	}
+	return seq, nil
+}
+
+// WaitForReceiverWithTimeout waits until every proxy has answered under
+// actionZkPath (R/ActionResponse/<seq>), watching its children. After
+// timeoutInMs, the proxies that did not answer are set to mark_offline and
+// ErrReceiverTimeout is returned.
+func WaitForReceiverWithTimeout(ctx context.Context, store coord.Store, productName string, actionZkPath string, proxies []ProxyInfo, timeoutInMs int) error {
+	if err := ValidateProductName(productName); err != nil {
+		return errorf("WaitForReceiverWithTimeout", "", err)
+	}
+	return waitForReceivers(ctx, store, productName, actionZkPath, proxies, time.Duration(timeoutInMs)*time.Millisecond)
+}
+
+func waitForReceivers(ctx context.Context, store coord.Store, productName, respPath string, proxies []ProxyInfo, timeout time.Duration) error {
+	const op = "WaitForReceiverWithTimeout"
+	if len(proxies) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	events, err := store.WatchChildren(wctx, respPath)
+	if err != nil {
+		return errorf(op, respPath, err)
+	}
+	pending := map[string]bool{}
+	for _, p := range proxies {
+		pending[p.Id] = true
+	}
+	for ev := range events {
+		if ev.Err != nil {
+			return errorf(op, respPath, ev.Err)
+		}
+		answered := map[string]bool{}
+		for _, c := range ev.Children {
+			answered[c] = true
+		}
+		for id := range pending {
+			if answered[id] {
+				delete(pending, id)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return errorf(op, respPath, err)
+	}
+	// Timed out: the proxies that did not answer are taken out of service.
+	ids := make([]string, 0, len(pending))
+	for id := range pending {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		err := SetProxyStatus(ctx, store, productName, id, PROXY_STATE_MARK_OFFLINE)
+		if err != nil && !errors.Is(err, coord.ErrNoNode) {
+			return errorf(op, respPath, fmt.Errorf("%w (%s did not answer); marking it offline: %v", ErrReceiverTimeout, id, err))
+		}
+	}
+	return errorf(op, respPath, fmt.Errorf("%w: no answer from %s", ErrReceiverTimeout, strings.Join(ids, ", ")))
+}
+
+// ActionGC deletes old actions with their response directories: with
+// GC_TYPE_N all but the newest keep; with GC_TYPE_SEC those older than keep
+// seconds. Response directories whose action is gone are deleted with them.
+func ActionGC(ctx context.Context, store coord.Store, productName string, gcType int, keep int) error {
+	const op = "ActionGC"
+	if err := ValidateProductName(productName); err != nil {
+		return errorf(op, "", err)
+	}
+	if keep < 0 || (gcType != GC_TYPE_N && gcType != GC_TYPE_SEC) {
+		return errorf(op, productName, fmt.Errorf("%w: gc type %d, keep %d", ErrInvalidArgument, gcType, keep))
+	}
+	prefix, respPrefix := GetWatchActionPath(productName), GetActionResponsePath(productName)
+	actions, err := store.Children(ctx, prefix)
+	if errors.Is(err, coord.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		return errorf(op, prefix, err)
+	}
+	seqs, err := ExtraSeqList(actions)
+	if err != nil {
+		return errorf(op, prefix, err)
+	}
+	var doomed []int
+	switch gcType {
+	case GC_TYPE_N:
+		if len(seqs) > keep {
+			doomed = seqs[:len(seqs)-keep]
+		}
+	case GC_TYPE_SEC:
+		now := time.Now().Unix()
+		for _, seq := range seqs {
+			p := coord.Join(prefix, seqName(int64(seq)))
+			data, _, err := store.Get(ctx, p)
+			if errors.Is(err, coord.ErrNoNode) {
+				continue
+			}
+			if err != nil {
+				return errorf(op, p, err)
+			}
+			var act Action
+			if err := decode(p, data, &act); err != nil {
+				return err
+			}
+			ts, err := strconv.ParseInt(act.Ts, 10, 64)
+			if err != nil {
+				return errorf(op, p, fmt.Errorf("%w: ts %q", ErrMalformed, act.Ts))
+			}
+			if now-ts > int64(keep) {
+				doomed = append(doomed, seq)
+			}
+		}
+	}
+	for _, seq := range doomed {
+		name := seqName(int64(seq))
+		if err := coord.DeleteAll(ctx, store, coord.Join(prefix, name)); err != nil {
+			return errorf(op, coord.Join(prefix, name), err)
+		}
+		if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, name)); err != nil {
+			return errorf(op, coord.Join(respPrefix, name), err)
+		}
+	}
+	// Response directories left without an action older than the oldest
+	// kept action (an action whose creation failed half-way, or an earlier
+	// GC interrupted) go too.
+	if len(seqs) > len(doomed) {
+		oldestKept := seqs[len(doomed)]
+		resp, err := store.Children(ctx, respPrefix)
+		if err != nil && !errors.Is(err, coord.ErrNoNode) {
+			return errorf(op, respPrefix, err)
+		}
+		for _, r := range resp {
+			n, err := strconv.Atoi(r)
+			if err == nil && n < oldestKept {
+				if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, r)); err != nil {
+					return errorf(op, coord.Join(respPrefix, r), err)
+				}
+			}
+		}
+	}
+	return nil
+}

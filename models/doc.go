@@ -1,0 +1,195 @@
+// Package models is the Codis 2.x models API on any coord.Store: slots,
+// server groups, proxies, fences, actions that proxies confirm, and the
+// product lock.
+//
+// Every function and method of Codis 2's models package is here under the
+// same name; code ports by adding a context.Context and passing a
+// coord.Store where it passed a ZooKeeper connection. The nodes, their kinds,
+// sequence names and JSON bytes are exactly Codis 2's (see the paths below),
+// so on ZooKeeper (zkstore, no chroot) Codis 2.x proxies, dashboards and
+// tools read and write the same data. On etcd and Consul the logical layout
+// is the same.
+//
+// Where Codis 2 is racy or non-atomic this package does better without
+// changing the data: every read-modify-write is versioned and retried on
+// conflict, multi-node changes are transactions (split only where a
+// backend's limits force it), scans tolerate a node vanishing under them, and
+// confirmations wait on a children watch instead of polling every 500 ms.
+//
+// Layout, with R = /zk/codis/db_<product>:
+//
+//	R/slots/slot_<id>                 Slot JSON
+//	R/servers/group_<id>              empty
+//	R/servers/group_<id>/<host:port>  Server JSON
+//	R/proxy/<proxy id>                ProxyInfo JSON, ephemeral
+//	R/fence/<proxy addr>              empty
+//	R/actions/<seq>                   Action JSON
+//	R/ActionResponse/<seq>            Action JSON
+//	R/ActionResponse/<seq>/<proxy id> ProxyInfo JSON of the answering proxy
+//	R/LOCK/lock-<seq>                 {"desc":…,"hostname":…,"pid":…}, ephemeral
+package models
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// Garbage collection kinds for ActionGC.
+const (
+	GC_TYPE_N   = iota + 1 // keep the newest keep actions
+	GC_TYPE_SEC            // delete actions older than keep seconds
+)
+
+// Proxy states.
+const (
+	PROXY_STATE_ONLINE       = "online"
+	PROXY_STATE_OFFLINE      = "offline"
+	PROXY_STATE_MARK_OFFLINE = "mark_offline"
+)
+
+// Redis server types within a group.
+const (
+	SERVER_TYPE_MASTER  string = "master"
+	SERVER_TYPE_SLAVE   string = "slave"
+	SERVER_TYPE_OFFLINE string = "offline"
+)
+
+// DEFAULT_SLOT_NUM is the number of slots of a product.
+const (
+	DEFAULT_SLOT_NUM = 1024
+)
+
+// INVALID_ID marks an unset group id.
+const (
+	INVALID_ID = -1
+)
+
+// Errors of Codis 2, kept under their names and texts.
+var (
+	ErrNodeExists         = errors.New("node already exists")
+	ErrReceiverTimeout    = errors.New("receiver timeout")
+	ErrSlotAlreadyExists  = errors.New("slots already exists")
+	ErrUnknownProxyStatus = errors.New("unknown status, should be (online offline)")
+	ErrUnknownSlotStatus  = errors.New("unknown slot status, slot status should be (online, offline, migrate, pre_migrate)")
+)
+
+// Errors this package adds, for inputs and states Codis 2 reported as text.
+var (
+	// ErrInvalidProductName: empty, or not usable as one path component.
+	ErrInvalidProductName = errors.New("invalid product name")
+	// ErrInvalidSlotId: outside 0..DEFAULT_SLOT_NUM-1, or a range with from > to.
+	ErrInvalidSlotId = errors.New("invalid slot id")
+	// ErrInvalidGroupId: a negative group id where a group is needed.
+	ErrInvalidGroupId = errors.New("invalid group id")
+	// ErrGroupNotFound: the server group does not exist.
+	ErrGroupNotFound = errors.New("group not found")
+	// ErrGroupInUse: a slot, or a migration, still uses the group.
+	ErrGroupInUse = errors.New("group is in use")
+	// ErrServerNotFound: no server with that address in the group.
+	ErrServerNotFound = errors.New("server not found")
+	// ErrRemoveMaster: the master cannot be removed; promote another first.
+	ErrRemoveMaster = errors.New("cannot remove master, use promote first")
+	// ErrInvalidServer: an unknown server type or an address that is not host:port.
+	ErrInvalidServer = errors.New("invalid server")
+	// ErrSlotNotOffline: a slot range may only be assigned from offline.
+	ErrSlotNotOffline = errors.New("slot is not offline")
+	// ErrSlotsNotReady: a proxy goes online only when every slot is online
+	// or migrating, and assigned to a group.
+	ErrSlotsNotReady = errors.New("slots not ready")
+	// ErrFenceWithoutProxy: a fence has no online proxy behind it, so a
+	// proxy may not have stopped cleanly; confirmed actions are refused.
+	ErrFenceWithoutProxy = errors.New("some proxies may not stop cleanly")
+	// ErrMarkOfflineTimeout: a proxy set to mark_offline did not go down in time.
+	ErrMarkOfflineTimeout = errors.New("proxy did not go offline in time")
+	// ErrMalformed: a node holds data that is not what its kind should hold.
+	ErrMalformed = errors.New("malformed data in store")
+	// ErrInvalidArgument: another argument is out of its range.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrRedis: a Redis server refused a command or could not be reached.
+	ErrRedis = errors.New("redis")
+)
+
+// Error wraps a failure with the product and the subject it concerns.
+type Error struct {
+	Op   string // the models function
+	What string // what it was about: a path, a slot, an address
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.What == "" {
+		return fmt.Sprintf("models: %s: %v", e.Op, e.Err)
+	}
+	return fmt.Sprintf("models: %s %s: %v", e.Op, e.What, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(op, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Op: op, What: what, Err: err}
+}
+
+// ValidateProductName checks that name can name a product: not empty, not
+// "." or "..", and a valid path component (no "/", no control characters).
+func ValidateProductName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return fmt.Errorf("%w: %q", ErrInvalidProductName, name)
+	}
+	if err := coord.ValidatePath("/db_" + name); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalidProductName, name, err)
+	}
+	return nil
+}
+
+func validSlot(id int) error {
+	if id < 0 || id >= DEFAULT_SLOT_NUM {
+		return fmt.Errorf("%w: %d is outside 0..%d", ErrInvalidSlotId, id, DEFAULT_SLOT_NUM-1)
+	}
+	return nil
+}
+
+// ProductPath is R, the root of a product: /zk/codis/db_<product>.
+func ProductPath(productName string) string { return "/zk/codis/db_" + productName }
+
+// GetSlotBasePath is R/slots.
+func GetSlotBasePath(productName string) string { return ProductPath(productName) + "/slots" }
+
+// GetSlotPath is R/slots/slot_<id>.
+func GetSlotPath(productName string, slotId int) string {
+	return fmt.Sprintf("%s/slot_%d", GetSlotBasePath(productName), slotId)
+}
+
+// GetProxyPath is R/proxy.
+func GetProxyPath(productName string) string { return ProductPath(productName) + "/proxy" }
+
+// GetProxyFencePath is R/fence.
+func GetProxyFencePath(productName string) string { return ProductPath(productName) + "/fence" }
+
+// GetWatchActionPath is R/actions.
+func GetWatchActionPath(productName string) string { return ProductPath(productName) + "/actions" }
+
+// GetActionResponsePath is R/ActionResponse.
+func GetActionResponsePath(productName string) string {
+	return ProductPath(productName) + "/ActionResponse"
+}
+
+// GetServerGroupsPath is R/servers.
+func GetServerGroupsPath(productName string) string { return ProductPath(productName) + "/servers" }
+
+// GetGroupPath is R/servers/group_<id>.
+func GetGroupPath(productName string, groupId int) string {
+	return fmt.Sprintf("%s/group_%d", GetServerGroupsPath(productName), groupId)
+}
+
+// GetLockPath is R/LOCK.
+func GetLockPath(productName string) string { return ProductPath(productName) + "/LOCK" }
+
+// GetDashboardPath is R/dashboard.
+func GetDashboardPath(productName string) string { return ProductPath(productName) + "/dashboard" }

@@ -1,0 +1,434 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/redisc"
+)
+
+// RedisTimeout bounds each command sent to a Redis server.
+var RedisTimeout = 5 * time.Second
+
+// GroupExists reports whether group groupId exists.
+func GroupExists(ctx context.Context, store coord.Store, productName string, groupId int) (bool, error) {
+	if err := ValidateProductName(productName); err != nil {
+		return false, errorf("GroupExists", "", err)
+	}
+	if groupId < 0 {
+		return false, errorf("GroupExists", productName, fmt.Errorf("%w: %d", ErrInvalidGroupId, groupId))
+	}
+	_, ok, err := store.Exists(ctx, GetGroupPath(productName, groupId))
+	return ok, errorf("GroupExists", GetGroupPath(productName, groupId), err)
+}
+
+// GetGroup reads group groupId with its servers.
+func GetGroup(ctx context.Context, store coord.Store, productName string, groupId int) (*ServerGroup, error) {
+	g := NewServerGroup(productName, groupId)
+	ok, err := g.Exists(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errorf("GetGroup", GetGroupPath(productName, groupId), ErrGroupNotFound)
+	}
+	if g.Servers, err = g.GetServers(ctx, store); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// ServerGroups reads every group with its servers, ordered by id. A group
+// removed during the scan is left out.
+func ServerGroups(ctx context.Context, store coord.Store, productName string) ([]*ServerGroup, error) {
+	const op = "ServerGroups"
+	if err := ValidateProductName(productName); err != nil {
+		return nil, errorf(op, "", err)
+	}
+	base := GetServerGroupsPath(productName)
+	kids, err := store.Children(ctx, base)
+	if errors.Is(err, coord.ErrNoNode) {
+		return []*ServerGroup{}, nil
+	}
+	if err != nil {
+		return nil, errorf(op, base, err)
+	}
+	groups := make([]*ServerGroup, len(kids))
+	err = forEach(ctx, len(kids), func(i int) error {
+		id, err := strconv.Atoi(strings.TrimPrefix(kids[i], "group_"))
+		if err != nil || !strings.HasPrefix(kids[i], "group_") || id < 0 {
+			return errorf(op, coord.Join(base, kids[i]), fmt.Errorf("%w: not a group node", ErrMalformed))
+		}
+		g, err := GetGroup(ctx, store, productName, id)
+		if errors.Is(err, ErrGroupNotFound) {
+			return nil
+		}
+		groups[i] = g
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := groups[:0]
+	for _, g := range groups {
+		if g != nil {
+			out = append(out, g)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out, nil
+}
+
+func (self *ServerGroup) check(op string) error {
+	if err := ValidateProductName(self.ProductName); err != nil {
+		return errorf(op, "", err)
+	}
+	if self.Id < 0 {
+		return errorf(op, self.ProductName, fmt.Errorf("%w: %d", ErrInvalidGroupId, self.Id))
+	}
+	return nil
+}
+
+func (self *ServerGroup) path() string { return GetGroupPath(self.ProductName, self.Id) }
+
+// Exists reports whether the group's node exists.
+func (self *ServerGroup) Exists(ctx context.Context, store coord.Store) (bool, error) {
+	if err := self.check("ServerGroup.Exists"); err != nil {
+		return false, err
+	}
+	return GroupExists(ctx, store, self.ProductName, self.Id)
+}
+
+// Create makes the group's node if missing (idempotent) and announces
+// group_changed (not confirmed).
+func (self *ServerGroup) Create(ctx context.Context, store coord.Store) error {
+	const op = "ServerGroup.Create"
+	if err := self.check(op); err != nil {
+		return err
+	}
+	if err := coord.MkdirAll(ctx, store, self.path()); err != nil {
+		return errorf(op, self.path(), err)
+	}
+	if self.Servers == nil {
+		self.Servers = []*Server{}
+	}
+	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", false)
+}
+
+// GetServers reads the group's servers, ordered by address. A server
+// removed during the scan is left out.
+func (self *ServerGroup) GetServers(ctx context.Context, store coord.Store) ([]*Server, error) {
+	servers, _, err := self.servers(ctx, store)
+	return servers, err
+}
+
+// servers reads the servers and the group node's version.
+func (self *ServerGroup) servers(ctx context.Context, store coord.Store) ([]*Server, map[string]int64, error) {
+	const op = "ServerGroup.GetServers"
+	if err := self.check(op); err != nil {
+		return nil, nil, err
+	}
+	kids, err := store.Children(ctx, self.path())
+	if errors.Is(err, coord.ErrNoNode) {
+		return nil, nil, errorf(op, self.path(), ErrGroupNotFound)
+	}
+	if err != nil {
+		return nil, nil, errorf(op, self.path(), err)
+	}
+	servers := make([]*Server, len(kids))
+	versions := make([]int64, len(kids))
+	err = forEach(ctx, len(kids), func(i int) error {
+		p := coord.Join(self.path(), kids[i])
+		data, st, err := store.Get(ctx, p)
+		if errors.Is(err, coord.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return errorf(op, p, err)
+		}
+		var s Server
+		if err := decode(p, data, &s); err != nil {
+			return err
+		}
+		servers[i], versions[i] = &s, st.Version
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := []*Server{}
+	vs := map[string]int64{}
+	for i, s := range servers {
+		if s != nil {
+			out = append(out, s)
+			vs[s.Addr] = versions[i]
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out, vs, nil
+}
+
+// Master returns the group's master, or nil when it has none.
+func (self *ServerGroup) Master(ctx context.Context, store coord.Store) (*Server, error) {
+	servers, err := self.GetServers(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range servers {
+		if s.Type == SERVER_TYPE_MASTER {
+			return s, nil
+		}
+	}
+	return nil, nil
+}
+
+func validServer(s *Server) error {
+	switch s.Type {
+	case SERVER_TYPE_MASTER, SERVER_TYPE_SLAVE, SERVER_TYPE_OFFLINE:
+	default:
+		return fmt.Errorf("%w: type %q", ErrInvalidServer, s.Type)
+	}
+	if _, _, err := net.SplitHostPort(s.Addr); err != nil || strings.Contains(s.Addr, "/") {
+		return fmt.Errorf("%w: address %q is not host:port", ErrInvalidServer, s.Addr)
+	}
+	return nil
+}
+
+// AddServer adds s to the group, or updates it if its address is there.
+// The group must exist; a second master is refused (ErrNodeExists); the
+// first server of an empty group becomes its master. A new slave is told to
+// replicate the master (SLAVEOF, authenticated with passwd) before it is
+// recorded. Adding a master announces group_changed (confirmed).
+// Concurrent AddServers on a group are serialized by the group node's version.
+func (self *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Server, passwd string) error {
+	const op = "ServerGroup.AddServer"
+	if err := self.check(op); err != nil {
+		return err
+	}
+	if err := validServer(s); err != nil {
+		return errorf(op, s.Addr, err)
+	}
+	s.GroupId = self.Id
+	for {
+		_, groupStat, err := store.Get(ctx, self.path())
+		if errors.Is(err, coord.ErrNoNode) {
+			return errorf(op, self.path(), ErrGroupNotFound)
+		}
+		if err != nil {
+			return errorf(op, self.path(), err)
+		}
+		servers, versions, err := self.servers(ctx, store)
+		if err != nil {
+			return err
+		}
+		var masterAddr string
+		for _, srv := range servers {
+			if srv.Type == SERVER_TYPE_MASTER && srv.Addr != s.Addr {
+				masterAddr = srv.Addr
+			}
+		}
+		if s.Type == SERVER_TYPE_MASTER && masterAddr != "" {
+			return errorf(op, s.Addr, fmt.Errorf("%w: group %d already has master %s", ErrNodeExists, self.Id, masterAddr))
+		}
+		if len(servers) == 0 {
+			s.Type = SERVER_TYPE_MASTER
+		}
+		if s.Type == SERVER_TYPE_SLAVE && masterAddr != "" {
+			if err := redisc.SlaveOf(s.Addr, masterAddr, passwd, RedisTimeout); err != nil {
+				return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
+			}
+		}
+		p := coord.Join(self.path(), s.Addr)
+		// Rewriting the group node (it holds nothing) moves its version, so
+		// that two concurrent AddServers cannot both see "no master".
+		ops := []coord.Op{coord.SetOp(self.path(), nil, groupStat.Version)}
+		if v, ok := versions[s.Addr]; ok {
+			ops = append(ops, coord.SetOp(p, mustEncode(s), v))
+		} else {
+			ops = append(ops, coord.CreateOp(p, mustEncode(s), coord.Persistent))
+		}
+		if _, err := store.Txn(ctx, ops...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
+			continue // the group changed meanwhile: look again
+		} else if err != nil {
+			return errorf(op, p, err)
+		}
+		break
+	}
+	servers, err := self.GetServers(ctx, store)
+	if err != nil {
+		return err
+	}
+	self.Servers = servers
+	if s.Type == SERVER_TYPE_MASTER {
+		return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", true)
+	}
+	return nil
+}
+
+// RemoveServer removes the server at addr from the group; the master is
+// refused (ErrRemoveMaster). Announces group_changed (not confirmed).
+func (self *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, addr string) error {
+	const op = "ServerGroup.RemoveServer"
+	if err := self.check(op); err != nil {
+		return err
+	}
+	p := coord.Join(self.path(), addr)
+	if err := coord.ValidatePath(p); err != nil || coord.Base(p) != addr {
+		return errorf(op, addr, fmt.Errorf("%w: address %q", ErrInvalidServer, addr))
+	}
+	for {
+		data, st, err := store.Get(ctx, p)
+		if errors.Is(err, coord.ErrNoNode) {
+			return errorf(op, p, ErrServerNotFound)
+		}
+		if err != nil {
+			return errorf(op, p, err)
+		}
+		var s Server
+		if err := decode(p, data, &s); err != nil {
+			return err
+		}
+		if s.Type == SERVER_TYPE_MASTER {
+			return errorf(op, addr, ErrRemoveMaster)
+		}
+		if err := store.Delete(ctx, p, st.Version); errors.Is(err, coord.ErrBadVersion) {
+			continue
+		} else if err != nil {
+			return errorf(op, p, err)
+		}
+		break
+	}
+	servers, err := self.GetServers(ctx, store)
+	if err != nil {
+		return err
+	}
+	self.Servers = servers
+	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", false)
+}
+
+// Promote makes the server at addr the group's master: SLAVEOF NO ONE to it
+// (authenticated with passwd), then in one transaction the old master
+// becomes offline and addr master, then group_changed is announced
+// (confirmed). Other slaves keep replicating the old master, as in Codis 2;
+// RepointSlaves moves them.
+func (self *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, passwd string) error {
+	const op = "ServerGroup.Promote"
+	if err := self.check(op); err != nil {
+		return err
+	}
+	servers, versions, err := self.servers(ctx, store)
+	if err != nil {
+		return err
+	}
+	var target, master *Server
+	for _, s := range servers {
+		if s.Addr == addr {
+			target = s
+		}
+		if s.Type == SERVER_TYPE_MASTER {
+			master = s
+		}
+	}
+	if target == nil {
+		return errorf(op, addr, fmt.Errorf("%w: not in group %d", ErrServerNotFound, self.Id))
+	}
+	if err := redisc.SlaveOf(addr, "NO ONE", passwd, RedisTimeout); err != nil {
+		return errorf(op, addr, fmt.Errorf("%w: %v", ErrRedis, err))
+	}
+	var ops []coord.Op
+	if master != nil && master.Addr != addr {
+		master.Type = SERVER_TYPE_OFFLINE
+		ops = append(ops, coord.SetOp(coord.Join(self.path(), master.Addr), mustEncode(master), versions[master.Addr]))
+	}
+	target.Type = SERVER_TYPE_MASTER
+	ops = append(ops, coord.SetOp(coord.Join(self.path(), addr), mustEncode(target), versions[addr]))
+	if _, err := store.Txn(ctx, ops...); err != nil {
+		return errorf(op, addr, err)
+	}
+	self.Servers = servers
+	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", true)
+}
+
+// RepointSlaves tells every slave of the group to replicate the current
+// master (what Codis 2 left to the operator after Promote).
+func (self *ServerGroup) RepointSlaves(ctx context.Context, store coord.Store, passwd string) error {
+	const op = "ServerGroup.RepointSlaves"
+	servers, err := self.GetServers(ctx, store)
+	if err != nil {
+		return err
+	}
+	var master string
+	for _, s := range servers {
+		if s.Type == SERVER_TYPE_MASTER {
+			master = s.Addr
+		}
+	}
+	if master == "" {
+		return errorf(op, self.path(), fmt.Errorf("%w: no master", ErrServerNotFound))
+	}
+	for _, s := range servers {
+		if s.Type == SERVER_TYPE_SLAVE {
+			if err := redisc.SlaveOf(s.Addr, master, passwd, RedisTimeout); err != nil {
+				return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
+			}
+		}
+	}
+	return nil
+}
+
+// Remove deletes the group and its servers in one transaction, unless a
+// slot uses it or migrates from it (ErrGroupInUse). Announces group_remove
+// (not confirmed).
+func (self *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
+	const op = "ServerGroup.Remove"
+	if err := self.check(op); err != nil {
+		return err
+	}
+	slots, err := Slots(ctx, store, self.ProductName)
+	if err != nil {
+		return errorf(op, self.path(), err)
+	}
+	for _, s := range slots {
+		if s.GroupId == self.Id {
+			return errorf(op, self.path(), fmt.Errorf("%w: slot %d", ErrGroupInUse, s.Id))
+		}
+		migrating := s.State.Status == SLOT_STATUS_MIGRATE || s.State.Status == SLOT_STATUS_PRE_MIGRATE
+		if migrating && s.State.MigrateStatus.From == self.Id {
+			return errorf(op, self.path(), fmt.Errorf("%w: slot %d is migrating from it", ErrGroupInUse, s.Id))
+		}
+	}
+	for {
+		_, st, err := store.Get(ctx, self.path())
+		if errors.Is(err, coord.ErrNoNode) {
+			return errorf(op, self.path(), ErrGroupNotFound)
+		}
+		if err != nil {
+			return errorf(op, self.path(), err)
+		}
+		_, versions, err := self.servers(ctx, store)
+		if err != nil {
+			return err
+		}
+		var ops []coord.Op
+		for addr, v := range versions {
+			ops = append(ops, coord.DeleteOp(coord.Join(self.path(), addr), v))
+		}
+		ops = append(ops, coord.DeleteOp(self.path(), st.Version))
+		err = applyBatches(ctx, store, ops)
+		if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNotEmpty) || errors.Is(err, coord.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return errorf(op, self.path(), err)
+		}
+		break
+	}
+	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_REMOVE, self, "", false)
+}

@@ -1,0 +1,260 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// MarkOfflineTimeout bounds how long SetProxyStatus waits for a proxy set to
+// mark_offline to go down, when the context has no earlier deadline. Codis 2
+// waits forever.
+var MarkOfflineTimeout = 30 * time.Second
+
+// CreateProxyInfo creates the proxy's ephemeral node R/proxy/<id> holding pi,
+// owned by the store's session, and returns its path.
+func CreateProxyInfo(ctx context.Context, store coord.Store, productName string, pi *ProxyInfo) (string, error) {
+	const op = "CreateProxyInfo"
+	if err := ValidateProductName(productName); err != nil {
+		return "", errorf(op, "", err)
+	}
+	p := coord.Join(GetProxyPath(productName), pi.Id)
+	if err := coord.ValidatePath(p); err != nil || pi.Id == "" || coord.Base(p) != pi.Id {
+		return "", errorf(op, pi.Id, fmt.Errorf("%w: proxy id %q", ErrInvalidArgument, pi.Id))
+	}
+	out, err := coord.CreateAll(ctx, store, p, mustEncode(pi), coord.Ephemeral)
+	return out, errorf(op, p, err)
+}
+
+// CreateProxyFenceNode creates the persistent fence R/fence/<addr> of the
+// proxy (its parents too) and returns its path. An existing fence is fine.
+func CreateProxyFenceNode(ctx context.Context, store coord.Store, productName string, pi *ProxyInfo) (string, error) {
+	const op = "CreateProxyFenceNode"
+	if err := ValidateProductName(productName); err != nil {
+		return "", errorf(op, "", err)
+	}
+	p := coord.Join(GetProxyFencePath(productName), pi.Addr)
+	if err := coord.ValidatePath(p); err != nil || pi.Addr == "" || coord.Base(p) != pi.Addr {
+		return "", errorf(op, pi.Addr, fmt.Errorf("%w: proxy addr %q", ErrInvalidArgument, pi.Addr))
+	}
+	_, err := coord.CreateAll(ctx, store, p, nil, coord.Persistent)
+	if errors.Is(err, coord.ErrNodeExists) {
+		err = nil
+	}
+	return p, errorf(op, p, err)
+}
+
+// GetFenceProxyMap returns the fenced proxy addresses.
+func GetFenceProxyMap(ctx context.Context, store coord.Store, productName string) (map[string]bool, error) {
+	if err := ValidateProductName(productName); err != nil {
+		return nil, errorf("GetFenceProxyMap", "", err)
+	}
+	kids, err := store.Children(ctx, GetProxyFencePath(productName))
+	if err != nil && !errors.Is(err, coord.ErrNoNode) {
+		return nil, errorf("GetFenceProxyMap", GetProxyFencePath(productName), err)
+	}
+	m := make(map[string]bool, len(kids))
+	for _, k := range kids {
+		m[k] = true
+	}
+	return m, nil
+}
+
+// ForceRemoveDeadFence deletes the fences with no online proxy behind them.
+func ForceRemoveDeadFence(ctx context.Context, store coord.Store, productName string) error {
+	const op = "ForceRemoveDeadFence"
+	proxies, err := ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
+	if err != nil {
+		return errorf(op, productName, err)
+	}
+	fences, err := GetFenceProxyMap(ctx, store, productName)
+	if err != nil {
+		return errorf(op, productName, err)
+	}
+	for _, p := range proxies {
+		delete(fences, p.Addr)
+	}
+	for addr := range fences {
+		p := coord.Join(GetProxyFencePath(productName), addr)
+		if err := coord.DeleteAll(ctx, store, p); err != nil {
+			return errorf(op, p, err)
+		}
+	}
+	return nil
+}
+
+// GetProxyInfo reads the node of proxy proxyName.
+func GetProxyInfo(ctx context.Context, store coord.Store, productName string, proxyName string) (*ProxyInfo, error) {
+	pi, _, err := getProxy(ctx, store, productName, proxyName)
+	return pi, err
+}
+
+func getProxy(ctx context.Context, store coord.Store, productName, proxyName string) (*ProxyInfo, int64, error) {
+	const op = "GetProxyInfo"
+	if err := ValidateProductName(productName); err != nil {
+		return nil, 0, errorf(op, "", err)
+	}
+	p := coord.Join(GetProxyPath(productName), proxyName)
+	if err := coord.ValidatePath(p); err != nil || proxyName == "" || coord.Base(p) != proxyName {
+		return nil, 0, errorf(op, proxyName, fmt.Errorf("%w: proxy id %q", ErrInvalidArgument, proxyName))
+	}
+	data, st, err := store.Get(ctx, p)
+	if err != nil {
+		return nil, 0, errorf(op, p, err)
+	}
+	var pi ProxyInfo
+	if err := decode(p, data, &pi); err != nil {
+		return nil, 0, err
+	}
+	return &pi, st.Version, nil
+}
+
+// ProxyList returns the proxies for which filter (if not nil) is true,
+// ordered by id. A proxy that goes away during the scan is left out.
+func ProxyList(ctx context.Context, store coord.Store, productName string, filter func(*ProxyInfo) bool) ([]ProxyInfo, error) {
+	const op = "ProxyList"
+	if err := ValidateProductName(productName); err != nil {
+		return nil, errorf(op, "", err)
+	}
+	kids, err := store.Children(ctx, GetProxyPath(productName))
+	if errors.Is(err, coord.ErrNoNode) {
+		return []ProxyInfo{}, nil
+	}
+	if err != nil {
+		return nil, errorf(op, GetProxyPath(productName), err)
+	}
+	infos := make([]*ProxyInfo, len(kids))
+	err = forEach(ctx, len(kids), func(i int) error {
+		pi, err := GetProxyInfo(ctx, store, productName, kids[i])
+		if errors.Is(err, coord.ErrNoNode) {
+			return nil
+		}
+		infos[i] = pi
+		return err
+	})
+	if err != nil {
+		return nil, errorf(op, productName, err)
+	}
+	out := make([]ProxyInfo, 0, len(kids))
+	for _, pi := range infos {
+		if pi != nil && (filter == nil || filter(pi)) {
+			out = append(out, *pi)
+		}
+	}
+	return out, nil
+}
+
+// SetProxyStatus sets the state of proxy proxyName. Going online needs every
+// slot online or migrating and assigned to a group (ErrSlotsNotReady).
+// mark_offline asks the proxy to shut down and waits until its node is gone
+// or offline, for MarkOfflineTimeout at most (ErrMarkOfflineTimeout).
+func SetProxyStatus(ctx context.Context, store coord.Store, productName string, proxyName string, status string) error {
+	const op = "SetProxyStatus"
+	if status != PROXY_STATE_ONLINE && status != PROXY_STATE_OFFLINE && status != PROXY_STATE_MARK_OFFLINE {
+		return errorf(op, proxyName, fmt.Errorf("%w: %q", ErrUnknownProxyStatus, status))
+	}
+	if status == PROXY_STATE_ONLINE {
+		slots, err := Slots(ctx, store, productName)
+		if err != nil {
+			return errorf(op, proxyName, err)
+		}
+		if len(slots) == 0 {
+			return errorf(op, proxyName, fmt.Errorf("%w: no slots; run InitSlotSet", ErrSlotsNotReady))
+		}
+		for _, s := range slots {
+			if s.State.Status != SLOT_STATUS_ONLINE && s.State.Status != SLOT_STATUS_MIGRATE {
+				return errorf(op, proxyName, fmt.Errorf("%w: slot %d is %s", ErrSlotsNotReady, s.Id, s.State.Status))
+			}
+			if s.GroupId == INVALID_ID {
+				return errorf(op, proxyName, fmt.Errorf("%w: slot %d has no group", ErrSlotsNotReady, s.Id))
+			}
+		}
+	}
+	p := coord.Join(GetProxyPath(productName), proxyName)
+	for {
+		pi, version, err := getProxy(ctx, store, productName, proxyName)
+		if err != nil {
+			return errorf(op, proxyName, err)
+		}
+		pi.State = status
+		_, err = store.Set(ctx, p, mustEncode(pi), version)
+		if errors.Is(err, coord.ErrBadVersion) {
+			continue // changed meanwhile: read again
+		}
+		if err != nil {
+			return errorf(op, p, err)
+		}
+		break
+	}
+	if status != PROXY_STATE_MARK_OFFLINE {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, MarkOfflineTimeout)
+	defer cancel()
+	events, err := store.WatchData(wctx, p)
+	if err != nil {
+		return errorf(op, p, err)
+	}
+	for ev := range events {
+		if ev.Err != nil {
+			return errorf(op, p, ev.Err)
+		}
+		if !ev.Exists {
+			return nil
+		}
+		var pi ProxyInfo
+		if err := decode(p, ev.Data, &pi); err != nil {
+			return err
+		}
+		if pi.State == PROXY_STATE_OFFLINE {
+			return nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return errorf(op, p, err)
+	}
+	return errorf(op, p, fmt.Errorf("%w: still up after %v", ErrMarkOfflineTimeout, MarkOfflineTimeout))
+}
+
+// forEach runs fn(0..n-1) with bounded concurrency and returns the first error.
+func forEach(ctx context.Context, n int, fn func(i int) error) error {
+	const workers = 16
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	next := make(chan int)
+	for w := 0; w < min(workers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		stop := first != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}

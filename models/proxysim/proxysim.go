@@ -1,0 +1,298 @@
+// Package proxysim plays the part of a Codis 2.x proxy towards the
+// coordination store, as CODIS2-LAYOUT.md describes it: it registers itself
+// (ephemeral node, offline, then its fence), waits to be set online, loads
+// the slots and checks them as a proxy does, answers the actions addressed to
+// it, and shuts down cleanly on mark_offline. It serves no Redis traffic; it
+// is what tests and the demo use to exercise confirmed actions for real.
+package proxysim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/models"
+)
+
+// Options change how the simulated proxy behaves; the zero value is a
+// well-behaved proxy.
+type Options struct {
+	// Delay before answering each action.
+	Delay time.Duration
+	// Mute makes the proxy never answer actions (to test timeouts); it still
+	// obeys mark_offline.
+	Mute bool
+	// IgnoreMarkOffline makes the proxy keep running when set mark_offline
+	// (a hung proxy).
+	IgnoreMarkOffline bool
+}
+
+// Proxy is a running simulated proxy.
+type Proxy struct {
+	store   coord.Store
+	product string
+	opt     Options
+	info    models.ProxyInfo
+
+	mu      sync.Mutex
+	handled []int64
+	err     error
+	done    chan struct{}
+	cancel  context.CancelFunc
+}
+
+// ErrExited is the error of a proxy that exited the way a Codis proxy exits
+// on a state change other than mark_offline, or on bad slot data.
+var ErrExited = errors.New("proxy exited")
+
+// Start registers the proxy (R/proxy/<id> ephemeral with state offline, then
+// R/fence/<addr>) on store, which should be the proxy's own (its session
+// owns the node), and runs it until ctx ends, it is set mark_offline, or it
+// exits.
+func Start(ctx context.Context, store coord.Store, product string, info models.ProxyInfo, opt Options) (*Proxy, error) {
+	info.State = models.PROXY_STATE_OFFLINE
+	if info.StartAt == "" {
+		info.StartAt = time.Now().Format("2006-01-02 15:04:05.999999999 -0700 MST")
+	}
+	if _, err := models.CreateProxyInfo(ctx, store, product, &info); err != nil {
+		return nil, err
+	}
+	if _, err := models.CreateProxyFenceNode(ctx, store, product, &info); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	p := &Proxy{store: store, product: product, opt: opt, info: info, done: make(chan struct{}), cancel: cancel}
+	go func() {
+		err := p.run(rctx)
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Info is the proxy's info as registered.
+func (p *Proxy) Info() models.ProxyInfo { return p.info }
+
+// Done is closed when the proxy has stopped.
+func (p *Proxy) Done() <-chan struct{} { return p.done }
+
+// Err is why the proxy stopped: nil after a clean mark_offline shutdown.
+func (p *Proxy) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Handled returns the sequence numbers of the actions it answered.
+func (p *Proxy) Handled() []int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int64(nil), p.handled...)
+}
+
+// Stop ends the proxy without its clean shutdown (as a killed process; its
+// ephemeral node goes with its store's session).
+func (p *Proxy) Stop() { p.cancel(); <-p.done }
+
+func (p *Proxy) selfPath() string { return coord.Join(models.GetProxyPath(p.product), p.info.Id) }
+
+func (p *Proxy) run(ctx context.Context) error {
+	self, err := p.store.WatchData(ctx, p.selfPath())
+	if err != nil {
+		return err
+	}
+	// 2. Wait until online.
+	for online := false; !online; {
+		ev, ok := <-self
+		if !ok {
+			return ctx.Err()
+		}
+		if ev.Err != nil || !ev.Exists {
+			return fmt.Errorf("%w: own node gone before going online", ErrExited)
+		}
+		var pi models.ProxyInfo
+		if err := json.Unmarshal(ev.Data, &pi); err != nil {
+			return fmt.Errorf("%w: own node: %v", ErrExited, err)
+		}
+		online = pi.State == models.PROXY_STATE_ONLINE
+	}
+	if err := p.loadSlots(ctx); err != nil {
+		return err
+	}
+	actionsDir := models.GetWatchActionPath(p.product)
+	if err := coord.MkdirAll(ctx, p.store, actionsDir); err != nil {
+		return err
+	}
+	actions, err := p.store.WatchChildren(ctx, actionsDir)
+	if err != nil {
+		return err
+	}
+	last := int64(-1)
+	if ev, ok := <-actions; ok && ev.Err == nil {
+		seqs, _ := models.ExtraSeqList(ev.Children)
+		if len(seqs) > 0 {
+			last = int64(seqs[len(seqs)-1]) // actions before it are not ours to answer
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-self:
+			if !ok {
+				return ctx.Err()
+			}
+			// 3. mark_offline: clean shutdown; anything else: exit.
+			var pi models.ProxyInfo
+			if ev.Exists && json.Unmarshal(ev.Data, &pi) == nil {
+				switch pi.State {
+				case models.PROXY_STATE_ONLINE:
+					continue
+				case models.PROXY_STATE_MARK_OFFLINE:
+					if p.opt.IgnoreMarkOffline {
+						continue
+					}
+					return p.shutdown(ctx)
+				}
+			}
+			return fmt.Errorf("%w: own node changed (exists %v, state %q)", ErrExited, ev.Exists, pi.State)
+		case ev, ok := <-actions:
+			if !ok {
+				return ctx.Err()
+			}
+			if ev.Err != nil {
+				return ev.Err
+			}
+			// 4. The newest action above the last handled.
+			seqs, err := models.ExtraSeqList(ev.Children)
+			if err != nil || len(seqs) == 0 || int64(seqs[len(seqs)-1]) <= last {
+				continue
+			}
+			last = int64(seqs[len(seqs)-1])
+			if err := p.handle(ctx, last); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// loadSlots reads every slot and group and applies a proxy's checks.
+func (p *Proxy) loadSlots(ctx context.Context) error {
+	slots, err := models.Slots(ctx, p.store, p.product)
+	if err != nil {
+		return err
+	}
+	groups, err := models.ServerGroups(ctx, p.store, p.product)
+	if err != nil {
+		return err
+	}
+	masters := map[int]string{}
+	for _, g := range groups {
+		n := 0
+		for _, s := range g.Servers {
+			if s.Type == models.SERVER_TYPE_MASTER {
+				n++
+				masters[g.Id] = s.Addr
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("%w: group %d has %d masters", ErrExited, g.Id, n)
+		}
+	}
+	for _, s := range slots {
+		if _, ok := masters[s.GroupId]; !ok {
+			return fmt.Errorf("%w: slot %d points to missing group %d", ErrExited, s.Id, s.GroupId)
+		}
+		if s.State.Status == models.SLOT_STATUS_MIGRATE && masters[s.State.MigrateStatus.From] == masters[s.State.MigrateStatus.To] {
+			return fmt.Errorf("%w: slot %d migrates between groups with the same master", ErrExited, s.Id)
+		}
+	}
+	return nil
+}
+
+// isReceiver tells whether the action names this proxy (id, pid and
+// start_at match; a bare id is accepted as old proxies accept it).
+func (p *Proxy) isReceiver(act *models.Action) bool {
+	for _, r := range act.Receivers {
+		var pi models.ProxyInfo
+		if json.Unmarshal([]byte(r), &pi) == nil {
+			if pi.Id == p.info.Id && pi.Pid == p.info.Pid && pi.StartAt == p.info.StartAt {
+				return true
+			}
+		} else if r == p.info.Id {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Proxy) handle(ctx context.Context, seq int64) error {
+	var act models.Action
+	if err := models.GetActionObject(ctx, p.store, p.product, seq, &act, "zookeeper"); err != nil {
+		if errors.Is(err, coord.ErrNoNode) {
+			return nil // collected already
+		}
+		return err
+	}
+	if !p.isReceiver(&act) || p.opt.Mute {
+		return nil
+	}
+	// Reload what the action names, as a proxy does.
+	switch act.Type {
+	case models.ACTION_TYPE_SLOT_CHANGED, models.ACTION_TYPE_SLOT_MIGRATE, models.ACTION_TYPE_SLOT_PREMIGRATE:
+		var target struct {
+			Id int `json:"id"`
+		}
+		b, _ := json.Marshal(act.Target)
+		if json.Unmarshal(b, &target) == nil {
+			if _, err := models.GetSlot(ctx, p.store, p.product, target.Id); err != nil && !errors.Is(err, coord.ErrNoNode) {
+				return err
+			}
+		}
+	case models.ACTION_TYPE_MULTI_SLOT_CHANGED:
+		if _, err := models.Slots(ctx, p.store, p.product); err != nil {
+			return err
+		}
+	}
+	if p.opt.Delay > 0 {
+		select {
+		case <-time.After(p.opt.Delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	name := strconv.FormatInt(seq, 10)
+	resp := coord.Join(models.GetActionResponsePath(p.product), fmt.Sprintf("%010d", seq), p.info.Id)
+	me, _ := json.Marshal(p.info)
+	if _, err := p.store.Create(ctx, resp, me, coord.Persistent); err != nil && !errors.Is(err, coord.ErrNodeExists) {
+		if errors.Is(err, coord.ErrNoNode) {
+			return nil // the action was collected meanwhile
+		}
+		return fmt.Errorf("answering action %s: %w", name, err)
+	}
+	p.mu.Lock()
+	p.handled = append(p.handled, seq)
+	sort.Slice(p.handled, func(i, j int) bool { return p.handled[i] < p.handled[j] })
+	p.mu.Unlock()
+	return nil
+}
+
+// shutdown deletes the fence and the node, as a proxy's clean shutdown does.
+func (p *Proxy) shutdown(ctx context.Context) error {
+	fence := coord.Join(models.GetProxyFencePath(p.product), p.info.Addr)
+	if err := p.store.Delete(ctx, fence, coord.AnyVersion); err != nil && !errors.Is(err, coord.ErrNoNode) {
+		return err
+	}
+	if err := p.store.Delete(ctx, p.selfPath(), coord.AnyVersion); err != nil && !errors.Is(err, coord.ErrNoNode) {
+		return err
+	}
+	return nil
+}

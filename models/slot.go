@@ -1,0 +1,369 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// NewSlot returns slot id of a product: offline, in no group.
+func NewSlot(productName string, id int) *Slot {
+	return &Slot{
+		ProductName: productName,
+		Id:          id,
+		GroupId:     INVALID_ID,
+		State: SlotState{
+			Status:        SLOT_STATUS_OFFLINE,
+			MigrateStatus: SlotMigrateStatus{From: INVALID_ID, To: INVALID_ID},
+			LastOpTs:      "0",
+		},
+	}
+}
+
+// GetSlot reads slot id.
+func GetSlot(ctx context.Context, store coord.Store, productName string, id int) (*Slot, error) {
+	const op = "GetSlot"
+	if err := ValidateProductName(productName); err != nil {
+		return nil, errorf(op, "", err)
+	}
+	if err := validSlot(id); err != nil {
+		return nil, errorf(op, productName, err)
+	}
+	p := GetSlotPath(productName, id)
+	data, st, err := store.Get(ctx, p)
+	if err != nil {
+		return nil, errorf(op, p, err)
+	}
+	return decodeSlot(p, data, st.Version)
+}
+
+func decodeSlot(p string, data []byte, version int64) (*Slot, error) {
+	var s Slot
+	if err := decode(p, data, &s); err != nil {
+		return nil, err
+	}
+	if !s.State.Status.valid() {
+		return nil, errorf("decode", p, fmt.Errorf("%w: %w: %q", ErrMalformed, ErrUnknownSlotStatus, s.State.Status))
+	}
+	s.version = version + 1
+	return &s, nil
+}
+
+// Slots reads every slot of the product, ordered by id. A slot deleted
+// during the scan is left out.
+func Slots(ctx context.Context, store coord.Store, productName string) ([]*Slot, error) {
+	const op = "Slots"
+	if err := ValidateProductName(productName); err != nil {
+		return nil, errorf(op, "", err)
+	}
+	base := GetSlotBasePath(productName)
+	kids, err := store.Children(ctx, base)
+	if errors.Is(err, coord.ErrNoNode) {
+		return []*Slot{}, nil
+	}
+	if err != nil {
+		return nil, errorf(op, base, err)
+	}
+	slots := make([]*Slot, len(kids))
+	err = forEach(ctx, len(kids), func(i int) error {
+		p := coord.Join(base, kids[i])
+		if id, err := strconv.Atoi(strings.TrimPrefix(kids[i], "slot_")); err != nil || !strings.HasPrefix(kids[i], "slot_") || validSlot(id) != nil {
+			return errorf(op, p, fmt.Errorf("%w: not a slot node", ErrMalformed))
+		}
+		data, st, err := store.Get(ctx, p)
+		if errors.Is(err, coord.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return errorf(op, p, err)
+		}
+		slots[i], err = decodeSlot(p, data, st.Version)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := slots[:0]
+	for _, s := range slots {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out, nil
+}
+
+// GetMigratingSlots returns the slots in migrate or pre_migrate.
+func GetMigratingSlots(ctx context.Context, store coord.Store, productName string) ([]*Slot, error) {
+	slots, err := Slots(ctx, store, productName)
+	if err != nil {
+		return nil, errorf("GetMigratingSlots", productName, err)
+	}
+	var out []*Slot
+	for _, s := range slots {
+		if s.State.Status == SLOT_STATUS_MIGRATE || s.State.Status == SLOT_STATUS_PRE_MIGRATE {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Update writes the slot and announces it (slot_migrate, slot_premigrate or
+// slot_changed, confirmed). A slot read with GetSlot or Slots is written
+// only if its node has not changed since (coord.ErrBadVersion otherwise); a
+// slot made with NewSlot is created or overwritten.
+func (s *Slot) Update(ctx context.Context, store coord.Store) error {
+	const op = "Slot.Update"
+	if err := ValidateProductName(s.ProductName); err != nil {
+		return errorf(op, "", err)
+	}
+	if err := validSlot(s.Id); err != nil {
+		return errorf(op, s.ProductName, err)
+	}
+	if !s.State.Status.valid() {
+		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %q", ErrUnknownSlotStatus, s.State.Status))
+	}
+	// Refuse before writing what could not be announced.
+	if err := checkFences(ctx, store, s.ProductName); err != nil {
+		return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
+	}
+	p := GetSlotPath(s.ProductName, s.Id)
+	data := mustEncode(s)
+	var st coord.Stat
+	var err error
+	if s.version > 0 {
+		st, err = store.Set(ctx, p, data, s.version-1)
+	} else {
+		st, err = store.Set(ctx, p, data, coord.AnyVersion)
+		if errors.Is(err, coord.ErrNoNode) {
+			_, err = coord.CreateAll(ctx, store, p, data, coord.Persistent)
+		}
+	}
+	if err != nil {
+		return errorf(op, p, err)
+	}
+	s.version = st.Version + 1
+	typ := ACTION_TYPE_SLOT_CHANGED
+	switch s.State.Status {
+	case SLOT_STATUS_MIGRATE:
+		typ = ACTION_TYPE_SLOT_MIGRATE
+	case SLOT_STATUS_PRE_MIGRATE:
+		typ = ACTION_TYPE_SLOT_PREMIGRATE
+	}
+	return NewAction(ctx, store, s.ProductName, typ, s, "", true)
+}
+
+// SetMigrateStatus starts migrating the slot from group fromGroup to
+// toGroup: pre_migrate (confirmed by the proxies, which then hold requests
+// for the slot), then migrate with the new group (confirmed).
+func (s *Slot) SetMigrateStatus(ctx context.Context, store coord.Store, fromGroup, toGroup int) error {
+	const op = "Slot.SetMigrateStatus"
+	if fromGroup < 0 || toGroup < 0 {
+		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: from %d, to %d", ErrInvalidGroupId, fromGroup, toGroup))
+	}
+	if ok, err := GroupExists(ctx, store, s.ProductName, toGroup); err != nil {
+		return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
+	} else if !ok {
+		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %d", ErrGroupNotFound, toGroup))
+	}
+	s.State.Status = SLOT_STATUS_PRE_MIGRATE
+	if err := s.Update(ctx, store); err != nil {
+		return err
+	}
+	s.State.Status = SLOT_STATUS_MIGRATE
+	s.State.MigrateStatus.From = fromGroup
+	s.State.MigrateStatus.To = toGroup
+	s.GroupId = toGroup
+	return s.Update(ctx, store)
+}
+
+// InitSlotSet (a dangerous operation) overwrites slots 0..totalSlotNum-1 as
+// offline and in no group, in as few transactions as the store's limits
+// allow, then announces them with one multi_slot_changed action (confirmed).
+// Codis 2 wrote and announced each slot on its own.
+func InitSlotSet(ctx context.Context, store coord.Store, productName string, totalSlotNum int) error {
+	const op = "InitSlotSet"
+	if err := ValidateProductName(productName); err != nil {
+		return errorf(op, "", err)
+	}
+	if totalSlotNum <= 0 || totalSlotNum > DEFAULT_SLOT_NUM {
+		return errorf(op, productName, fmt.Errorf("%w: %d slots, want 1..%d", ErrInvalidSlotId, totalSlotNum, DEFAULT_SLOT_NUM))
+	}
+	if err := checkFences(ctx, store, productName); err != nil {
+		return errorf(op, productName, err)
+	}
+	base := GetSlotBasePath(productName)
+	if err := coord.MkdirAll(ctx, store, base); err != nil {
+		return errorf(op, base, err)
+	}
+	for {
+		kids, err := store.Children(ctx, base)
+		if err != nil {
+			return errorf(op, base, err)
+		}
+		have := map[string]bool{}
+		for _, k := range kids {
+			have[k] = true
+		}
+		ops := make([]coord.Op, totalSlotNum)
+		for i := range ops {
+			p := GetSlotPath(productName, i)
+			if have[coord.Base(p)] {
+				ops[i] = coord.SetOp(p, mustEncode(NewSlot(productName, i)), coord.AnyVersion)
+			} else {
+				ops[i] = coord.CreateOp(p, mustEncode(NewSlot(productName, i)), coord.Persistent)
+			}
+		}
+		err = applyBatches(ctx, store, ops)
+		if errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
+			continue // a slot appeared or vanished meanwhile: look again
+		}
+		if err != nil {
+			return errorf(op, productName, err)
+		}
+		break
+	}
+	param := SlotMultiSetParam{From: 0, To: totalSlotNum - 1, Status: SLOT_STATUS_OFFLINE, GroupId: INVALID_ID}
+	return NewAction(ctx, store, productName, ACTION_TYPE_MULTI_SLOT_CHANGED, param, "", true)
+}
+
+// applyBatches applies ops in transactions that fit the store's limits.
+func applyBatches(ctx context.Context, store coord.Store, ops []coord.Op) error {
+	batches, err := coord.Batches(ops, store.Limits())
+	if err != nil {
+		return err
+	}
+	for _, b := range batches {
+		if _, err := store.Txn(ctx, b...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetSlotRange assigns slots fromSlot..toSlot to group groupId with status
+// online or offline, then announces one multi_slot_changed action
+// (confirmed). Every check comes first (status, group, slot ids, every slot
+// offline); then the slots are written with compare-and-set, in one
+// transaction where the store's limits allow (ZooKeeper; etcd with
+// --max-txn-ops of 2048 or more, which the embedded server has) and in as few
+// as they allow otherwise (Consul: 32 slots per transaction). A conflict
+// with a concurrent writer re-reads and re-checks the slots not written yet.
+func SetSlotRange(ctx context.Context, store coord.Store, productName string, fromSlot, toSlot, groupId int, status SlotStatus) error {
+	const op = "SetSlotRange"
+	if err := ValidateProductName(productName); err != nil {
+		return errorf(op, "", err)
+	}
+	if status != SLOT_STATUS_OFFLINE && status != SLOT_STATUS_ONLINE {
+		return errorf(op, productName, fmt.Errorf("%w: %q (online or offline)", ErrUnknownSlotStatus, status))
+	}
+	if err := validSlot(fromSlot); err != nil {
+		return errorf(op, productName, err)
+	}
+	if err := validSlot(toSlot); err != nil {
+		return errorf(op, productName, err)
+	}
+	if fromSlot > toSlot {
+		return errorf(op, productName, fmt.Errorf("%w: from %d > to %d", ErrInvalidSlotId, fromSlot, toSlot))
+	}
+	if groupId < 0 {
+		return errorf(op, productName, fmt.Errorf("%w: %d", ErrInvalidGroupId, groupId))
+	}
+	if ok, err := GroupExists(ctx, store, productName, groupId); err != nil {
+		return errorf(op, productName, err)
+	} else if !ok {
+		return errorf(op, productName, fmt.Errorf("%w: %d", ErrGroupNotFound, groupId))
+	}
+	if err := checkFences(ctx, store, productName); err != nil {
+		return errorf(op, productName, err)
+	}
+	written := map[int]bool{}
+	for {
+		n := toSlot - fromSlot + 1
+		slots := make([]*Slot, n)
+		err := forEach(ctx, n, func(i int) error {
+			if written[fromSlot+i] {
+				return nil
+			}
+			s, err := GetSlot(ctx, store, productName, fromSlot+i)
+			slots[i] = s
+			return err
+		})
+		if err != nil {
+			return errorf(op, productName, err)
+		}
+		var ops []coord.Op
+		var ids []int
+		for _, s := range slots {
+			if s == nil {
+				continue
+			}
+			if s.State.Status != SLOT_STATUS_OFFLINE {
+				return errorf(op, productName, fmt.Errorf("%w: slot %d is %s; to move a slot to another group, migrate it", ErrSlotNotOffline, s.Id, s.State.Status))
+			}
+			s.GroupId = groupId
+			s.State.Status = status
+			ops = append(ops, coord.SetOp(GetSlotPath(productName, s.Id), mustEncode(s), s.version-1))
+			ids = append(ids, s.Id)
+		}
+		batches, err := coord.Batches(ops, store.Limits())
+		if err != nil {
+			return errorf(op, productName, err)
+		}
+		conflict := false
+		done := 0
+		for _, b := range batches {
+			if _, err := store.Txn(ctx, b...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode) {
+				conflict = true
+				break
+			} else if err != nil {
+				return errorf(op, productName, err)
+			}
+			for _, id := range ids[done : done+len(b)] {
+				written[id] = true
+			}
+			done += len(b)
+		}
+		if !conflict {
+			break
+		}
+	}
+	param := SlotMultiSetParam{From: fromSlot, To: toSlot, Status: status, GroupId: groupId}
+	return NewAction(ctx, store, productName, ACTION_TYPE_MULTI_SLOT_CHANGED, param, "", true)
+}
+
+// checkFences fails with ErrFenceWithoutProxy when a fence has no online
+// proxy behind it, as a confirmed action would, so that callers refuse
+// before they write.
+func checkFences(ctx context.Context, store coord.Store, productName string) error {
+	proxies, err := ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
+	if err != nil {
+		return err
+	}
+	fences, err := GetFenceProxyMap(ctx, store, productName)
+	if err != nil {
+		return err
+	}
+	for _, p := range proxies {
+		delete(fences, p.Addr)
+	}
+	if len(fences) == 0 {
+		return nil
+	}
+	return checkFencesErr(fences)
+}
+
+// checkFencesErr is the error for fences left without an online proxy.
+func checkFencesErr(fences map[string]bool) error {
+	addrs := make([]string, 0, len(fences))
+	for a := range fences {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	return fmt.Errorf("%w: %s", ErrFenceWithoutProxy, strings.Join(addrs, " "))
+}
