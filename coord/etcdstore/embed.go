@@ -13,14 +13,16 @@ import (
 
 // Embedded is an etcd server running inside this process, on loopback ports.
 type Embedded struct {
-	etcd *embed.Etcd
-	dir  string
+	etcd      *embed.Etcd
+	dir       string
+	maxTxnOps int
 }
 
 // EmbeddedOptions tune StartEmbedded; the zero value is fine.
 type EmbeddedOptions struct {
-	// MaxTxnOps is the server's limit on ops per transaction (etcd's
-	// default, 128, when 0).
+	// MaxTxnOps is the server's limit on etcd ops per transaction (2048
+	// when 0, so that a coord transaction can hold 1024 ops: all the slots
+	// of a Codis product).
 	MaxTxnOps uint
 	// LogLevel is etcd's log level (debug, info, warn, error); the server
 	// logs nothing when it is empty.
@@ -59,6 +61,7 @@ func startEmbedded(dir string, opt EmbeddedOptions) (*Embedded, error) {
 	} else {
 		cfg.LogLevel = opt.LogLevel
 	}
+	cfg.MaxTxnOps = 2048
 	if opt.MaxTxnOps > 0 {
 		cfg.MaxTxnOps = opt.MaxTxnOps
 	}
@@ -73,7 +76,7 @@ func startEmbedded(dir string, opt EmbeddedOptions) (*Embedded, error) {
 	}
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Embedded{etcd: e, dir: dir}, nil
+		return &Embedded{etcd: e, dir: dir, maxTxnOps: int(cfg.MaxTxnOps)}, nil
 	case err := <-e.Err():
 		e.Close()
 		return nil, err
@@ -109,6 +112,12 @@ func (e *Embedded) Endpoints() []string {
 		out = append(out, u.String())
 	}
 	return out
+}
+
+// Config returns a store configuration for this server: its endpoints and
+// limits, with the given key prefix.
+func (e *Embedded) Config(prefix string) Config {
+	return Config{Endpoints: e.Endpoints(), Prefix: prefix, MaxTxnOps: e.maxTxnOps}
 }
 
 // Dir is the data directory.

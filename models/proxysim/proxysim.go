@@ -52,24 +52,28 @@ type Proxy struct {
 var ErrExited = errors.New("proxy exited")
 
 // Start registers the proxy (R/proxy/<id> ephemeral with state offline, then
-// R/fence/<addr>) on store, which should be the proxy's own (its session
-// owns the node), and runs it until ctx ends, it is set mark_offline, or it
-// exits.
+// R/fence/<addr>) on store and runs it until ctx ends, it is set
+// mark_offline, or it exits. The proxy owns store, as a proxy process owns
+// its connection: its session owns the proxy's node, and the store is closed
+// when the proxy stops.
 func Start(ctx context.Context, store coord.Store, product string, info models.ProxyInfo, opt Options) (*Proxy, error) {
 	info.State = models.PROXY_STATE_OFFLINE
 	if info.StartAt == "" {
 		info.StartAt = time.Now().Format("2006-01-02 15:04:05.999999999 -0700 MST")
 	}
 	if _, err := models.CreateProxyInfo(ctx, store, product, &info); err != nil {
+		store.Close()
 		return nil, err
 	}
 	if _, err := models.CreateProxyFenceNode(ctx, store, product, &info); err != nil {
+		store.Close()
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	p := &Proxy{store: store, product: product, opt: opt, info: info, done: make(chan struct{}), cancel: cancel}
 	go func() {
 		err := p.run(rctx)
+		store.Close()
 		p.mu.Lock()
 		p.err = err
 		p.mu.Unlock()
@@ -79,7 +83,11 @@ func Start(ctx context.Context, store coord.Store, product string, info models.P
 }
 
 // Info is the proxy's info as registered.
-func (p *Proxy) Info() models.ProxyInfo { return p.info }
+func (p *Proxy) Info() models.ProxyInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info
+}
 
 // Done is closed when the proxy has stopped.
 func (p *Proxy) Done() <-chan struct{} { return p.done }
@@ -98,8 +106,8 @@ func (p *Proxy) Handled() []int64 {
 	return append([]int64(nil), p.handled...)
 }
 
-// Stop ends the proxy without its clean shutdown (as a killed process; its
-// ephemeral node goes with its store's session).
+// Stop ends the proxy without its clean shutdown, as a killed process: its
+// store is closed, so its node goes with its session and its fence stays.
 func (p *Proxy) Stop() { p.cancel(); <-p.done }
 
 func (p *Proxy) selfPath() string { return coord.Join(models.GetProxyPath(p.product), p.info.Id) }
@@ -124,6 +132,9 @@ func (p *Proxy) run(ctx context.Context) error {
 		}
 		online = pi.State == models.PROXY_STATE_ONLINE
 	}
+	p.mu.Lock()
+	p.info.State = models.PROXY_STATE_ONLINE
+	p.mu.Unlock()
 	if err := p.loadSlots(ctx); err != nil {
 		return err
 	}
@@ -136,12 +147,6 @@ func (p *Proxy) run(ctx context.Context) error {
 		return err
 	}
 	last := int64(-1)
-	if ev, ok := <-actions; ok && ev.Err == nil {
-		seqs, _ := models.ExtraSeqList(ev.Children)
-		if len(seqs) > 0 {
-			last = int64(seqs[len(seqs)-1]) // actions before it are not ours to answer
-		}
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,14 +176,20 @@ func (p *Proxy) run(ctx context.Context) error {
 			if ev.Err != nil {
 				return ev.Err
 			}
-			// 4. The newest action above the last handled.
+			// 4. Every action above the last handled, in order; those that
+			// name this proxy and are not answered yet get an answer.
 			seqs, err := models.ExtraSeqList(ev.Children)
-			if err != nil || len(seqs) == 0 || int64(seqs[len(seqs)-1]) <= last {
+			if err != nil {
 				continue
 			}
-			last = int64(seqs[len(seqs)-1])
-			if err := p.handle(ctx, last); err != nil {
-				return err
+			for _, seq := range seqs {
+				if int64(seq) <= last {
+					continue
+				}
+				if err := p.handle(ctx, int64(seq)); err != nil {
+					return err
+				}
+				last = int64(seq)
 			}
 		}
 	}
@@ -245,6 +256,10 @@ func (p *Proxy) handle(ctx context.Context, seq int64) error {
 	if !p.isReceiver(&act) || p.opt.Mute {
 		return nil
 	}
+	resp := coord.Join(models.GetActionResponsePath(p.product), fmt.Sprintf("%010d", seq), p.info.Id)
+	if _, ok, err := p.store.Exists(ctx, resp); err != nil || ok {
+		return err // answered already
+	}
 	// Reload what the action names, as a proxy does.
 	switch act.Type {
 	case models.ACTION_TYPE_SLOT_CHANGED, models.ACTION_TYPE_SLOT_MIGRATE, models.ACTION_TYPE_SLOT_PREMIGRATE:
@@ -270,8 +285,7 @@ func (p *Proxy) handle(ctx context.Context, seq int64) error {
 		}
 	}
 	name := strconv.FormatInt(seq, 10)
-	resp := coord.Join(models.GetActionResponsePath(p.product), fmt.Sprintf("%010d", seq), p.info.Id)
-	me, _ := json.Marshal(p.info)
+	me, _ := json.Marshal(p.Info())
 	if _, err := p.store.Create(ctx, resp, me, coord.Persistent); err != nil && !errors.Is(err, coord.ErrNodeExists) {
 		if errors.Is(err, coord.ErrNoNode) {
 			return nil // the action was collected meanwhile

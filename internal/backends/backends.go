@@ -1,0 +1,137 @@
+// Package backends opens test stores on every backend available: an
+// embedded etcd (always), ZooKeeper and Consul (from COORD_TEST_ZK and
+// COORD_TEST_CONSUL; see package testenv for skipping and requiring them).
+package backends
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/coord/consulstore"
+	"github.com/coordkit/coord/coord/etcdstore"
+	"github.com/coordkit/coord/coord/zkstore"
+	"github.com/coordkit/coord/internal/testenv"
+)
+
+// Backend opens stores of one kind.
+type Backend struct {
+	Name string
+	// Open returns a store on namespace ns, closed when t ends. Stores with
+	// the same ns share their nodes.
+	Open func(t testing.TB, ns string) coord.Store
+	// URL is the coordctl --store URL for namespace ns.
+	URL func(ns string) string
+}
+
+var (
+	etcdOnce sync.Once
+	etcd     *etcdstore.Embedded
+	etcdDir  string
+	etcdErr  error
+)
+
+// Main runs the tests of a package and stops the embedded etcd after them.
+func Main(m *testing.M) {
+	code := m.Run()
+	if etcd != nil {
+		etcd.Close()
+		os.RemoveAll(etcdDir)
+	}
+	os.Exit(code)
+}
+
+// Etcd returns the embedded etcd, started on first use.
+func Etcd(t testing.TB) *etcdstore.Embedded {
+	etcdOnce.Do(func() {
+		etcdDir, etcdErr = os.MkdirTemp("", "coord-etcd-")
+		if etcdErr == nil {
+			etcd, etcdErr = etcdstore.StartEmbedded(etcdDir, etcdstore.EmbeddedOptions{})
+		}
+	})
+	if etcdErr != nil {
+		t.Fatalf("embedded etcd: %v", etcdErr)
+	}
+	return etcd
+}
+
+func closeAtEnd(t testing.TB, s coord.Store) coord.Store {
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// All returns the backends; those whose server is missing skip (or fail,
+// when required) the subtest that opens them.
+func All() []Backend {
+	return []Backend{
+		{
+			Name: "etcd",
+			Open: func(t testing.TB, ns string) coord.Store {
+				s, err := etcdstore.New(context.Background(), Etcd(t).Config(ns))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return closeAtEnd(t, s)
+			},
+			URL: func(ns string) string {
+				return "etcd://" + strings.TrimPrefix(etcd.Endpoints()[0], "http://") + "?prefix=" + ns
+			},
+		},
+		{
+			Name: "zk",
+			Open: func(t testing.TB, ns string) coord.Store {
+				s, err := zkstore.New(context.Background(), zkstore.Config{
+					Servers: []string{testenv.Addr(t, "zk")}, Chroot: "/coordtest/" + ns, SessionTimeout: 4 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return closeAtEnd(t, s)
+			},
+			URL: func(ns string) string { return "zk://" + os.Getenv("COORD_TEST_ZK") + "/coordtest/" + ns },
+		},
+		{
+			Name: "consul",
+			Open: func(t testing.TB, ns string) coord.Store {
+				s, err := consulstore.New(context.Background(), consulstore.Config{
+					Address: testenv.Addr(t, "consul"), Prefix: "coordtest/" + ns})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return closeAtEnd(t, s)
+			},
+			URL: func(ns string) string { return "consul://" + os.Getenv("COORD_TEST_CONSUL") + "?prefix=coordtest/" + ns },
+		},
+	}
+}
+
+var clean = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
+
+// Namespace returns a fresh namespace named after t.
+func Namespace(t testing.TB) string {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	name := strings.ToLower(clean.ReplaceAllString(t.Name(), "-"))
+	if len(name) > 50 {
+		name = name[len(name)-50:]
+	}
+	return fmt.Sprintf("t-%s-%s", hex.EncodeToString(r[:]), strings.Trim(name, "-"))
+}
+
+// Run runs fn as a subtest on every backend, each with a fresh namespace;
+// open opens another store on the same namespace.
+func Run(t *testing.T, fn func(t *testing.T, open func() coord.Store)) {
+	for _, b := range All() {
+		t.Run(b.Name, func(t *testing.T) {
+			ns := Namespace(t)
+			fn(t, func() coord.Store { return b.Open(t, ns) })
+		})
+	}
+}

@@ -1,0 +1,380 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/backends"
+	"github.com/coordkit/coord/models"
+	"github.com/coordkit/coord/models/proxysim"
+)
+
+func TestBadInput(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		for _, name := range []string{"", "a/b", ".", "..", "x\x00y"} {
+			is(t, models.InitSlotSet(ctx, s, name, 1024), models.ErrInvalidProductName)
+			_, err := models.Slots(ctx, s, name)
+			is(t, err, models.ErrInvalidProductName)
+			_, err = models.ProxyList(ctx, s, name, nil)
+			is(t, err, models.ErrInvalidProductName)
+			is(t, models.NewServerGroup(name, 1).Create(ctx, s), models.ErrInvalidProductName)
+			is(t, models.ForceRemoveLock(ctx, s, name), models.ErrInvalidProductName)
+		}
+		must(t, models.InitSlotSet(ctx, s, product, 1024))
+		for _, id := range []int{-1, 1024, 1 << 40} {
+			_, err := models.GetSlot(ctx, s, product, id)
+			is(t, err, models.ErrInvalidSlotId)
+			is(t, models.NewSlot(product, id).Update(ctx, s), models.ErrInvalidSlotId)
+		}
+		is(t, models.InitSlotSet(ctx, s, product, 0), models.ErrInvalidSlotId)
+		is(t, models.InitSlotSet(ctx, s, product, 1025), models.ErrInvalidSlotId)
+		must(t, models.NewServerGroup(product, 1).Create(ctx, s))
+		is(t, models.SetSlotRange(ctx, s, product, 10, 5, 1, models.SLOT_STATUS_ONLINE), models.ErrInvalidSlotId)
+		is(t, models.SetSlotRange(ctx, s, product, 0, 1024, 1, models.SLOT_STATUS_ONLINE), models.ErrInvalidSlotId)
+		is(t, models.SetSlotRange(ctx, s, product, 0, 5, 1, "migrate"), models.ErrUnknownSlotStatus)
+		is(t, models.SetSlotRange(ctx, s, product, 0, 5, 1, "bogus"), models.ErrUnknownSlotStatus)
+		is(t, models.SetSlotRange(ctx, s, product, 0, 5, 9, models.SLOT_STATUS_ONLINE), models.ErrGroupNotFound)
+		is(t, models.SetSlotRange(ctx, s, product, 0, 5, -3, models.SLOT_STATUS_ONLINE), models.ErrInvalidGroupId)
+		bad := models.NewSlot(product, 3)
+		bad.State.Status = "sideways"
+		is(t, bad.Update(ctx, s), models.ErrUnknownSlotStatus)
+		is(t, models.SetProxyStatus(ctx, s, product, "p1", "napping"), models.ErrUnknownProxyStatus)
+		is(t, models.ActionGC(ctx, s, product, 7, 1), models.ErrInvalidArgument)
+		is(t, models.ActionGC(ctx, s, product, models.GC_TYPE_N, -1), models.ErrInvalidArgument)
+		is(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, make(chan int), "", false), models.ErrInvalidArgument)
+		g := models.NewServerGroup(product, 1)
+		is(t, g.AddServer(ctx, s, models.NewServer("primary", "h:1"), ""), models.ErrInvalidServer)
+		is(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "no-port"), ""), models.ErrInvalidServer)
+		is(t, models.NewServerGroup(product, 8).AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "h:1"), ""), models.ErrGroupNotFound)
+		is(t, g.RemoveServer(ctx, s, "h:404"), models.ErrServerNotFound)
+		_, err := models.ExtraSeqList([]string{"0000000001", "x"})
+		is(t, err, models.ErrMalformed)
+		seqs, err := models.ExtraSeqList([]string{"0000000010", "0000000002"})
+		must(t, err)
+		if len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 10 {
+			t.Fatalf("ExtraSeqList: %v", seqs)
+		}
+		// Nothing bad input did wrote a slot.
+		slots, err := models.Slots(ctx, s, product)
+		must(t, err)
+		for _, sl := range slots {
+			if sl.GroupId != models.INVALID_ID || sl.State.Status != models.SLOT_STATUS_OFFLINE {
+				t.Fatalf("slot %d changed: %+v", sl.Id, sl)
+			}
+		}
+	})
+}
+
+func TestSlotRangeAndMigration(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		must(t, models.InitSlotSet(ctx, s, product, 1024))
+		for _, id := range []int{1, 2} {
+			g := models.NewServerGroup(product, id)
+			must(t, g.Create(ctx, s))
+			must(t, g.Create(ctx, s)) // idempotent
+			must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, fmt.Sprintf("127.0.0.1:%d", 6378+id)), ""))
+		}
+		must(t, models.SetSlotRange(ctx, s, product, 0, 511, 1, models.SLOT_STATUS_ONLINE))
+		must(t, models.SetSlotRange(ctx, s, product, 512, 1023, 2, models.SLOT_STATUS_ONLINE))
+		// Take slot 700 offline; a range around it that is not all offline
+		// is refused whole, before anything is written.
+		sl, err := models.GetSlot(ctx, s, product, 700)
+		must(t, err)
+		sl.State.Status = models.SLOT_STATUS_OFFLINE
+		must(t, sl.Update(ctx, s))
+		is(t, models.SetSlotRange(ctx, s, product, 690, 710, 1, models.SLOT_STATUS_ONLINE), models.ErrSlotNotOffline)
+		sl, err = models.GetSlot(ctx, s, product, 700)
+		must(t, err)
+		if sl.GroupId != 2 || sl.State.Status != models.SLOT_STATUS_OFFLINE {
+			t.Fatalf("refused range wrote slot 700: %+v", sl)
+		}
+		// A stale slot value cannot overwrite a newer one.
+		stale, err := models.GetSlot(ctx, s, product, 10)
+		must(t, err)
+		fresh, err := models.GetSlot(ctx, s, product, 10)
+		must(t, err)
+		must(t, fresh.Update(ctx, s))
+		is(t, stale.Update(ctx, s), coord.ErrBadVersion)
+
+		must(t, models.SetSlotRange(ctx, s, product, 700, 700, 1, models.SLOT_STATUS_ONLINE))
+		// With proxies online (slots are set up before proxies start, as
+		// Codis requires), changes are confirmed by both.
+		p1 := startProxy(t, open, "proxy_1", proxysim.Options{}, true)
+		p2 := startProxy(t, open, "proxy_2", proxysim.Options{}, true)
+		sl, err = models.GetSlot(ctx, s, product, 701)
+		must(t, err)
+		sl.State.Status = models.SLOT_STATUS_OFFLINE
+		must(t, sl.Update(ctx, s))
+		must(t, models.SetSlotRange(ctx, s, product, 701, 701, 1, models.SLOT_STATUS_ONLINE))
+		sl, err = models.GetSlot(ctx, s, product, 701)
+		must(t, err)
+		if sl.GroupId != 1 || sl.State.Status != models.SLOT_STATUS_ONLINE {
+			t.Fatalf("slot 701 after SetSlotRange: %+v", sl)
+		}
+		if len(p1.Handled()) < 2 || len(p2.Handled()) < 2 {
+			t.Fatalf("proxies answered %v and %v", p1.Handled(), p2.Handled())
+		}
+		before := len(p1.Handled())
+		sl, err = models.GetSlot(ctx, s, product, 5)
+		must(t, err)
+		must(t, sl.SetMigrateStatus(ctx, s, 1, 2))
+		sl, err = models.GetSlot(ctx, s, product, 5)
+		must(t, err)
+		if sl.GroupId != 2 || sl.State.Status != models.SLOT_STATUS_MIGRATE || sl.State.MigrateStatus != (models.SlotMigrateStatus{From: 1, To: 2}) {
+			t.Fatalf("migrating slot: %+v", sl)
+		}
+		if got := len(p1.Handled()) - before; got != 2 {
+			t.Fatalf("proxy_1 answered %d actions for the migration, want 2 (pre_migrate, migrate)", got)
+		}
+		if len(p2.Handled()) != len(p1.Handled()) {
+			t.Fatalf("proxies answered %v and %v", p1.Handled(), p2.Handled())
+		}
+		var act models.Action
+		seqs, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		must(t, models.GetActionObject(ctx, s, product, int64(seqs[len(seqs)-1]), &act, ""))
+		if act.Type != models.ACTION_TYPE_SLOT_MIGRATE || len(act.Receivers) != 2 {
+			t.Fatalf("last action %+v", act)
+		}
+		must(t, models.GetActionObject(ctx, s, product, int64(seqs[len(seqs)-2]), &act, ""))
+		if act.Type != models.ACTION_TYPE_SLOT_PREMIGRATE {
+			t.Fatalf("action before it: %+v", act)
+		}
+		mig, err := models.GetMigratingSlots(ctx, s, product)
+		must(t, err)
+		if len(mig) != 1 || mig[0].Id != 5 {
+			t.Fatalf("migrating slots %v", mig)
+		}
+		is(t, models.NewServerGroup(product, 1).Remove(ctx, s), models.ErrGroupInUse)
+		is(t, sl.SetMigrateStatus(ctx, s, 1, 7), models.ErrGroupNotFound)
+		is(t, sl.SetMigrateStatus(ctx, s, -1, 2), models.ErrInvalidGroupId)
+	})
+}
+
+func TestConfirmationAndTimeout(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		good := startProxy(t, open, "proxy_ok", proxysim.Options{}, true)
+		start := time.Now()
+		must(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true))
+		t.Logf("one confirmed action: %v", time.Since(start))
+		if len(good.Handled()) == 0 {
+			t.Fatal("proxy did not answer")
+		}
+		// A proxy that never answers is marked offline; the caller gets
+		// ErrReceiverTimeout after the timeout.
+		mute := startProxy(t, open, "proxy_mute", proxysim.Options{Mute: true}, true)
+		start = time.Now()
+		err := models.NewActionWithTimeout(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true, 700)
+		is(t, err, models.ErrReceiverTimeout)
+		if !strings.Contains(err.Error(), "proxy_mute") || strings.Contains(err.Error(), "proxy_ok") {
+			t.Fatalf("error should name only the silent proxy: %v", err)
+		}
+		if el := time.Since(start); el < 700*time.Millisecond {
+			t.Fatalf("timed out after %v, before the 700ms timeout", el)
+		}
+		// It obeyed mark_offline: a clean shutdown removed its node and fence.
+		select {
+		case <-mute.Done():
+			if mute.Err() != nil {
+				t.Fatalf("silent proxy stopped with %v", mute.Err())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("silent proxy still running")
+		}
+		if _, err := models.GetProxyInfo(ctx, s, product, "proxy_mute"); !errors.Is(err, coord.ErrNoNode) {
+			t.Fatalf("silent proxy's node: %v", err)
+		}
+		fences, err := models.GetFenceProxyMap(ctx, s, product)
+		must(t, err)
+		if fences[mute.Info().Addr] {
+			t.Fatal("clean shutdown left the fence")
+		}
+		// Without confirmation nothing waits.
+		quiet := startProxy(t, open, "proxy_quiet", proxysim.Options{Mute: true}, true)
+		must(t, models.NewActionWithTimeout(ctx, s, product, models.ACTION_TYPE_SERVER_GROUP_CHANGED, models.NewServerGroup(product, 1), "", false, 1))
+		// A fence with no online proxy refuses a confirmed action, writing nothing.
+		quiet.Stop() // killed: its node goes with its session, its fence stays
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ps, err := models.ProxyList(ctx, s, product, nil)
+			must(t, err)
+			if len(ps) == 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		before, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		err = models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true)
+		is(t, err, models.ErrFenceWithoutProxy)
+		if !strings.Contains(err.Error(), quiet.Info().Addr) {
+			t.Fatalf("error does not name the fence: %v", err)
+		}
+		is(t, models.SetSlotRange(ctx, s, product, 0, 0, 1, models.SLOT_STATUS_ONLINE), models.ErrFenceWithoutProxy)
+		after, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if len(after) != len(before) {
+			t.Fatal("a refused action was written")
+		}
+		must(t, models.ForceRemoveDeadFence(ctx, s, product))
+		fences, err = models.GetFenceProxyMap(ctx, s, product)
+		must(t, err)
+		if len(fences) != 1 || !fences[good.Info().Addr] {
+			t.Fatalf("fences after ForceRemoveDeadFence: %v", fences)
+		}
+		must(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true))
+	})
+}
+
+func TestProxyStatus(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		// No slots at all: a proxy cannot go online.
+		p := startProxy(t, open, "proxy_0", proxysim.Options{}, false)
+		is(t, models.SetProxyStatus(ctx, s, product, "proxy_0", models.PROXY_STATE_ONLINE), models.ErrSlotsNotReady)
+		p.Stop()
+		must(t, models.ForceRemoveDeadFence(ctx, s, product))
+		// One slot offline: still not.
+		must(t, models.InitSlotSet(ctx, s, product, 1024))
+		g := models.NewServerGroup(product, 1)
+		must(t, g.Create(ctx, s))
+		must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""))
+		must(t, models.SetSlotRange(ctx, s, product, 0, 1022, 1, models.SLOT_STATUS_ONLINE))
+		p = startProxy(t, open, "proxy_1", proxysim.Options{}, false)
+		err := models.SetProxyStatus(ctx, s, product, "proxy_1", models.PROXY_STATE_ONLINE)
+		is(t, err, models.ErrSlotsNotReady)
+		if !strings.Contains(err.Error(), "slot 1023") {
+			t.Fatalf("error does not name the slot: %v", err)
+		}
+		p.Stop()
+		must(t, models.ForceRemoveDeadFence(ctx, s, product))
+		must(t, models.SetSlotRange(ctx, s, product, 1023, 1023, 1, models.SLOT_STATUS_ONLINE))
+		p = startProxy(t, open, "proxy_1", proxysim.Options{}, true)
+		online, err := models.ProxyList(ctx, s, product, func(pi *models.ProxyInfo) bool { return pi.State == models.PROXY_STATE_ONLINE })
+		must(t, err)
+		if len(online) != 1 || online[0].Id != "proxy_1" {
+			t.Fatalf("online proxies: %v", online)
+		}
+		is(t, models.SetProxyStatus(ctx, s, product, "nobody", models.PROXY_STATE_OFFLINE), coord.ErrNoNode)
+		// mark_offline waits for the proxy to go, within a bound.
+		start := time.Now()
+		must(t, models.SetProxyStatus(ctx, s, product, "proxy_1", models.PROXY_STATE_MARK_OFFLINE))
+		t.Logf("mark_offline returned after %v", time.Since(start))
+		<-p.Done()
+		if p.Err() != nil {
+			t.Fatalf("proxy stopped with %v, want a clean shutdown", p.Err())
+		}
+		startProxy(t, open, "proxy_hung", proxysim.Options{IgnoreMarkOffline: true}, true)
+		old := models.MarkOfflineTimeout
+		models.MarkOfflineTimeout = 500 * time.Millisecond
+		defer func() { models.MarkOfflineTimeout = old }()
+		is(t, models.SetProxyStatus(ctx, s, product, "proxy_hung", models.PROXY_STATE_MARK_OFFLINE), models.ErrMarkOfflineTimeout)
+	})
+}
+
+func TestActionGCAndLocks(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		for i := 0; i < 6; i++ {
+			must(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, i), "", false))
+		}
+		seqs, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if len(seqs) != 6 {
+			t.Fatalf("%d actions", len(seqs))
+		}
+		must(t, models.ActionGC(ctx, s, product, models.GC_TYPE_N, 2))
+		left, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if fmt.Sprint(left) != fmt.Sprint(seqs[4:]) {
+			t.Fatalf("GC_TYPE_N kept %v, want %v", left, seqs[4:])
+		}
+		resp, err := s.Children(ctx, models.GetActionResponsePath(product))
+		must(t, err)
+		if len(resp) != 2 {
+			t.Fatalf("response directories left: %v", resp)
+		}
+		must(t, models.ActionGC(ctx, s, product, models.GC_TYPE_SEC, 3600))
+		if left, _ := models.GetActionSeqList(ctx, s, product); len(left) != 2 {
+			t.Fatalf("GC_TYPE_SEC 3600 removed fresh actions: %v", left)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		must(t, models.ActionGC(ctx, s, product, models.GC_TYPE_SEC, 0))
+		if left, _ := models.GetActionSeqList(ctx, s, product); len(left) != 0 {
+			t.Fatalf("GC_TYPE_SEC 0 kept %v", left)
+		}
+		if resp, _ := s.Children(ctx, models.GetActionResponsePath(product)); len(resp) != 0 {
+			t.Fatalf("response directories left: %v", resp)
+		}
+		// Locks: ForceRemoveLock deletes every lock node, even one whose
+		// holder is alive (the operator's last resort).
+		lock, err := models.NewProductLock(open(), product, "test")
+		must(t, err)
+		must(t, lock.Lock(ctx))
+		must(t, models.ForceRemoveLock(ctx, s, product))
+		kids, err := s.Children(ctx, models.GetLockPath(product))
+		must(t, err)
+		if len(kids) != 0 {
+			t.Fatalf("lock nodes left: %v", kids)
+		}
+		other, err := models.NewProductLock(s, product, "next")
+		must(t, err)
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		must(t, other.Lock(c))
+		must(t, other.Unlock(ctx))
+	})
+}
+
+func TestConcurrentMasters(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		ctx := ctxT(t)
+		g := models.NewServerGroup(product, 3)
+		must(t, g.Create(ctx, open()))
+		stores := []coord.Store{open(), open(), open(), open()}
+		var wg sync.WaitGroup
+		errs := make([]error, len(stores))
+		for i, st := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = models.NewServerGroup(product, 3).AddServer(ctx, st, models.NewServer(models.SERVER_TYPE_MASTER, fmt.Sprintf("127.0.0.1:%d", 7000+i)), "")
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			} else if !errors.Is(err, models.ErrNodeExists) {
+				t.Fatal(err)
+			}
+		}
+		servers, err := g.GetServers(ctx, open())
+		must(t, err)
+		masters := 0
+		for _, sv := range servers {
+			if sv.Type == models.SERVER_TYPE_MASTER {
+				masters++
+			}
+		}
+		if ok != 1 || masters != 1 || len(servers) != 1 {
+			t.Fatalf("%d AddServer(master) succeeded, %d masters among %d servers", ok, masters, len(servers))
+		}
+	})
+}
