@@ -107,7 +107,9 @@ func All() []Backend {
 				}
 				return closeAtEnd(t, s)
 			},
-			URL: func(ns string) string { return "consul://" + os.Getenv("COORD_TEST_CONSUL") + "?prefix=coordtest/" + ns },
+			URL: func(ns string) string {
+				return "consul://" + os.Getenv("COORD_TEST_CONSUL") + "?prefix=coordtest/" + ns
+			},
 		},
 	}
 }
