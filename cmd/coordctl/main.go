@@ -1,0 +1,193 @@
+// Command coordctl is the operator's tool for the metadata of a Codis
+// 2.x-style cluster (slots, server groups, proxies, actions, locks) kept in
+// ZooKeeper, etcd or Consul, or, by default, in an etcd server embedded in
+// the tool that keeps its data in a local directory.
+//
+//	coordctl demo                                   # try it all, nothing installed
+//	coordctl --store zk://10.0.0.1:2181 slot list   # a Codis 2 cluster on ZooKeeper
+//	coordctl copy --from zk://10.0.0.1:2181 --to etcd://10.0.0.2:2379
+//
+// Exit codes: 0 success, 1 failure (one line on stderr), 2 bad usage.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/storeurl"
+)
+
+// app holds the global flags and what they open.
+type app struct {
+	storeURL string
+	product  string
+	jsonOut  bool
+	timeout  time.Duration
+	opt      storeurl.Options
+
+	out, errOut io.Writer
+	conn        *storeurl.Conn
+	store       coord.Store
+}
+
+type usageError struct{ error }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	a := &app{out: stdout, errOut: stderr}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	a.close()
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "coordctl: %v\n", oneLine(err))
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+		strings.Contains(err.Error(), "arg(s)") || strings.HasPrefix(err.Error(), "invalid argument") || strings.Contains(err.Error(), "flag needs an argument") {
+		return 2
+	}
+	return 1
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "coordctl",
+		Short: "Manage the metadata of a Codis 2.x-style cluster in ZooKeeper, etcd or Consul",
+		Long: `coordctl manages the metadata of a Codis 2.x-style cluster: 1024 slots,
+server groups, proxies, fences, actions that proxies confirm, and the lock.
+
+--store picks where it lives:
+  zk://[user:pass@]host:port[,host:port]/chroot   ZooKeeper (no chroot: Codis 2's own paths)
+  etcd://[user:pass@]host:port[,host:port][?prefix=coord]
+  consul://host:port[?prefix=coord&dc=dc1]         (--token, or CONSUL_HTTP_TOKEN)
+  embedded[:DIR]                                   an etcd inside coordctl (default),
+                                                   data in --data-dir`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&a.storeURL, "store", envOr("COORD_STORE", "embedded"), "store URL (env COORD_STORE)")
+	f.StringVar(&a.product, "product", envOr("COORD_PRODUCT", "demo"), "product name (env COORD_PRODUCT)")
+	f.BoolVar(&a.jsonOut, "json", false, "print JSON for scripts")
+	f.DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
+	f.StringVar(&a.opt.DataDir, "data-dir", storeurl.DefaultDataDir(), "where the embedded store keeps its data")
+	f.StringVar(&a.opt.Token, "token", "", "Consul ACL token")
+	f.StringVar(&a.opt.CAFile, "tls-ca", "", "CA certificate file (turns TLS on for etcd and Consul)")
+	f.StringVar(&a.opt.CertFile, "tls-cert", "", "client certificate file")
+	f.StringVar(&a.opt.KeyFile, "tls-key", "", "client key file")
+	f.BoolVar(&a.opt.InsecureSkipVerify, "tls-insecure", false, "do not verify the server certificate")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(a.slotCmd(), a.groupCmd(), a.proxyCmd(), a.actionCmd(), a.lockCmd(),
+		a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
+	return root
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// open connects to --store once per run.
+func (a *app) open(ctx context.Context) (coord.Store, error) {
+	if a.store != nil {
+		return a.store, nil
+	}
+	conn, err := storeurl.Dial(ctx, a.storeURL, a.opt)
+	if err != nil {
+		return nil, err
+	}
+	s, err := conn.Open(ctx)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	a.conn, a.store = conn, s
+	return s, nil
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.conn != nil {
+		a.conn.Close()
+	}
+}
+
+// ctx bounds a command by --timeout.
+func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), a.timeout)
+}
+
+// print writes v as JSON with --json, else calls human.
+func (a *app) print(v interface{}, human func(w *tabwriter.Writer)) error {
+	if a.jsonOut {
+		enc := json.NewEncoder(a.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	w := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	human(w)
+	return w.Flush()
+}
+
+// done reports a change: a line for people, {"ok":true,...} for scripts.
+func (a *app) done(msg string, fields map[string]interface{}) error {
+	if a.jsonOut {
+		if fields == nil {
+			fields = map[string]interface{}{}
+		}
+		fields["ok"] = true
+		return json.NewEncoder(a.out).Encode(fields)
+	}
+	fmt.Fprintln(a.out, msg)
+	return nil
+}
+
+// progress shows a progress line on a terminal.
+func (a *app) progress(what string, done, total int) {
+	f, ok := a.errOut.(*os.File)
+	if !ok || a.jsonOut {
+		return
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return
+	}
+	fmt.Fprintf(f, "\r%s %d/%d", what, done, total)
+	if done == total {
+		fmt.Fprintln(f)
+	}
+}
+
+func atoi(name, s string) (int, error) {
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil || fmt.Sprint(n) != strings.TrimLeft(s, "+") {
+		return 0, usageError{fmt.Errorf("%s: %q is not a whole number", name, s)}
+	}
+	return n, nil
+}

@@ -1,0 +1,186 @@
+// Package storeurl opens a coord.Store named by a URL:
+//
+//	zk://[user:password@]host:port[,host:port...][/chroot]
+//	etcd://[user:password@]host:port[,host:port...][?prefix=coord]
+//	consul://host:port[?prefix=coord&dc=dc1]
+//	embedded:[/data/dir]   an etcd server inside the process (the default)
+//
+// For ZooKeeper the user and password are digest credentials; for etcd,
+// etcd's own. TLS (etcd and Consul) and the Consul ACL token come from
+// Options.
+package storeurl
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/coord/consulstore"
+	"github.com/coordkit/coord/coord/etcdstore"
+	"github.com/coordkit/coord/coord/zkstore"
+)
+
+// ErrBadURL: the store URL cannot be used.
+var ErrBadURL = errors.New("bad store URL")
+
+// Options complete a URL.
+type Options struct {
+	// DataDir is where "embedded:" keeps its data when the URL names none.
+	DataDir string
+	// Token is the Consul ACL token.
+	Token string
+	// CAFile, CertFile, KeyFile turn TLS on for etcd and Consul.
+	CAFile, CertFile, KeyFile string
+	// InsecureSkipVerify skips server certificate checks (tests only).
+	InsecureSkipVerify bool
+	// SessionTimeout of ZooKeeper sessions, TTL of etcd and Consul ones.
+	SessionTimeout time.Duration
+}
+
+// Conn is a resolved URL: it opens stores (each with its own session) and,
+// for "embedded:", runs the server until Close.
+type Conn struct {
+	URL    string
+	Kind   string // zk, etcd, consul, embedded
+	open   func(ctx context.Context) (coord.Store, error)
+	server *etcdstore.Embedded
+}
+
+// DefaultDataDir is where the embedded store keeps its data by default:
+// $COORD_DATA_DIR, else $XDG_DATA_HOME/coordctl, else ~/.local/share/coordctl.
+func DefaultDataDir() string {
+	if d := os.Getenv("COORD_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "coordctl")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".coordctl"
+	}
+	return filepath.Join(home, ".local", "share", "coordctl")
+}
+
+// Dial resolves raw (and, for "embedded:", starts the server).
+func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
+	if raw == "" || raw == "embedded" || strings.HasPrefix(raw, "embedded:") {
+		dir := strings.TrimPrefix(strings.TrimPrefix(raw, "embedded"), ":")
+		dir = strings.TrimPrefix(dir, "//")
+		if dir == "" {
+			dir = opt.DataDir
+		}
+		if dir == "" {
+			dir = DefaultDataDir()
+		}
+		srv, err := etcdstore.StartEmbedded(filepath.Join(dir, "etcd"), etcdstore.EmbeddedOptions{})
+		if err != nil {
+			return nil, err
+		}
+		cfg := srv.Config("coord")
+		cfg.SessionTTL = opt.SessionTimeout
+		return &Conn{URL: "embedded:" + dir, Kind: "embedded", server: srv, open: func(ctx context.Context) (coord.Store, error) {
+			return etcdstore.New(ctx, cfg)
+		}}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
+	}
+	hosts := strings.Split(u.Host, ",")
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: %q names no host:port", ErrBadURL, raw)
+	}
+	q := u.Query()
+	c := &Conn{URL: raw, Kind: u.Scheme}
+	switch u.Scheme {
+	case "zk", "zookeeper":
+		cfg := zkstore.Config{Servers: hosts, Chroot: strings.TrimSuffix(u.Path, "/"), SessionTimeout: opt.SessionTimeout}
+		if u.User != nil {
+			pw, _ := u.User.Password()
+			cfg.Auth = []zkstore.Auth{{Scheme: "digest", Secret: u.User.Username() + ":" + pw}}
+		}
+		c.Kind = "zk"
+		c.open = func(ctx context.Context) (coord.Store, error) { return zkstore.New(ctx, cfg) }
+	case "etcd":
+		cfg := etcdstore.Config{Prefix: q.Get("prefix"), SessionTTL: opt.SessionTimeout}
+		if v := q.Get("max-txn-ops"); v != "" {
+			fmt.Sscan(v, &cfg.MaxTxnOps)
+		}
+		scheme := "http://"
+		if opt.CAFile != "" || opt.CertFile != "" || opt.InsecureSkipVerify {
+			tc, err := tlsConfig(opt)
+			if err != nil {
+				return nil, err
+			}
+			cfg.TLS, scheme = tc, "https://"
+		}
+		for _, h := range hosts {
+			cfg.Endpoints = append(cfg.Endpoints, scheme+h)
+		}
+		if u.User != nil {
+			cfg.Username = u.User.Username()
+			cfg.Password, _ = u.User.Password()
+		}
+		c.open = func(ctx context.Context) (coord.Store, error) { return etcdstore.New(ctx, cfg) }
+	case "consul":
+		if len(hosts) != 1 {
+			return nil, fmt.Errorf("%w: consul:// takes one agent address", ErrBadURL)
+		}
+		cfg := consulstore.Config{Address: hosts[0], Prefix: q.Get("prefix"), Datacenter: q.Get("dc"), Token: opt.Token, SessionTTL: opt.SessionTimeout}
+		if cfg.Token == "" {
+			cfg.Token = os.Getenv("CONSUL_HTTP_TOKEN")
+		}
+		if opt.CAFile != "" || opt.CertFile != "" || opt.InsecureSkipVerify {
+			cfg.Scheme = "https"
+			cfg.TLS = api.TLSConfig{CAFile: opt.CAFile, CertFile: opt.CertFile, KeyFile: opt.KeyFile, InsecureSkipVerify: opt.InsecureSkipVerify}
+		}
+		c.open = func(ctx context.Context) (coord.Store, error) { return consulstore.New(ctx, cfg) }
+	default:
+		return nil, fmt.Errorf("%w: %q: the scheme must be zk, etcd, consul or embedded", ErrBadURL, raw)
+	}
+	return c, nil
+}
+
+// Open opens a store, with a session of its own.
+func (c *Conn) Open(ctx context.Context) (coord.Store, error) { return c.open(ctx) }
+
+// Close stops the embedded server, if any (its data stays).
+func (c *Conn) Close() {
+	if c.server != nil {
+		c.server.Close()
+	}
+}
+
+func tlsConfig(opt Options) (*tls.Config, error) {
+	tc := &tls.Config{InsecureSkipVerify: opt.InsecureSkipVerify} //nolint:gosec // an explicit option
+	if opt.CAFile != "" {
+		pem, err := os.ReadFile(opt.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: CA file: %v", ErrBadURL, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: CA file %s holds no certificate", ErrBadURL, opt.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if opt.CertFile != "" || opt.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(opt.CertFile, opt.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client certificate: %v", ErrBadURL, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
