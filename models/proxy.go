@@ -157,6 +157,9 @@ func SetProxyStatus(ctx context.Context, store coord.Store, productName string, 
 	if status != PROXY_STATE_ONLINE && status != PROXY_STATE_OFFLINE && status != PROXY_STATE_MARK_OFFLINE {
 		return errorf(op, proxyName, fmt.Errorf("%w: %q", ErrUnknownProxyStatus, status))
 	}
+	if _, _, err := getProxy(ctx, store, productName, proxyName); err != nil {
+		return errorf(op, proxyName, err)
+	}
 	if status == PROXY_STATE_ONLINE {
 		slots, err := Slots(ctx, store, productName)
 		if err != nil {

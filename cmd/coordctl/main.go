@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -100,9 +101,22 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
 	f.StringVar(&a.opt.KeyFile, "tls-key", "", "client key file")
 	f.BoolVar(&a.opt.InsecureSkipVerify, "tls-insecure", false, "do not verify the server certificate")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.slotCmd(), a.groupCmd(), a.proxyCmd(), a.actionCmd(), a.lockCmd(),
+	root.AddCommand(parent(a.slotCmd()), parent(a.groupCmd()), parent(a.proxyCmd()), parent(a.actionCmd()), parent(a.lockCmd()),
 		a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
 	return root
+}
+
+// parent makes a command that only holds subcommands fail on a missing or
+// unknown subcommand (cobra would print help and succeed).
+func parent(c *cobra.Command) *cobra.Command {
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageError{fmt.Errorf("%s needs a subcommand; see %s --help", cmd.CommandPath(), cmd.CommandPath())}
+		}
+		return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+	}
+	return c
 }
 
 func envOr(k, def string) string {
@@ -185,8 +199,8 @@ func (a *app) progress(what string, done, total int) {
 }
 
 func atoi(name, s string) (int, error) {
-	var n int
-	if _, err := fmt.Sscan(s, &n); err != nil || fmt.Sprint(n) != strings.TrimLeft(s, "+") {
+	n, err := strconv.Atoi(s)
+	if err != nil {
 		return 0, usageError{fmt.Errorf("%s: %q is not a whole number", name, s)}
 	}
 	return n, nil

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -286,16 +287,21 @@ func (p *Proxy) handle(ctx context.Context, seq int64) error {
 	}
 	name := strconv.FormatInt(seq, 10)
 	me, _ := json.Marshal(p.Info())
+	// Recorded before the answer exists, so that whoever sees the answer
+	// also sees it in Handled.
+	p.mu.Lock()
+	p.handled = append(p.handled, seq)
+	sort.Slice(p.handled, func(i, j int) bool { return p.handled[i] < p.handled[j] })
+	p.mu.Unlock()
 	if _, err := p.store.Create(ctx, resp, me, coord.Persistent); err != nil && !errors.Is(err, coord.ErrNodeExists) {
+		p.mu.Lock()
+		p.handled = slices.DeleteFunc(p.handled, func(h int64) bool { return h == seq })
+		p.mu.Unlock()
 		if errors.Is(err, coord.ErrNoNode) {
 			return nil // the action was collected meanwhile
 		}
 		return fmt.Errorf("answering action %s: %w", name, err)
 	}
-	p.mu.Lock()
-	p.handled = append(p.handled, seq)
-	sort.Slice(p.handled, func(i, j int) bool { return p.handled[i] < p.handled[j] })
-	p.mu.Unlock()
 	return nil
 }
 

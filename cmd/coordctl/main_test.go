@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coordkit/coord/internal/backends"
+	"github.com/coordkit/coord/internal/testenv"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "coordctl-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "coordctl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic("building coordctl: " + err.Error() + "\n" + string(out))
+	}
+	code := func() int { defer os.RemoveAll(dir); backends.Main(m); return 0 }()
+	os.Exit(code)
+}
+
+// ctl runs the built binary and returns stdout, stderr and the exit code.
+func ctl(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func ok(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errs, code := ctl(t, args...)
+	if code != 0 {
+		t.Fatalf("coordctl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func fails(t *testing.T, wantCode int, wantErr string, args ...string) {
+	t.Helper()
+	out, errs, code := ctl(t, args...)
+	if code != wantCode || !strings.Contains(errs, wantErr) || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Fatalf("coordctl %s: exit %d, stderr %q, stdout %q; want exit %d and one line with %q", strings.Join(args, " "), code, errs, out, wantCode, wantErr)
+	}
+}
+
+// storeArgs are the global flags for a backend and a fresh namespace.
+func storeArgs(t *testing.T, b backends.Backend) []string {
+	switch b.Name {
+	case "etcd":
+		return []string{"--store", "embedded:" + t.TempDir()}
+	case "zk":
+		testenv.Addr(t, "zk")
+	case "consul":
+		testenv.Addr(t, "consul")
+	}
+	return []string{"--store", b.URL(backends.Namespace(t))}
+}
+
+func TestCommands(t *testing.T) {
+	for _, b := range backends.All() {
+		t.Run(b.Name, func(t *testing.T) {
+			g := append(storeArgs(t, b), "--product", "shop")
+			run := func(args ...string) string { return ok(t, append(append([]string{}, g...), args...)...) }
+			run("slot", "init")
+			fails(t, 1, "has 1024 slots already", append(g, "slot", "init")...)
+			run("group", "create", "1")
+			run("group", "create", "2")
+			run("group", "add-server", "1", "127.0.0.1:6379", "--type", "master")
+			run("group", "add-server", "2", "127.0.0.1:6380")
+			run("slot", "range-set", "0", "511", "1")
+			run("slot", "range-set", "512", "1023", "2")
+			list := run("slot", "list")
+			for _, want := range []string{"SLOTS", "0-511     1      online", "512-1023  2      online"} {
+				if !strings.Contains(list, want) {
+					t.Fatalf("slot list lacks %q:\n%s", want, list)
+				}
+			}
+			var slots []map[string]interface{}
+			must(t, json.Unmarshal([]byte(run("--json", "slot", "list")), &slots))
+			if len(slots) != 1024 || slots[1023]["group_id"].(float64) != 2 {
+				t.Fatalf("--json slot list: %d slots", len(slots))
+			}
+			run("slot", "migrate", "10", "12", "--to", "2")
+			if mig := run("slot", "list", "--migrating"); !strings.Contains(mig, "10-12") || !strings.Contains(mig, "migrate") {
+				t.Fatalf("migrating slots:\n%s", mig)
+			}
+			run("slot", "migrate-done", "10", "12")
+			run("slot", "set", "100", "--status", "offline")
+			groups := run("group", "list")
+			if !strings.Contains(groups, "127.0.0.1:6379  master") {
+				t.Fatalf("group list:\n%s", groups)
+			}
+			fails(t, 1, "group is in use", append(g, "group", "remove", "1")...)
+			run("group", "create", "3")
+			run("group", "remove", "3")
+			fails(t, 1, "cannot remove master", append(g, "group", "remove-server", "1", "127.0.0.1:6379")...)
+			actions := run("action", "list")
+			if strings.Count(actions, "\n") < 5 {
+				t.Fatalf("action list:\n%s", actions)
+			}
+			run("action", "show", strings.Fields(strings.Split(actions, "\n")[1])[0])
+			if out := run("action", "gc", "--keep", "2"); !strings.Contains(out, "2 left") {
+				t.Fatalf("gc: %s", out)
+			}
+			run("lock", "force-remove")
+			run("proxy", "list")
+			run("proxy", "remove-fence")
+			fails(t, 1, "node does not exist", append(g, "proxy", "online", "nosuch")...)
+			// Bad input: one line, non-zero.
+			fails(t, 1, "from 5 > to 1", append(g, "slot", "range-set", "5", "1", "1")...)
+			fails(t, 1, "invalid slot id", append(g, "slot", "range-set", "0", "1024", "1")...)
+			fails(t, 1, "group not found", append(g, "slot", "range-set", "0", "1", "9")...)
+			fails(t, 2, "not a whole number", append(g, "slot", "range-set", "x", "1", "1")...)
+			fails(t, 1, "invalid product name", append(storeArgs(t, b), "--product", "a/b", "slot", "list")...)
+			fails(t, 2, "unknown command", append(g, "slot", "frobnicate")...)
+			// dump and load round trip, under another name.
+			dump := run("dump")
+			path := filepath.Join(t.TempDir(), "shop.json")
+			must(t, os.WriteFile(path, []byte(dump), 0o600))
+			run("load", path, "--as", "shop2")
+			dump2 := ok(t, append(storeArgs(t, b)[:0:0], append(g[:2:2], "--product", "shop2", "dump")...)...)
+			if strings.ReplaceAll(dump2, "shop2", "shop") != dump {
+				t.Fatal("dump of the loaded product differs")
+			}
+			fails(t, 1, "exists", append(g, "load", path)...)
+		})
+	}
+}
+
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	out := ok(t, "--data-dir", dir, "demo")
+	for _, want := range []string{"3 proxies online", "migrate slots 0-31 to group 2", "CODIS 2 AT LEAST", "the product stays"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// The data is found again on the next run.
+	list := ok(t, "--data-dir", dir, "slot", "list")
+	if !strings.Contains(list, "0-31      2      online") || !strings.Contains(list, "960-1023  2      online") {
+		t.Fatalf("after the demo:\n%s", list)
+	}
+	var steps []map[string]interface{}
+	must(t, json.Unmarshal([]byte(ok(t, "--data-dir", dir, "--json", "demo")), &steps))
+	if len(steps) < 8 {
+		t.Fatalf("--json demo: %v", steps)
+	}
+}
+
+func TestCopyBetweenBackends(t *testing.T) {
+	all := backends.All()
+	src := storeArgs(t, all[0]) // embedded etcd
+	g := append(src, "--product", "moving")
+	ok(t, append(g, "slot", "init")...)
+	ok(t, append(g, "group", "create", "1")...)
+	ok(t, append(g, "group", "add-server", "1", "127.0.0.1:6379")...)
+	ok(t, append(g, "slot", "range-set", "0", "1023", "1")...)
+	want := ok(t, append(g, "dump")...)
+	for _, b := range all[1:] {
+		t.Run("etcd-to-"+b.Name, func(t *testing.T) {
+			dst := storeArgs(t, b)
+			out := ok(t, "--product", "moving", "copy", "--from", src[1], "--to", dst[1])
+			if !strings.Contains(out, "dumps match") {
+				t.Fatalf("copy: %s", out)
+			}
+			if got := ok(t, append(dst, "--product", "moving", "dump")...); got != want {
+				t.Fatal("the copy's dump differs from the source's")
+			}
+			fails(t, 1, "exists", "--product", "moving", "copy", "--from", src[1], "--to", dst[1])
+			// And back, into a fresh embedded store.
+			back := "embedded:" + t.TempDir()
+			ok(t, "--product", "moving", "copy", "--from", dst[1], "--to", back)
+			if got := ok(t, "--store", back, "--product", "moving", "dump"); got != want {
+				t.Fatal("the round trip's dump differs")
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
