@@ -2,7 +2,10 @@
 # consul.sh: obtain a Consul binary and run a throw-away dev agent for tests.
 #
 #   scripts/consul.sh install        build (once) and print the cached binary's path
-#   scripts/consul.sh start DIR      start a dev agent with its state in DIR; print host:port
+#   scripts/consul.sh start DIR [TOKEN]
+#                                    start a dev agent with its state in DIR; print
+#                                    host:port. With TOKEN, ACLs are on (default deny)
+#                                    and TOKEN is the management token.
 #   scripts/consul.sh stop DIR       stop the agent started in DIR
 #
 # Consul is not in Debian's packages, so the binary is built from the Go module
@@ -52,7 +55,7 @@ free_port() {
 }
 
 start() {
-	local dir=${1:?usage: consul.sh start DIR}
+	local dir=${1:?usage: consul.sh start DIR [TOKEN]} token=${2:-}
 	install >/dev/null
 	mkdir -p "$dir/data"
 	local http dns serf_lan serf_wan server grpc
@@ -76,6 +79,17 @@ ports {
   grpc_tls = -1
 }
 HCL
+	if [ -n "$token" ]; then
+		cat >>"$dir/agent.hcl" <<HCL
+acl {
+  enabled = true
+  default_policy = "deny"
+  tokens {
+    initial_management = "$token"
+  }
+}
+HCL
+	fi
 	"$bin" agent -dev -config-file "$dir/agent.hcl" >"$dir/consul.log" 2>&1 &
 	echo $! >"$dir/consul.pid"
 	local addr=127.0.0.1:$http
@@ -106,7 +120,7 @@ stop() {
 
 case "${1:-}" in
 install) install ;;
-start) start "${2:-}" ;;
+start) start "${2:-}" "${3:-}" ;;
 stop) stop "${2:-}" ;;
-*) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 install | start DIR [TOKEN] | stop DIR" >&2; exit 2 ;;
 esac

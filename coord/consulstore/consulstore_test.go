@@ -2,7 +2,11 @@ package consulstore_test
 
 import (
 	"context"
+	"errors"
+	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
@@ -36,4 +40,41 @@ func backend(addr string) conformance.Backend {
 
 func TestConformance(t *testing.T) {
 	conformance.Run(t, backend(testenv.Addr(t, "consul")))
+}
+
+// TestACLToken runs against a second, ACL-enabled agent started by
+// scripts/consul.sh: a wrong token is ErrPermission, the right one works.
+func TestACLToken(t *testing.T) {
+	testenv.Addr(t, "consul") // the binary is there when an agent is
+	dir := t.TempDir()
+	const token = "6f1d2a8e-1c2b-4b7a-9a55-acl0000test1"
+	out, err := exec.Command("../../scripts/consul.sh", "start", dir, token).Output()
+	if err != nil {
+		t.Fatalf("starting an ACL agent: %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command("../../scripts/consul.sh", "stop", dir).Run() })
+	addr := strings.TrimSpace(string(out))
+	ctx := context.Background()
+	_, err = consulstore.New(ctx, consulstore.Config{Address: addr, Token: "not-the-token"})
+	if !errors.Is(err, coord.ErrPermission) {
+		t.Fatalf("wrong token: %v, want ErrPermission", err)
+	}
+	var s *consulstore.Store
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		s, err = consulstore.New(ctx, consulstore.Config{Address: addr, Token: token})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // ACL bootstrap takes a moment after the leader
+	}
+	if err != nil {
+		t.Fatalf("management token: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Create(ctx, "/acl", []byte("ok"), coord.Ephemeral); err != nil {
+		t.Fatal(err)
+	}
+	if data, _, err := s.Get(ctx, "/acl"); err != nil || string(data) != "ok" {
+		t.Fatalf("%q %v", data, err)
+	}
 }

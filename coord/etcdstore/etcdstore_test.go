@@ -2,9 +2,11 @@ package etcdstore_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
@@ -58,3 +60,30 @@ func backend() conformance.Backend {
 }
 
 func TestConformance(t *testing.T) { conformance.Run(t, backend()) }
+
+// A server that went away gives ErrUnavailable within the request timeout.
+func TestServerGone(t *testing.T) {
+	e, err := etcdstore.StartEmbedded(t.TempDir(), etcdstore.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.Config("gone")
+	cfg.RequestTimeout = time.Second
+	s, err := etcdstore.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(context.Background(), "/n", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	_, _, err = s.Get(context.Background(), "/n")
+	if !errors.Is(err, coord.ErrUnavailable) {
+		t.Fatalf("get from a stopped server: %v, want ErrUnavailable", err)
+	}
+	_, err = etcdstore.New(context.Background(), etcdstore.Config{Endpoints: e.Endpoints(), DialTimeout: time.Second})
+	if !errors.Is(err, coord.ErrUnavailable) {
+		t.Fatalf("connecting to a stopped server: %v, want ErrUnavailable", err)
+	}
+}
