@@ -86,66 +86,66 @@ func ServerGroups(ctx context.Context, store coord.Store, productName string) ([
 	return out, nil
 }
 
-func (self *ServerGroup) check(op string) error {
-	if err := ValidateProductName(self.ProductName); err != nil {
+func (g *ServerGroup) check(op string) error {
+	if err := ValidateProductName(g.ProductName); err != nil {
 		return errorf(op, "", err)
 	}
-	if self.Id < 0 {
-		return errorf(op, self.ProductName, fmt.Errorf("%w: %d", ErrInvalidGroupId, self.Id))
+	if g.Id < 0 {
+		return errorf(op, g.ProductName, fmt.Errorf("%w: %d", ErrInvalidGroupId, g.Id))
 	}
 	return nil
 }
 
-func (self *ServerGroup) path() string { return GetGroupPath(self.ProductName, self.Id) }
+func (g *ServerGroup) path() string { return GetGroupPath(g.ProductName, g.Id) }
 
 // Exists reports whether the group's node exists.
-func (self *ServerGroup) Exists(ctx context.Context, store coord.Store) (bool, error) {
-	if err := self.check("ServerGroup.Exists"); err != nil {
+func (g *ServerGroup) Exists(ctx context.Context, store coord.Store) (bool, error) {
+	if err := g.check("ServerGroup.Exists"); err != nil {
 		return false, err
 	}
-	return GroupExists(ctx, store, self.ProductName, self.Id)
+	return GroupExists(ctx, store, g.ProductName, g.Id)
 }
 
 // Create makes the group's node if missing (idempotent) and announces
 // group_changed (not confirmed).
-func (self *ServerGroup) Create(ctx context.Context, store coord.Store) error {
+func (g *ServerGroup) Create(ctx context.Context, store coord.Store) error {
 	const op = "ServerGroup.Create"
-	if err := self.check(op); err != nil {
+	if err := g.check(op); err != nil {
 		return err
 	}
-	if err := coord.MkdirAll(ctx, store, self.path()); err != nil {
-		return errorf(op, self.path(), err)
+	if err := coord.MkdirAll(ctx, store, g.path()); err != nil {
+		return errorf(op, g.path(), err)
 	}
-	if self.Servers == nil {
-		self.Servers = []*Server{}
+	if g.Servers == nil {
+		g.Servers = []*Server{}
 	}
-	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", false)
+	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false)
 }
 
 // GetServers reads the group's servers, ordered by address. A server
 // removed during the scan is left out.
-func (self *ServerGroup) GetServers(ctx context.Context, store coord.Store) ([]*Server, error) {
-	servers, _, err := self.servers(ctx, store)
+func (g *ServerGroup) GetServers(ctx context.Context, store coord.Store) ([]*Server, error) {
+	servers, _, err := g.servers(ctx, store)
 	return servers, err
 }
 
 // servers reads the servers and the group node's version.
-func (self *ServerGroup) servers(ctx context.Context, store coord.Store) ([]*Server, map[string]int64, error) {
+func (g *ServerGroup) servers(ctx context.Context, store coord.Store) ([]*Server, map[string]int64, error) {
 	const op = "ServerGroup.GetServers"
-	if err := self.check(op); err != nil {
+	if err := g.check(op); err != nil {
 		return nil, nil, err
 	}
-	kids, err := store.Children(ctx, self.path())
+	kids, err := store.Children(ctx, g.path())
 	if errors.Is(err, coord.ErrNoNode) {
-		return nil, nil, errorf(op, self.path(), ErrGroupNotFound)
+		return nil, nil, errorf(op, g.path(), ErrGroupNotFound)
 	}
 	if err != nil {
-		return nil, nil, errorf(op, self.path(), err)
+		return nil, nil, errorf(op, g.path(), err)
 	}
 	servers := make([]*Server, len(kids))
 	versions := make([]int64, len(kids))
 	err = forEach(ctx, len(kids), func(i int) error {
-		p := coord.Join(self.path(), kids[i])
+		p := coord.Join(g.path(), kids[i])
 		data, st, err := store.Get(ctx, p)
 		if errors.Is(err, coord.ErrNoNode) {
 			return nil
@@ -176,8 +176,8 @@ func (self *ServerGroup) servers(ctx context.Context, store coord.Store) ([]*Ser
 }
 
 // Master returns the group's master, or nil when it has none.
-func (self *ServerGroup) Master(ctx context.Context, store coord.Store) (*Server, error) {
-	servers, err := self.GetServers(ctx, store)
+func (g *ServerGroup) Master(ctx context.Context, store coord.Store) (*Server, error) {
+	servers, err := g.GetServers(ctx, store)
 	if err != nil {
 		return nil, err
 	}
@@ -207,24 +207,24 @@ func validServer(s *Server) error {
 // replicate the master (SLAVEOF, authenticated with passwd) before it is
 // recorded. Adding a master announces group_changed (confirmed).
 // Concurrent AddServers on a group are serialized by the group node's version.
-func (self *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Server, passwd string) error {
+func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Server, passwd string) error {
 	const op = "ServerGroup.AddServer"
-	if err := self.check(op); err != nil {
+	if err := g.check(op); err != nil {
 		return err
 	}
 	if err := validServer(s); err != nil {
 		return errorf(op, s.Addr, err)
 	}
-	s.GroupId = self.Id
+	s.GroupId = g.Id
 	for {
-		_, groupStat, err := store.Get(ctx, self.path())
+		_, groupStat, err := store.Get(ctx, g.path())
 		if errors.Is(err, coord.ErrNoNode) {
-			return errorf(op, self.path(), ErrGroupNotFound)
+			return errorf(op, g.path(), ErrGroupNotFound)
 		}
 		if err != nil {
-			return errorf(op, self.path(), err)
+			return errorf(op, g.path(), err)
 		}
-		servers, versions, err := self.servers(ctx, store)
+		servers, versions, err := g.servers(ctx, store)
 		if err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func (self *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Se
 			}
 		}
 		if s.Type == SERVER_TYPE_MASTER && masterAddr != "" {
-			return errorf(op, s.Addr, fmt.Errorf("%w: group %d already has master %s", ErrNodeExists, self.Id, masterAddr))
+			return errorf(op, s.Addr, fmt.Errorf("%w: group %d already has master %s", ErrNodeExists, g.Id, masterAddr))
 		}
 		if len(servers) == 0 {
 			s.Type = SERVER_TYPE_MASTER
@@ -245,10 +245,10 @@ func (self *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Se
 				return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
 			}
 		}
-		p := coord.Join(self.path(), s.Addr)
+		p := coord.Join(g.path(), s.Addr)
 		// Rewriting the group node (it holds nothing) moves its version, so
 		// that two concurrent AddServers cannot both see "no master".
-		ops := []coord.Op{coord.SetOp(self.path(), nil, groupStat.Version)}
+		ops := []coord.Op{coord.SetOp(g.path(), nil, groupStat.Version)}
 		if v, ok := versions[s.Addr]; ok {
 			ops = append(ops, coord.SetOp(p, mustEncode(s), v))
 		} else {
@@ -261,25 +261,25 @@ func (self *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Se
 		}
 		break
 	}
-	servers, err := self.GetServers(ctx, store)
+	servers, err := g.GetServers(ctx, store)
 	if err != nil {
 		return err
 	}
-	self.Servers = servers
+	g.Servers = servers
 	if s.Type == SERVER_TYPE_MASTER {
-		return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", true)
+		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
 	}
 	return nil
 }
 
 // RemoveServer removes the server at addr from the group; the master is
 // refused (ErrRemoveMaster). Announces group_changed (not confirmed).
-func (self *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, addr string) error {
+func (g *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, addr string) error {
 	const op = "ServerGroup.RemoveServer"
-	if err := self.check(op); err != nil {
+	if err := g.check(op); err != nil {
 		return err
 	}
-	p := coord.Join(self.path(), addr)
+	p := coord.Join(g.path(), addr)
 	if err := coord.ValidatePath(p); err != nil || coord.Base(p) != addr {
 		return errorf(op, addr, fmt.Errorf("%w: address %q", ErrInvalidServer, addr))
 	}
@@ -305,12 +305,12 @@ func (self *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, ad
 		}
 		break
 	}
-	servers, err := self.GetServers(ctx, store)
+	servers, err := g.GetServers(ctx, store)
 	if err != nil {
 		return err
 	}
-	self.Servers = servers
-	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", false)
+	g.Servers = servers
+	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false)
 }
 
 // Promote makes the server at addr the group's master: SLAVEOF NO ONE to it
@@ -318,12 +318,12 @@ func (self *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, ad
 // becomes offline and addr master, then group_changed is announced
 // (confirmed). Other slaves keep replicating the old master, as in Codis 2;
 // RepointSlaves moves them.
-func (self *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, passwd string) error {
+func (g *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, passwd string) error {
 	const op = "ServerGroup.Promote"
-	if err := self.check(op); err != nil {
+	if err := g.check(op); err != nil {
 		return err
 	}
-	servers, versions, err := self.servers(ctx, store)
+	servers, versions, err := g.servers(ctx, store)
 	if err != nil {
 		return err
 	}
@@ -337,7 +337,7 @@ func (self *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, p
 		}
 	}
 	if target == nil {
-		return errorf(op, addr, fmt.Errorf("%w: not in group %d", ErrServerNotFound, self.Id))
+		return errorf(op, addr, fmt.Errorf("%w: not in group %d", ErrServerNotFound, g.Id))
 	}
 	if err := redisc.SlaveOf(addr, "NO ONE", passwd, RedisTimeout); err != nil {
 		return errorf(op, addr, fmt.Errorf("%w: %v", ErrRedis, err))
@@ -345,22 +345,22 @@ func (self *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, p
 	var ops []coord.Op
 	if master != nil && master.Addr != addr {
 		master.Type = SERVER_TYPE_OFFLINE
-		ops = append(ops, coord.SetOp(coord.Join(self.path(), master.Addr), mustEncode(master), versions[master.Addr]))
+		ops = append(ops, coord.SetOp(coord.Join(g.path(), master.Addr), mustEncode(master), versions[master.Addr]))
 	}
 	target.Type = SERVER_TYPE_MASTER
-	ops = append(ops, coord.SetOp(coord.Join(self.path(), addr), mustEncode(target), versions[addr]))
+	ops = append(ops, coord.SetOp(coord.Join(g.path(), addr), mustEncode(target), versions[addr]))
 	if _, err := store.Txn(ctx, ops...); err != nil {
 		return errorf(op, addr, err)
 	}
-	self.Servers = servers
-	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, self, "", true)
+	g.Servers = servers
+	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
 }
 
 // RepointSlaves tells every slave of the group to replicate the current
 // master (what Codis 2 left to the operator after Promote).
-func (self *ServerGroup) RepointSlaves(ctx context.Context, store coord.Store, passwd string) error {
+func (g *ServerGroup) RepointSlaves(ctx context.Context, store coord.Store, passwd string) error {
 	const op = "ServerGroup.RepointSlaves"
-	servers, err := self.GetServers(ctx, store)
+	servers, err := g.GetServers(ctx, store)
 	if err != nil {
 		return err
 	}
@@ -371,7 +371,7 @@ func (self *ServerGroup) RepointSlaves(ctx context.Context, store coord.Store, p
 		}
 	}
 	if master == "" {
-		return errorf(op, self.path(), fmt.Errorf("%w: no master", ErrServerNotFound))
+		return errorf(op, g.path(), fmt.Errorf("%w: no master", ErrServerNotFound))
 	}
 	for _, s := range servers {
 		if s.Type == SERVER_TYPE_SLAVE {
@@ -386,49 +386,49 @@ func (self *ServerGroup) RepointSlaves(ctx context.Context, store coord.Store, p
 // Remove deletes the group and its servers in one transaction, unless a
 // slot uses it or migrates from it (ErrGroupInUse). Announces group_remove
 // (not confirmed).
-func (self *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
+func (g *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
 	const op = "ServerGroup.Remove"
-	if err := self.check(op); err != nil {
+	if err := g.check(op); err != nil {
 		return err
 	}
-	slots, err := Slots(ctx, store, self.ProductName)
+	slots, err := Slots(ctx, store, g.ProductName)
 	if err != nil {
-		return errorf(op, self.path(), err)
+		return errorf(op, g.path(), err)
 	}
 	for _, s := range slots {
-		if s.GroupId == self.Id {
-			return errorf(op, self.path(), fmt.Errorf("%w: slot %d", ErrGroupInUse, s.Id))
+		if s.GroupId == g.Id {
+			return errorf(op, g.path(), fmt.Errorf("%w: slot %d", ErrGroupInUse, s.Id))
 		}
 		migrating := s.State.Status == SLOT_STATUS_MIGRATE || s.State.Status == SLOT_STATUS_PRE_MIGRATE
-		if migrating && s.State.MigrateStatus.From == self.Id {
-			return errorf(op, self.path(), fmt.Errorf("%w: slot %d is migrating from it", ErrGroupInUse, s.Id))
+		if migrating && s.State.MigrateStatus.From == g.Id {
+			return errorf(op, g.path(), fmt.Errorf("%w: slot %d is migrating from it", ErrGroupInUse, s.Id))
 		}
 	}
 	for {
-		_, st, err := store.Get(ctx, self.path())
+		_, st, err := store.Get(ctx, g.path())
 		if errors.Is(err, coord.ErrNoNode) {
-			return errorf(op, self.path(), ErrGroupNotFound)
+			return errorf(op, g.path(), ErrGroupNotFound)
 		}
 		if err != nil {
-			return errorf(op, self.path(), err)
+			return errorf(op, g.path(), err)
 		}
-		_, versions, err := self.servers(ctx, store)
+		_, versions, err := g.servers(ctx, store)
 		if err != nil {
 			return err
 		}
 		var ops []coord.Op
 		for addr, v := range versions {
-			ops = append(ops, coord.DeleteOp(coord.Join(self.path(), addr), v))
+			ops = append(ops, coord.DeleteOp(coord.Join(g.path(), addr), v))
 		}
-		ops = append(ops, coord.DeleteOp(self.path(), st.Version))
+		ops = append(ops, coord.DeleteOp(g.path(), st.Version))
 		err = applyBatches(ctx, store, ops)
 		if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNotEmpty) || errors.Is(err, coord.ErrNoNode) {
 			continue
 		}
 		if err != nil {
-			return errorf(op, self.path(), err)
+			return errorf(op, g.path(), err)
 		}
 		break
 	}
-	return NewAction(ctx, store, self.ProductName, ACTION_TYPE_SERVER_GROUP_REMOVE, self, "", false)
+	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_REMOVE, g, "", false)
 }

@@ -70,8 +70,8 @@ func NewServerGroup(productName string, id int) *ServerGroup {
 	return &ServerGroup{Id: id, ProductName: productName}
 }
 
-func (self *ServerGroup) String() string {
-	b, _ := json.MarshalIndent(self, "", "  ")
+func (g *ServerGroup) String() string {
+	b, _ := json.MarshalIndent(g, "", "  ")
 	return string(b) + "\n"
 }
 
