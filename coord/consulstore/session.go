@@ -3,39 +3,21 @@ package consulstore
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/sessionstate"
 )
 
 // session is one Consul session, renewed until it is lost or the store closes.
 type session struct {
-	id   string
-	done chan struct{}
-	once sync.Once
-	mu   sync.Mutex
-	err  error
+	id string
+	sessionstate.State
 }
 
-func (s *session) ID() string            { return s.id }
-func (s *session) Done() <-chan struct{} { return s.done }
-func (s *session) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func (s *session) end(err error) {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.err = err
-		s.mu.Unlock()
-		close(s.done)
-	})
-}
+func (s *session) ID() string { return s.id }
 
 // Session implements coord.Store.
 func (s *Store) Session(ctx context.Context) (coord.Session, error) {
@@ -75,7 +57,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	if _, err := s.cli.Raw().Write("/v1/session/create", body, &out, (&api.WriteOptions{}).WithContext(c)); err != nil {
 		return nil, mapErr(ctx, err)
 	}
-	sess := &session{id: out.ID, done: make(chan struct{})}
+	sess := &session{id: out.ID}
 	s.sess = sess
 	go s.renew(sess)
 	return sess, nil
@@ -92,7 +74,7 @@ func (s *Store) renew(sess *session) {
 		select {
 		case <-s.closeCh:
 			return
-		case <-sess.done:
+		case <-sess.Done():
 			return
 		case <-tick.C:
 		}
@@ -101,12 +83,12 @@ func (s *Store) renew(sess *session) {
 		cancel()
 		switch {
 		case err == nil && entry == nil:
-			sess.end(coord.ErrSessionExpired)
+			sess.End(coord.ErrSessionExpired)
 			return
 		case err == nil:
 			last = time.Now()
 		case time.Since(last) > s.ttl:
-			sess.end(fmt.Errorf("%w: not renewed for %v: %v", coord.ErrSessionExpired, s.ttl, err))
+			sess.End(fmt.Errorf("%w: not renewed for %v: %v", coord.ErrSessionExpired, s.ttl, err))
 			return
 		}
 	}
@@ -118,6 +100,6 @@ func (s *Store) sessionLost(id string) {
 	sess := s.sess
 	s.mu.Unlock()
 	if sess != nil && sess.id == id {
-		sess.end(coord.ErrSessionExpired)
+		sess.End(coord.ErrSessionExpired)
 	}
 }

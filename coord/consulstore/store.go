@@ -389,7 +389,7 @@ func (s *Store) Close() error {
 		c, cancel := context.WithTimeout(context.Background(), s.reqTO)
 		_, _ = s.cli.Session().Destroy(sess.id, (&api.WriteOptions{}).WithContext(c))
 		cancel()
-		sess.end(coord.ErrClosed)
+		sess.End(coord.ErrClosed)
 	}
 	return nil
 }

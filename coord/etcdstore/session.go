@@ -3,48 +3,21 @@ package etcdstore
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/sessionstate"
 )
 
 // session is one lease, kept alive until it is lost or the store closes.
 type session struct {
-	id   clientv3.LeaseID
-	done chan struct{}
-	once sync.Once
-	mu   sync.Mutex
-	err  error
+	id clientv3.LeaseID
+	sessionstate.State
 }
 
-func (s *session) ID() string            { return fmt.Sprintf("%x", int64(s.id)) }
-func (s *session) Done() <-chan struct{} { return s.done }
-func (s *session) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func (s *session) end(err error) {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.err = err
-		s.mu.Unlock()
-		close(s.done)
-	})
-}
-
-func (s *session) ended() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *session) ID() string { return fmt.Sprintf("%x", int64(s.id)) }
 
 // Session implements coord.Store.
 func (s *Store) Session(ctx context.Context) (coord.Session, error) {
@@ -64,7 +37,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	if s.closed {
 		return nil, coord.ErrClosed
 	}
-	if s.sess != nil && !s.sess.ended() {
+	if s.sess != nil && !s.sess.Ended() {
 		return s.sess, nil
 	}
 	c, cancel := context.WithTimeout(ctx, s.reqTO)
@@ -77,7 +50,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, mapErr(ctx, err)
 	}
-	sess := &session{id: grant.ID, done: make(chan struct{})}
+	sess := &session{id: grant.ID}
 	s.sess = sess
 	go func() {
 		for range ka { // drain keep-alive answers
@@ -86,9 +59,9 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 		// the store closes.
 		select {
 		case <-s.closeCh:
-			sess.end(coord.ErrClosed)
+			sess.End(coord.ErrClosed)
 		default:
-			sess.end(coord.ErrSessionExpired)
+			sess.End(coord.ErrSessionExpired)
 		}
 	}()
 	return sess, nil
@@ -100,7 +73,7 @@ func (s *Store) sessionLost(id clientv3.LeaseID) {
 	sess := s.sess
 	s.mu.Unlock()
 	if sess != nil && sess.id == id {
-		sess.end(coord.ErrSessionExpired)
+		sess.End(coord.ErrSessionExpired)
 	}
 }
 
@@ -116,11 +89,11 @@ func (s *Store) Close() error {
 	close(s.closeCh)
 	sess := s.sess
 	s.mu.Unlock()
-	if sess != nil && !sess.ended() {
+	if sess != nil && !sess.Ended() {
 		c, cancel := context.WithTimeout(context.Background(), s.reqTO)
 		_, _ = s.cli.Revoke(c, sess.id)
 		cancel()
-		sess.end(coord.ErrClosed)
+		sess.End(coord.ErrClosed)
 	}
 	s.stop()
 	if s.ownCli {

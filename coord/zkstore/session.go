@@ -3,38 +3,20 @@ package zkstore
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/sessionstate"
 )
 
 // session is one ZooKeeper session of the connection.
 type session struct {
-	id   int64
-	done chan struct{}
-	once sync.Once
-	mu   sync.Mutex
-	err  error
+	id int64
+	sessionstate.State
 }
 
-func (s *session) ID() string            { return fmt.Sprintf("%x", s.id) }
-func (s *session) Done() <-chan struct{} { return s.done }
-func (s *session) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func (s *session) end(err error) {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.err = err
-		s.mu.Unlock()
-		close(s.done)
-	})
-}
+func (s *session) ID() string { return fmt.Sprintf("%x", s.id) }
 
 // watchSession follows the connection's session events: a new session id
 // starts a session, an expiry ends the current one. The client library then
@@ -50,9 +32,9 @@ func (s *Store) watchSession(events <-chan zk.Event) {
 			s.mu.Lock()
 			if s.sess == nil || s.sess.id != id {
 				if s.sess != nil {
-					s.sess.end(coord.ErrSessionExpired)
+					s.sess.End(coord.ErrSessionExpired)
 				}
-				s.sess = &session{id: id, done: make(chan struct{})}
+				s.sess = &session{id: id}
 				close(s.newSess)
 				s.newSess = make(chan struct{})
 			}
@@ -60,7 +42,7 @@ func (s *Store) watchSession(events <-chan zk.Event) {
 		case zk.StateExpired:
 			s.mu.Lock()
 			if s.sess != nil {
-				s.sess.end(coord.ErrSessionExpired)
+				s.sess.End(coord.ErrSessionExpired)
 			}
 			s.mu.Unlock()
 		}

@@ -502,7 +502,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.conn.Close()
 	if sess != nil {
-		sess.end(coord.ErrClosed)
+		sess.End(coord.ErrClosed)
 	}
 	return nil
 }
