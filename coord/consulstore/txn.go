@@ -3,6 +3,8 @@ package consulstore
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/txnplan"
 )
 
 // kvState is a key as read when planning a transaction.
@@ -180,31 +183,10 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 	}
 }
 
-// plan applies ops in order to the state read, as ZooKeeper would, and
-// builds the guarded Consul transaction. missing lists sequential names
-// that were not read yet.
+// plan plans the ops on the state read (see package txnplan) and builds the
+// guarded Consul transaction. missing lists paths to read before planning
+// again.
 func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID string) ([]coord.OpResult, api.TxnOps, []string, error) {
-	type node struct {
-		exists, ephemeral bool
-		ver               int64
-		kids              int
-		written           bool // created, set or deleted by this txn
-	}
-	state := map[string]*node{"/": {exists: true}}
-	get := func(path string) *node {
-		if n, ok := state[path]; ok {
-			return n
-		}
-		n := &node{}
-		if st, ok := nodes[path]; ok {
-			n.kids = st.kids
-			if st.kv != nil {
-				n.exists, n.ver, n.ephemeral = true, int64(st.kv.Flags), st.kv.Session != ""
-			}
-		}
-		state[path] = n
-		return n
-	}
 	next := map[string]int64{}
 	for par, st := range seqs {
 		if st.kv != nil {
@@ -215,121 +197,76 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 			next[par] = n
 		}
 	}
-	fail := func(i int, err error) ([]coord.OpResult, api.TxnOps, []string, error) {
-		return nil, nil, nil, &coord.TxnError{Index: i, Op: ops[i], Err: err}
+	read := func(path string) (txnplan.Node, bool) {
+		st, ok := nodes[path]
+		if !ok {
+			return txnplan.Node{}, false
+		}
+		n := txnplan.Node{Kids: int64(st.kids)}
+		if st.kv != nil {
+			n.Exists, n.Ephemeral, n.Version = true, st.kv.Session != "", int64(st.kv.Flags)
+		}
+		return n, true
 	}
-	var txn api.TxnOps
-	kvOp := func(o api.KVTxnOp) { txn = append(txn, &api.TxnOp{KV: &o}) }
+	steps, res, missing, err := txnplan.Plan(ops, read, func(par string) int64 { return next[par] })
+	if err != nil || len(missing) > 0 {
+		return nil, nil, missing, err
+	}
 	index := func(path string) uint64 {
 		if st, ok := nodes[path]; ok && st.kv != nil {
 			return st.kv.ModifyIndex
 		}
 		return 0
 	}
-	var parents []string // parents of created nodes, rewritten unchanged to move their index
-	bumped := map[string]bool{}
-	seqUsed := map[string]bool{}
-	var missing []string
-	res := make([]coord.OpResult, len(ops))
-	for i, op := range ops {
-		path := op.Path
-		switch op.Kind {
+	var txn api.TxnOps
+	kvOp := func(o api.KVTxnOp) { txn = append(txn, &api.TxnOp{KV: &o}) }
+	written := map[string]bool{}
+	var parents []string // of created nodes, rewritten unchanged to move their index
+	for _, st := range steps {
+		key := s.key(st.Path)
+		switch st.Op.Kind {
 		case coord.OpCreate:
-			par := coord.Parent(path)
-			pn := get(par)
-			if !pn.exists {
-				return fail(i, fmt.Errorf("%w: parent %s", coord.ErrNoNode, par))
+			if st.After.Ephemeral {
+				kvOp(api.KVTxnOp{Verb: api.KVCheckNotExists, Key: key})
+				kvOp(api.KVTxnOp{Verb: api.KVLock, Key: key, Value: st.Op.Data, Session: sessID})
+			} else {
+				kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: st.Op.Data, Index: 0})
 			}
-			if pn.ephemeral {
-				return fail(i, fmt.Errorf("%w: parent %s", coord.ErrEphemeralParent, par))
-			}
-			if op.Mode&coord.Sequential != 0 {
-				n := next[par]
-				next[par] = n + 1
-				seqUsed[par] = true
-				path = coord.SequenceName(op.Path, n)
-				if _, ok := nodes[path]; !ok {
-					missing = append(missing, path)
-					continue
-				}
-			}
-			n := get(path)
-			if n.exists {
-				return fail(i, coord.ErrNodeExists)
-			}
-			*n = node{exists: true, ephemeral: op.Mode&coord.Ephemeral != 0, written: true}
-			pn.kids++
-			if par != "/" && !bumped[par] {
-				bumped[par] = true
+			if par := coord.Parent(st.Path); !slices.Contains(parents, par) {
 				parents = append(parents, par)
 			}
-			if n.ephemeral {
-				kvOp(api.KVTxnOp{Verb: api.KVCheckNotExists, Key: s.key(path)})
-				kvOp(api.KVTxnOp{Verb: api.KVLock, Key: s.key(path), Value: op.Data, Session: sessID})
-			} else {
-				kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: s.key(path), Value: op.Data, Index: 0})
+		case coord.OpSet:
+			kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: st.Op.Data, Flags: uint64(st.After.Version), Index: index(st.Path)})
+		case coord.OpCheck:
+			if !st.Written { // after a write by this txn the index has moved; the plan checked the version
+				kvOp(api.KVTxnOp{Verb: api.KVCheckIndex, Key: key, Index: index(st.Path)})
 			}
-			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Ephemeral: n.ephemeral}}
-		case coord.OpSet, coord.OpCheck:
-			n := get(path)
-			if !n.exists {
-				return fail(i, coord.ErrNoNode)
-			}
-			if op.Version != coord.AnyVersion && op.Version != n.ver {
-				return fail(i, fmt.Errorf("%w: expected %d, is %d", coord.ErrBadVersion, op.Version, n.ver))
-			}
-			if op.Kind == coord.OpSet {
-				n.ver++
-				n.written = true
-				kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: s.key(path), Value: op.Data, Flags: uint64(n.ver), Index: index(path)})
-			} else if !n.written {
-				// (After a write by this txn the index has moved; the plan
-				// checked the version.)
-				kvOp(api.KVTxnOp{Verb: api.KVCheckIndex, Key: s.key(path), Index: index(path)})
-			}
-			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Version: n.ver, Ephemeral: n.ephemeral}}
 		case coord.OpDelete:
-			n := get(path)
-			if !n.exists {
-				return fail(i, coord.ErrNoNode)
-			}
-			if op.Version != coord.AnyVersion && op.Version != n.ver {
-				return fail(i, fmt.Errorf("%w: expected %d, is %d", coord.ErrBadVersion, op.Version, n.ver))
-			}
-			if n.kids > 0 {
-				return fail(i, coord.ErrNotEmpty)
-			}
-			*n = node{written: true}
-			get(coord.Parent(path)).kids--
-			delete(next, path)
-			kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: s.key(path), Index: index(path)})
-			kvOp(api.KVTxnOp{Verb: api.KVDelete, Key: s.seqKey(path)})
-			res[i] = coord.OpResult{Path: path}
+			kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: key, Index: index(st.Path)})
+			kvOp(api.KVTxnOp{Verb: api.KVDelete, Key: s.seqKey(st.Path)})
 		}
-	}
-	if len(missing) > 0 {
-		return nil, nil, missing, nil
+		if st.Op.Kind != coord.OpCheck {
+			written[st.Path] = true
+		}
 	}
 	size := 0
-	for _, par := range parents {
-		if state[par].written || nodes[par] == nil || nodes[par].kv == nil {
-			continue // written (or created) by this txn: already guarded
-		}
-		kv := nodes[par].kv
-		size += len(kv.Value)
-		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: kv.Key, Value: kv.Value, Flags: kv.Flags, Index: kv.ModifyIndex})
-	}
-	for par := range seqUsed {
-		if _, ok := next[par]; !ok {
-			continue // the parent is deleted by this txn
-		}
-		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: s.seqKey(par), Value: []byte(strconv.FormatInt(next[par], 10)), Index: seqIndex(seqs[par])})
-	}
 	for _, op := range ops {
 		size += len(op.Data)
 	}
+	for _, par := range parents {
+		st := nodes[par]
+		if par == "/" || written[par] || st == nil || st.kv == nil {
+			continue // the root, or written (or created) by this txn: guarded already
+		}
+		size += len(st.kv.Value)
+		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: st.kv.Key, Value: st.kv.Value, Flags: st.kv.Flags, Index: st.kv.ModifyIndex})
+	}
+	counters := txnplan.Counters(steps)
+	for _, par := range slices.Sorted(maps.Keys(counters)) {
+		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: s.seqKey(par), Value: []byte(strconv.FormatInt(counters[par], 10)), Index: seqIndex(seqs[par])})
+	}
 	if size > s.limits.MaxTxnBytes {
-		return fail(0, fmt.Errorf("%w: %d bytes with the parents rewritten, the limit is %d", coord.ErrTooLarge, size, s.limits.MaxTxnBytes))
+		return nil, nil, nil, &coord.TxnError{Index: 0, Op: ops[0], Err: fmt.Errorf("%w: %d bytes with the parents rewritten, the limit is %d", coord.ErrTooLarge, size, s.limits.MaxTxnBytes)}
 	}
 	return res, txn, nil, nil
 }

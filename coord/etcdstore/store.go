@@ -24,6 +24,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +39,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/txnplan"
 )
 
 // Config configures a Store. Endpoints (or Client) is required.
@@ -502,138 +505,51 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, lease clientv3.Leas
 	}
 }
 
-// simulate applies ops in order to the planned state, as ZooKeeper would,
-// and returns the results and the etcd ops to commit, or a *TxnError naming
-// the first op that fails. missing lists sequential names not in the plan.
-func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) (res []coord.OpResult, then []clientv3.Op, missing []string, err error) {
-	// etcd takes each key once per transaction: keep the last write of each.
-	type write struct {
-		del   bool
-		value string
-		lease clientv3.LeaseID // for a put: the lease; -1 keeps the key's lease
-	}
-	writes := map[string]write{}
-	var order []string
-	put := func(key string, w write) {
-		if _, ok := writes[key]; !ok {
-			order = append(order, key)
-		}
-		if prev, ok := writes[key]; ok && w.lease == -1 && !prev.del {
-			w.lease = prev.lease // a set after a create in this txn keeps its lease
-		}
-		writes[key] = w
-	}
-	type node struct {
-		exists, ephemeral bool
-		ver, kids         int64
-	}
-	state := map[string]*node{"/": {exists: true}}
-	get := func(path string) *node {
-		if n, ok := state[path]; ok {
-			return n
-		}
-		n := &node{kids: p.kids[path]}
-		if kv, ok := p.kvs[path]; ok {
-			n.exists, n.ver, n.ephemeral = kv.exists, kv.ver, kv.lease != 0
-		}
-		state[path] = n
-		return n
-	}
+// simulate plans the ops on the state read (see package txnplan) and
+// returns the results and the etcd ops to commit. missing lists paths to
+// read before planning again.
+func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) ([]coord.OpResult, []clientv3.Op, []string, error) {
 	next := map[string]int64{}
 	for par, kv := range p.seq {
 		if kv.exists {
-			n, perr := strconv.ParseInt(string(kv.value), 10, 64)
-			if perr != nil || n < 0 {
+			n, err := strconv.ParseInt(string(kv.value), 10, 64)
+			if err != nil || n < 0 {
 				return nil, nil, nil, fmt.Errorf("%w: corrupt sequence counter %s: %q", coord.ErrUnavailable, s.seqKey(par), kv.value)
 			}
 			next[par] = n
 		}
 	}
-	fail := func(i int, e error) ([]coord.OpResult, []clientv3.Op, []string, error) {
-		return nil, nil, nil, &coord.TxnError{Index: i, Op: ops[i], Err: e}
+	read := func(path string) (txnplan.Node, bool) {
+		kv, ok := p.kvs[path]
+		if !ok {
+			return txnplan.Node{}, false
+		}
+		return txnplan.Node{Exists: kv.exists, Ephemeral: kv.lease != 0, Version: kv.ver, Kids: p.kids[path]}, true
 	}
-	badVersion := func(want, is int64) error {
-		return fmt.Errorf("%w: expected %d, is %d", coord.ErrBadVersion, want, is)
+	steps, res, missing, err := txnplan.Plan(ops, read, func(par string) int64 { return next[par] })
+	if err != nil || len(missing) > 0 {
+		return nil, nil, missing, err
 	}
-	res = make([]coord.OpResult, len(ops))
-	for i, op := range ops {
-		path := op.Path
-		switch op.Kind {
+	// The plan writes each node once (coord.CheckTxn sees to it).
+	var then []clientv3.Op
+	for _, st := range steps {
+		key := s.nodeKey(st.Path)
+		switch st.Op.Kind {
 		case coord.OpCreate:
-			par := coord.Parent(path)
-			pn := get(par)
-			if !pn.exists {
-				return fail(i, fmt.Errorf("%w: parent %s", coord.ErrNoNode, par))
+			if st.After.Ephemeral {
+				then = append(then, clientv3.OpPut(key, string(st.Op.Data), clientv3.WithLease(lease)))
+			} else {
+				then = append(then, clientv3.OpPut(key, string(st.Op.Data)))
 			}
-			if pn.ephemeral {
-				return fail(i, fmt.Errorf("%w: parent %s", coord.ErrEphemeralParent, par))
-			}
-			if op.Mode&coord.Sequential != 0 {
-				n := next[par]
-				next[par] = n + 1
-				path = coord.SequenceName(op.Path, n)
-				if _, ok := p.kvs[path]; !ok {
-					missing = append(missing, path)
-					continue
-				}
-				put(s.seqKey(par), write{value: strconv.FormatInt(n+1, 10)})
-			}
-			n := get(path)
-			if n.exists {
-				return fail(i, coord.ErrNodeExists)
-			}
-			*n = node{exists: true, ephemeral: op.Mode&coord.Ephemeral != 0}
-			pn.kids++
-			w := write{value: string(op.Data)}
-			if n.ephemeral {
-				w.lease = lease
-			}
-			put(s.nodeKey(path), w)
-			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Ephemeral: n.ephemeral}}
-		case coord.OpSet, coord.OpCheck:
-			n := get(path)
-			if !n.exists {
-				return fail(i, coord.ErrNoNode)
-			}
-			if op.Version != coord.AnyVersion && op.Version != n.ver {
-				return fail(i, badVersion(op.Version, n.ver))
-			}
-			if op.Kind == coord.OpSet {
-				n.ver++
-				put(s.nodeKey(path), write{value: string(op.Data), lease: -1})
-			}
-			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Version: n.ver, Ephemeral: n.ephemeral}}
+		case coord.OpSet:
+			then = append(then, clientv3.OpPut(key, string(st.Op.Data), clientv3.WithIgnoreLease()))
 		case coord.OpDelete:
-			n := get(path)
-			if !n.exists {
-				return fail(i, coord.ErrNoNode)
-			}
-			if op.Version != coord.AnyVersion && op.Version != n.ver {
-				return fail(i, badVersion(op.Version, n.ver))
-			}
-			if n.kids > 0 {
-				return fail(i, coord.ErrNotEmpty)
-			}
-			*n = node{}
-			get(coord.Parent(path)).kids--
-			delete(next, path)
-			put(s.nodeKey(path), write{del: true})
-			put(s.seqKey(path), write{del: true})
-			res[i] = coord.OpResult{Path: path}
+			then = append(then, clientv3.OpDelete(key), clientv3.OpDelete(s.seqKey(st.Path)))
 		}
 	}
-	for _, key := range order {
-		w := writes[key]
-		switch {
-		case w.del:
-			then = append(then, clientv3.OpDelete(key))
-		case w.lease == -1:
-			then = append(then, clientv3.OpPut(key, w.value, clientv3.WithIgnoreLease()))
-		case w.lease != 0:
-			then = append(then, clientv3.OpPut(key, w.value, clientv3.WithLease(w.lease)))
-		default:
-			then = append(then, clientv3.OpPut(key, w.value))
-		}
+	counters := txnplan.Counters(steps)
+	for _, par := range slices.Sorted(maps.Keys(counters)) {
+		then = append(then, clientv3.OpPut(s.seqKey(par), strconv.FormatInt(counters[par], 10)))
 	}
-	return res, then, missing, nil
+	return res, then, nil, nil
 }
