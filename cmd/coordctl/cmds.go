@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/models"
 )
 
@@ -18,21 +20,17 @@ func (a *app) slotCmd() *cobra.Command {
 	initCmd := &cobra.Command{
 		Use: "init", Short: "Create the 1024 slots, offline and unassigned", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			if existing, err := models.Slots(ctx, s, a.product); err != nil {
-				return err
-			} else if len(existing) > 0 && !force {
-				return fmt.Errorf("product %s has %d slots already; --force overwrites them all as offline", a.product, len(existing))
-			}
-			if err := models.InitSlotSet(ctx, s, a.product, models.DEFAULT_SLOT_NUM); err != nil {
-				return err
-			}
-			return a.done(fmt.Sprintf("initialized %d slots of %s", models.DEFAULT_SLOT_NUM, a.product), map[string]interface{}{"slots": models.DEFAULT_SLOT_NUM})
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				if existing, err := models.Slots(ctx, s, a.product); err != nil {
+					return err
+				} else if len(existing) > 0 && !force {
+					return fmt.Errorf("product %s has %d slots already; --force overwrites them all as offline", a.product, len(existing))
+				}
+				if err := models.InitSlotSet(ctx, s, a.product, models.DEFAULT_SLOT_NUM); err != nil {
+					return err
+				}
+				return a.done(fmt.Sprintf("initialized %d slots of %s", models.DEFAULT_SLOT_NUM, a.product), map[string]interface{}{"slots": models.DEFAULT_SLOT_NUM})
+			})
 		},
 	}
 	initCmd.Flags().BoolVar(&force, "force", false, "overwrite existing slots")
@@ -52,18 +50,14 @@ func (a *app) slotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			if err := models.SetSlotRange(ctx, s, a.product, from, to, group, models.SlotStatus(status)); err != nil {
-				return err
-			}
-			return a.done(fmt.Sprintf("slots %d..%d -> group %d (%s) in %v", from, to, group, status, time.Since(start).Round(time.Millisecond)),
-				map[string]interface{}{"from": from, "to": to, "group": group, "status": status})
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				start := time.Now()
+				if err := models.SetSlotRange(ctx, s, a.product, from, to, group, models.SlotStatus(status)); err != nil {
+					return err
+				}
+				return a.done(fmt.Sprintf("slots %d..%d -> group %d (%s) in %v", from, to, group, status, time.Since(start).Round(time.Millisecond)),
+					map[string]interface{}{"from": from, "to": to, "group": group, "status": status})
+			})
 		},
 	}
 	rangeCmd.Flags().StringVar(&status, "status", "online", "online or offline")
@@ -76,29 +70,25 @@ func (a *app) slotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			sl, err := models.GetSlot(ctx, s, a.product, id)
-			if err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("group") {
-				sl.GroupId = setGroup
-			}
-			if setStatus != "" {
-				sl.State.Status = models.SlotStatus(setStatus)
-				if sl.State.Status != models.SLOT_STATUS_MIGRATE && sl.State.Status != models.SLOT_STATUS_PRE_MIGRATE {
-					sl.State.MigrateStatus = models.SlotMigrateStatus{From: models.INVALID_ID, To: models.INVALID_ID}
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				sl, err := models.GetSlot(ctx, s, a.product, id)
+				if err != nil {
+					return err
 				}
-			}
-			if err := sl.Update(ctx, s); err != nil {
-				return err
-			}
-			return a.done(fmt.Sprintf("slot %d: group %d, %s", sl.Id, sl.GroupId, sl.State.Status), map[string]interface{}{"slot": sl})
+				if cmd.Flags().Changed("group") {
+					sl.GroupId = setGroup
+				}
+				if setStatus != "" {
+					sl.State.Status = models.SlotStatus(setStatus)
+					if sl.State.Status != models.SLOT_STATUS_MIGRATE && sl.State.Status != models.SLOT_STATUS_PRE_MIGRATE {
+						sl.State.MigrateStatus = models.SlotMigrateStatus{From: models.INVALID_ID, To: models.INVALID_ID}
+					}
+				}
+				if err := sl.Update(ctx, s); err != nil {
+					return err
+				}
+				return a.done(fmt.Sprintf("slot %d: group %d, %s", sl.Id, sl.GroupId, sl.State.Status), map[string]interface{}{"slot": sl})
+			})
 		},
 	}
 	setCmd.Flags().IntVar(&setGroup, "group", models.INVALID_ID, "group id")
@@ -107,37 +97,33 @@ func (a *app) slotCmd() *cobra.Command {
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List slots (ranges of slots in the same state are folded)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			slots, err := models.Slots(ctx, s, a.product)
-			if migrating {
-				slots, err = models.GetMigratingSlots(ctx, s, a.product)
-			}
-			if err != nil {
-				return err
-			}
-			if slots == nil {
-				slots = []*models.Slot{}
-			}
-			return a.print(slots, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "SLOTS\tGROUP\tSTATUS\tMIGRATE FROM\tMIGRATE TO")
-				for i := 0; i < len(slots); {
-					j := i
-					for j+1 < len(slots) && slots[j+1].Id == slots[j].Id+1 && slots[j+1].GroupId == slots[i].GroupId && slots[j+1].State.Status == slots[i].State.Status && slots[j+1].State.MigrateStatus == slots[i].State.MigrateStatus {
-						j++
-					}
-					r := strconv.Itoa(slots[i].Id)
-					if j > i {
-						r += "-" + strconv.Itoa(slots[j].Id)
-					}
-					ms := slots[i].State.MigrateStatus
-					fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%d\n", r, slots[i].GroupId, slots[i].State.Status, ms.From, ms.To)
-					i = j + 1
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				slots, err := models.Slots(ctx, s, a.product)
+				if migrating {
+					slots, err = models.GetMigratingSlots(ctx, s, a.product)
 				}
+				if err != nil {
+					return err
+				}
+				if slots == nil {
+					slots = []*models.Slot{}
+				}
+				return a.print(slots, func(w *tabwriter.Writer) {
+					fmt.Fprintln(w, "SLOTS\tGROUP\tSTATUS\tMIGRATE FROM\tMIGRATE TO")
+					for i := 0; i < len(slots); {
+						j := i
+						for j+1 < len(slots) && slots[j+1].Id == slots[j].Id+1 && slots[j+1].GroupId == slots[i].GroupId && slots[j+1].State.Status == slots[i].State.Status && slots[j+1].State.MigrateStatus == slots[i].State.MigrateStatus {
+							j++
+						}
+						r := strconv.Itoa(slots[i].Id)
+						if j > i {
+							r += "-" + strconv.Itoa(slots[j].Id)
+						}
+						ms := slots[i].State.MigrateStatus
+						fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%d\n", r, slots[i].GroupId, slots[i].State.Status, ms.From, ms.To)
+						i = j + 1
+					}
+				})
 			})
 		},
 	}
@@ -159,17 +145,13 @@ func (a *app) slotCmd() *cobra.Command {
 			if !cmd.Flags().Changed("to") {
 				return usageError{fmt.Errorf("--to GROUP is required")}
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			n, err := migrate(ctx, s, a.product, from, to, toGroup, func(d, t int) { a.progress("migrating slots", d, t) })
-			if err != nil {
-				return err
-			}
-			return a.done(fmt.Sprintf("%d slots migrating to group %d", n, toGroup), map[string]interface{}{"slots": n, "to": toGroup})
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				n, err := migrate(ctx, s, a.product, from, to, toGroup, func(d, t int) { a.progress("migrating slots", d, t) })
+				if err != nil {
+					return err
+				}
+				return a.done(fmt.Sprintf("%d slots migrating to group %d", n, toGroup), map[string]interface{}{"slots": n, "to": toGroup})
+			})
 		},
 	}
 	migrateCmd.Flags().IntVar(&toGroup, "to", 0, "target group")
@@ -186,17 +168,13 @@ func (a *app) slotCmd() *cobra.Command {
 					return err
 				}
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			n, err := finishMigration(ctx, s, a.product, from, to, func(d, t int) { a.progress("finishing", d, t) })
-			if err != nil {
-				return err
-			}
-			return a.done(fmt.Sprintf("%d slots online", n), map[string]interface{}{"slots": n})
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				n, err := finishMigration(ctx, s, a.product, from, to, func(d, t int) { a.progress("finishing", d, t) })
+				if err != nil {
+					return err
+				}
+				return a.done(fmt.Sprintf("%d slots online", n), map[string]interface{}{"slots": n})
+			})
 		},
 	}
 	c.AddCommand(initCmd, rangeCmd, setCmd, listCmd, migrateCmd, doneCmd)
@@ -218,97 +196,73 @@ func (a *app) groupCmd() *cobra.Command {
 	var repoint bool
 	password = os.Getenv("REDIS_PASSWORD")
 	create := withGroup("create GROUP", "Create a group (idempotent)", 1, func(cmd *cobra.Command, g *models.ServerGroup, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		if err := g.Create(ctx, s); err != nil {
-			return err
-		}
-		return a.done(fmt.Sprintf("group %d created", g.Id), map[string]interface{}{"group": g.Id})
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			if err := g.Create(ctx, s); err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("group %d created", g.Id), map[string]interface{}{"group": g.Id})
+		})
 	})
 	remove := withGroup("remove GROUP", "Remove a group no slot uses", 1, func(cmd *cobra.Command, g *models.ServerGroup, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		if err := g.Remove(ctx, s); err != nil {
-			return err
-		}
-		return a.done(fmt.Sprintf("group %d removed", g.Id), map[string]interface{}{"group": g.Id})
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			if err := g.Remove(ctx, s); err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("group %d removed", g.Id), map[string]interface{}{"group": g.Id})
+		})
 	})
 	add := withGroup("add-server GROUP ADDR", "Add a Redis server (a slave is pointed at the master)", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		srv := models.NewServer(serverType, args[0])
-		if err := g.AddServer(ctx, s, srv, password); err != nil {
-			return err
-		}
-		return a.done(fmt.Sprintf("%s added to group %d as %s", srv.Addr, g.Id, srv.Type), map[string]interface{}{"server": srv})
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			srv := models.NewServer(serverType, args[0])
+			if err := g.AddServer(ctx, s, srv, password); err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("%s added to group %d as %s", srv.Addr, g.Id, srv.Type), map[string]interface{}{"server": srv})
+		})
 	})
 	add.Flags().StringVar(&serverType, "type", models.SERVER_TYPE_SLAVE, "master or slave (the first server of a group is its master)")
 	rm := withGroup("remove-server GROUP ADDR", "Remove a server (not the master)", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		if err := g.RemoveServer(ctx, s, args[0]); err != nil {
-			return err
-		}
-		return a.done(fmt.Sprintf("%s removed from group %d", args[0], g.Id), nil)
-	})
-	promote := withGroup("promote GROUP ADDR", "Make ADDR the master (confirmed); --repoint moves the other slaves to it", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		if err := g.Promote(ctx, s, args[0], password); err != nil {
-			return err
-		}
-		if repoint {
-			if err := g.RepointSlaves(ctx, s, password); err != nil {
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			if err := g.RemoveServer(ctx, s, args[0]); err != nil {
 				return err
 			}
-		}
-		return a.done(fmt.Sprintf("%s is the master of group %d", args[0], g.Id), nil)
+			return a.done(fmt.Sprintf("%s removed from group %d", args[0], g.Id), nil)
+		})
+	})
+	promote := withGroup("promote GROUP ADDR", "Make ADDR the master (confirmed); --repoint moves the other slaves to it", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			if err := g.Promote(ctx, s, args[0], password); err != nil {
+				return err
+			}
+			if repoint {
+				if err := g.RepointSlaves(ctx, s, password); err != nil {
+					return err
+				}
+			}
+			return a.done(fmt.Sprintf("%s is the master of group %d", args[0], g.Id), nil)
+		})
 	})
 	promote.Flags().BoolVar(&repoint, "repoint", false, "point the other slaves at the new master")
 	for _, cmd := range []*cobra.Command{add, promote} {
 		cmd.Flags().StringVar(&password, "password", password, "Redis password (env REDIS_PASSWORD; never printed)")
 	}
 	list := &cobra.Command{Use: "list", Short: "List groups and their servers", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		groups, err := models.ServerGroups(ctx, s, a.product)
-		if err != nil {
-			return err
-		}
-		return a.print(groups, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "GROUP\tSERVER\tTYPE")
-			for _, g := range groups {
-				if len(g.Servers) == 0 {
-					fmt.Fprintf(w, "%d\t-\t-\n", g.Id)
-				}
-				for _, sv := range g.Servers {
-					fmt.Fprintf(w, "%d\t%s\t%s\n", g.Id, sv.Addr, sv.Type)
-				}
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			groups, err := models.ServerGroups(ctx, s, a.product)
+			if err != nil {
+				return err
 			}
+			return a.print(groups, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "GROUP\tSERVER\tTYPE")
+				for _, g := range groups {
+					if len(g.Servers) == 0 {
+						fmt.Fprintf(w, "%d\t-\t-\n", g.Id)
+					}
+					for _, sv := range g.Servers {
+						fmt.Fprintf(w, "%d\t%s\t%s\n", g.Id, sv.Addr, sv.Type)
+					}
+				}
+			})
 		})
 	}}
 	c.AddCommand(create, remove, add, rm, promote, list)
@@ -318,56 +272,44 @@ func (a *app) groupCmd() *cobra.Command {
 func (a *app) proxyCmd() *cobra.Command {
 	c := &cobra.Command{Use: "proxy", Short: "Proxies: list, online, offline, remove-fence"}
 	list := &cobra.Command{Use: "list", Short: "List proxies and fences", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		proxies, err := models.ProxyList(ctx, s, a.product, nil)
-		if err != nil {
-			return err
-		}
-		fences, err := models.GetFenceProxyMap(ctx, s, a.product)
-		if err != nil {
-			return err
-		}
-		return a.print(map[string]interface{}{"proxies": proxies, "fences": fences}, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "ID\tADDR\tSTATE\tPID\tSTARTED\tFENCE")
-			for _, p := range proxies {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%v\n", p.Id, p.Addr, p.State, p.Pid, p.StartAt, fences[p.Addr])
-				delete(fences, p.Addr)
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			proxies, err := models.ProxyList(ctx, s, a.product, nil)
+			if err != nil {
+				return err
 			}
-			for addr := range fences {
-				fmt.Fprintf(w, "-\t%s\t(no proxy: dead fence)\t-\t-\ttrue\n", addr)
+			fences, err := models.GetFenceProxyMap(ctx, s, a.product)
+			if err != nil {
+				return err
 			}
+			return a.print(map[string]interface{}{"proxies": proxies, "fences": fences}, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "ID\tADDR\tSTATE\tPID\tSTARTED\tFENCE")
+				for _, p := range proxies {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%v\n", p.Id, p.Addr, p.State, p.Pid, p.StartAt, fences[p.Addr])
+					delete(fences, p.Addr)
+				}
+				for addr := range fences {
+					fmt.Fprintf(w, "-\t%s\t(no proxy: dead fence)\t-\t-\ttrue\n", addr)
+				}
+			})
 		})
 	}}
 	status := func(use, short, state string) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			if err := models.SetProxyStatus(ctx, s, a.product, args[0], state); err != nil {
-				return err
-			}
-			return a.done(fmt.Sprintf("proxy %s: %s", args[0], state), map[string]interface{}{"proxy": args[0], "state": state})
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				if err := models.SetProxyStatus(ctx, s, a.product, args[0], state); err != nil {
+					return err
+				}
+				return a.done(fmt.Sprintf("proxy %s: %s", args[0], state), map[string]interface{}{"proxy": args[0], "state": state})
+			})
 		}}
 	}
 	fence := &cobra.Command{Use: "remove-fence", Short: "Remove fences with no online proxy behind them", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		if err := models.ForceRemoveDeadFence(ctx, s, a.product); err != nil {
-			return err
-		}
-		return a.done("dead fences removed", nil)
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			if err := models.ForceRemoveDeadFence(ctx, s, a.product); err != nil {
+				return err
+			}
+			return a.done("dead fences removed", nil)
+		})
 	}}
 	c.AddCommand(list, status("online ID", "Set a proxy online", models.PROXY_STATE_ONLINE),
 		status("offline ID", "Ask a proxy to shut down (mark_offline) and wait for it", models.PROXY_STATE_MARK_OFFLINE), fence)
@@ -377,41 +319,37 @@ func (a *app) proxyCmd() *cobra.Command {
 func (a *app) actionCmd() *cobra.Command {
 	c := &cobra.Command{Use: "action", Short: "Actions: list, show, gc"}
 	list := &cobra.Command{Use: "list", Short: "List actions and who answered them", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		seqs, err := models.GetActionSeqList(ctx, s, a.product)
-		if err != nil {
-			return err
-		}
-		type row struct {
-			Seq       int      `json:"seq"`
-			Type      string   `json:"type"`
-			Ts        string   `json:"ts"`
-			Receivers int      `json:"receivers"`
-			Answered  []string `json:"answered"`
-		}
-		rows := []row{}
-		for _, seq := range seqs {
-			var act models.Action
-			if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
-				continue // collected meanwhile
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			seqs, err := models.GetActionSeqList(ctx, s, a.product)
+			if err != nil {
+				return err
 			}
-			answered, _ := s.Children(ctx, fmt.Sprintf("%s/%010d", models.GetActionResponsePath(a.product), seq))
-			if answered == nil {
-				answered = []string{}
+			type row struct {
+				Seq       int      `json:"seq"`
+				Type      string   `json:"type"`
+				Ts        string   `json:"ts"`
+				Receivers int      `json:"receivers"`
+				Answered  []string `json:"answered"`
 			}
-			rows = append(rows, row{seq, string(act.Type), act.Ts, len(act.Receivers), answered})
-		}
-		return a.print(rows, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "SEQ\tTYPE\tTIME\tRECEIVERS\tANSWERED")
-			for _, r := range rows {
-				ts, _ := strconv.ParseInt(r.Ts, 10, 64)
-				fmt.Fprintf(w, "%010d\t%s\t%s\t%d\t%d\n", r.Seq, r.Type, time.Unix(ts, 0).Format(time.DateTime), r.Receivers, len(r.Answered))
+			rows := []row{}
+			for _, seq := range seqs {
+				var act models.Action
+				if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
+					continue // collected meanwhile
+				}
+				answered, _ := s.Children(ctx, fmt.Sprintf("%s/%010d", models.GetActionResponsePath(a.product), seq))
+				if answered == nil {
+					answered = []string{}
+				}
+				rows = append(rows, row{seq, string(act.Type), act.Ts, len(act.Receivers), answered})
 			}
+			return a.print(rows, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "SEQ\tTYPE\tTIME\tRECEIVERS\tANSWERED")
+				for _, r := range rows {
+					ts, _ := strconv.ParseInt(r.Ts, 10, 64)
+					fmt.Fprintf(w, "%010d\t%s\t%s\t%d\t%d\n", r.Seq, r.Type, time.Unix(ts, 0).Format(time.DateTime), r.Receivers, len(r.Answered))
+				}
+			})
 		})
 	}}
 	show := &cobra.Command{Use: "show SEQ", Short: "Show one action", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
@@ -419,18 +357,14 @@ func (a *app) actionCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		var act models.Action
-		if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
-			return err
-		}
-		a.jsonOut = true // an action is JSON
-		return a.print(act, nil)
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			var act models.Action
+			if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
+				return err
+			}
+			a.jsonOut = true // an action is JSON
+			return a.print(act, nil)
+		})
 	}}
 	var keep int
 	var olderThan time.Duration
@@ -439,29 +373,25 @@ func (a *app) actionCmd() *cobra.Command {
 		if keepSet == olderSet {
 			return usageError{fmt.Errorf("give one of --keep or --older-than")}
 		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		before, err := models.GetActionSeqList(ctx, s, a.product)
-		if err != nil {
-			return err
-		}
-		if keepSet {
-			err = models.ActionGC(ctx, s, a.product, models.GC_TYPE_N, keep)
-		} else {
-			err = models.ActionGC(ctx, s, a.product, models.GC_TYPE_SEC, int(olderThan/time.Second))
-		}
-		if err != nil {
-			return err
-		}
-		after, err := models.GetActionSeqList(ctx, s, a.product)
-		if err != nil {
-			return err
-		}
-		return a.done(fmt.Sprintf("deleted %d actions, %d left", len(before)-len(after), len(after)), map[string]interface{}{"deleted": len(before) - len(after), "left": len(after)})
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			before, err := models.GetActionSeqList(ctx, s, a.product)
+			if err != nil {
+				return err
+			}
+			if keepSet {
+				err = models.ActionGC(ctx, s, a.product, models.GC_TYPE_N, keep)
+			} else {
+				err = models.ActionGC(ctx, s, a.product, models.GC_TYPE_SEC, int(olderThan/time.Second))
+			}
+			if err != nil {
+				return err
+			}
+			after, err := models.GetActionSeqList(ctx, s, a.product)
+			if err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("deleted %d actions, %d left", len(before)-len(after), len(after)), map[string]interface{}{"deleted": len(before) - len(after), "left": len(after)})
+		})
 	}}
 	gc.Flags().IntVar(&keep, "keep", 500, "keep the newest N actions")
 	gc.Flags().DurationVar(&olderThan, "older-than", 0, "delete actions older than this")
@@ -472,16 +402,12 @@ func (a *app) actionCmd() *cobra.Command {
 func (a *app) lockCmd() *cobra.Command {
 	c := &cobra.Command{Use: "lock", Short: "The product lock"}
 	c.AddCommand(&cobra.Command{Use: "force-remove", Short: "Delete every lock node (when a holder is known dead)", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		if err := models.ForceRemoveLock(ctx, s, a.product); err != nil {
-			return err
-		}
-		return a.done("lock removed", nil)
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			if err := models.ForceRemoveLock(ctx, s, a.product); err != nil {
+				return err
+			}
+			return a.done("lock removed", nil)
+		})
 	}})
 	return c
 }

@@ -35,29 +35,25 @@ proxies then shut down cleanly; the product stays for you to inspect
 (coordctl slot list, group list, action list).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			if !a.jsonOut {
-				fmt.Fprintf(a.out, "store %s, product %s\n", a.conn.URL, a.product)
-			}
-			steps, err := a.demo(ctx, s, proxies)
-			if err != nil {
-				return err
-			}
-			return a.print(steps, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "STEP\tCONFIRMED ACTIONS\tTOOK\tPER ACTION\tCODIS 2 AT LEAST")
-				for _, st := range steps {
-					per, floor := "-", "-"
-					if st.Actions > 0 {
-						per = (st.Duration / time.Duration(st.Actions)).Round(time.Microsecond * 100).String()
-						floor = (time.Duration(st.Actions) * 500 * time.Millisecond).String()
-					}
-					fmt.Fprintf(w, "%s\t%d\t%v\t%s\t%s\n", st.Name, st.Actions, st.Duration.Round(time.Millisecond), per, floor)
+			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				if !a.jsonOut {
+					fmt.Fprintf(a.out, "store %s, product %s\n", a.conn.URL, a.product)
 				}
+				steps, err := a.demo(ctx, s, proxies)
+				if err != nil {
+					return err
+				}
+				return a.print(steps, func(w *tabwriter.Writer) {
+					fmt.Fprintln(w, "STEP\tCONFIRMED ACTIONS\tTOOK\tPER ACTION\tCODIS 2 AT LEAST")
+					for _, st := range steps {
+						per, floor := "-", "-"
+						if st.Actions > 0 {
+							per = (st.Duration / time.Duration(st.Actions)).Round(time.Microsecond * 100).String()
+							floor = (time.Duration(st.Actions) * 500 * time.Millisecond).String()
+						}
+						fmt.Fprintf(w, "%s\t%d\t%v\t%s\t%s\n", st.Name, st.Actions, st.Duration.Round(time.Millisecond), per, floor)
+					}
+				})
 			})
 		},
 	}

@@ -205,3 +205,14 @@ func atoi(name, s string) (int, error) {
 	}
 	return n, nil
 }
+
+// with runs fn with the store of --store, bounded by --timeout.
+func (a *app) with(cmd *cobra.Command, fn func(ctx context.Context, s coord.Store) error) error {
+	ctx, cancel := a.ctx(cmd)
+	defer cancel()
+	s, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, s)
+}

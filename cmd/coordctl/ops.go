@@ -67,26 +67,22 @@ func finishMigration(ctx context.Context, s coord.Store, product string, from, t
 func (a *app) dumpCmd() *cobra.Command {
 	var all bool
 	c := &cobra.Command{Use: "dump", Short: "Print the whole product as JSON", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		var keep models.DumpFilter
-		if !all {
-			keep = models.ConfigOnly
-		}
-		snap, err := models.Dump(ctx, s, a.product, keep)
-		if err != nil {
-			return err
-		}
-		if len(snap.Nodes) == 0 {
-			return fmt.Errorf("product %s: nothing to dump", a.product)
-		}
-		enc := json.NewEncoder(a.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(snap)
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			var keep models.DumpFilter
+			if !all {
+				keep = models.ConfigOnly
+			}
+			snap, err := models.Dump(ctx, s, a.product, keep)
+			if err != nil {
+				return err
+			}
+			if len(snap.Nodes) == 0 {
+				return fmt.Errorf("product %s: nothing to dump", a.product)
+			}
+			enc := json.NewEncoder(a.out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(snap)
+		})
 	}}
 	c.Flags().BoolVar(&all, "all", false, "include ephemeral nodes and the action history")
 	return c
@@ -110,23 +106,19 @@ func (a *app) loadCmd() *cobra.Command {
 		if err := dec.Decode(&snap); err != nil {
 			return fmt.Errorf("%s: not a coordctl dump: %v", args[0], err)
 		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		s, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		product := snap.Product
-		if cmd.Flags().Changed("product") {
-			product = a.product
-		}
-		if as != "" {
-			product = as
-		}
-		if err := models.Load(ctx, s, &snap, product, func(d, t int) { a.progress("loading", d, t) }); err != nil {
-			return err
-		}
-		return a.done(fmt.Sprintf("loaded %d nodes into %s", len(snap.Nodes), product), map[string]interface{}{"nodes": len(snap.Nodes), "product": product})
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			product := snap.Product
+			if cmd.Flags().Changed("product") {
+				product = a.product
+			}
+			if as != "" {
+				product = as
+			}
+			if err := models.Load(ctx, s, &snap, product, func(d, t int) { a.progress("loading", d, t) }); err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("loaded %d nodes into %s", len(snap.Nodes), product), map[string]interface{}{"nodes": len(snap.Nodes), "product": product})
+		})
 	}}
 	c.Flags().StringVar(&as, "as", "", "load under this product name")
 	return c
