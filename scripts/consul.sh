@@ -54,6 +54,15 @@ free_port() {
 		echo $((20000 + RANDOM % 20000))
 }
 
+# leader_of prints the agent's raft leader ("" while there is none).
+leader_of() {
+	if command -v curl >/dev/null; then
+		curl -fsS "http://$1/v1/status/leader" 2>/dev/null
+	else
+		"$bin" operator raft list-peers -http-addr="http://$1" 2>/dev/null | awk '$4 == "leader" {print $2}'
+	fi
+}
+
 start() {
 	local dir=${1:?usage: consul.sh start DIR [TOKEN]} token=${2:-}
 	install >/dev/null
@@ -94,7 +103,7 @@ HCL
 	echo $! >"$dir/consul.pid"
 	local addr=127.0.0.1:$http
 	for _ in $(seq 1 300); do
-		if leader=$(curl -fsS "http://$addr/v1/status/leader" 2>/dev/null) && [ -n "$leader" ] && [ "$leader" != '""' ]; then
+		if leader=$(leader_of "$addr") && [ -n "$leader" ] && [ "$leader" != '""' ]; then
 			echo "$addr" >"$dir/consul.addr"
 			echo "$addr"
 			return
