@@ -82,6 +82,9 @@ func All() []Backend {
 				return closeAtEnd(t, s)
 			},
 			URL: func(ns string) string {
+				if etcd == nil {
+					return "embedded" // not started: no shared server to name
+				}
 				return "etcd://" + strings.TrimPrefix(etcd.Endpoints()[0], "http://") + "?prefix=" + ns
 			},
 		},
