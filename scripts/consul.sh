@@ -5,7 +5,10 @@
 #   scripts/consul.sh start DIR [TOKEN]
 #                                    start a dev agent with its state in DIR; print
 #                                    host:port. With TOKEN, ACLs are on (default deny)
-#                                    and TOKEN is the management token.
+#                                    and TOKEN is the management token. When DIR/tls
+#                                    holds ca.pem, server.pem and server-key.pem, the
+#                                    agent also serves HTTPS; its host:port is written
+#                                    to DIR/consul.https.
 #   scripts/consul.sh stop DIR       stop the agent started in DIR
 #
 # Consul is not in Debian's packages, so the binary is built from the Go module
@@ -70,6 +73,10 @@ start() {
 	local http dns serf_lan serf_wan server grpc
 	http=$(free_port); dns=$(free_port); serf_lan=$(free_port); serf_wan=$(free_port)
 	server=$(free_port); grpc=$(free_port)
+	local https=-1 tls=""
+	if [ -f "$dir/tls/ca.pem" ] && [ -f "$dir/tls/server.pem" ] && [ -f "$dir/tls/server-key.pem" ]; then
+		https=$(free_port) tls=1
+	fi
 	cat >"$dir/agent.hcl" <<HCL
 datacenter = "dc1"
 data_dir = "$dir/data"
@@ -86,8 +93,22 @@ ports {
   server = $server
   grpc = $grpc
   grpc_tls = -1
+  https = $https
 }
 HCL
+	if [ -n "$tls" ]; then
+		cat >>"$dir/agent.hcl" <<HCL
+tls {
+  defaults {
+    ca_file = "$dir/tls/ca.pem"
+    cert_file = "$dir/tls/server.pem"
+    key_file = "$dir/tls/server-key.pem"
+    verify_incoming = false
+  }
+}
+HCL
+		echo "127.0.0.1:$https" >"$dir/consul.https"
+	fi
 	if [ -n "$token" ]; then
 		cat >>"$dir/agent.hcl" <<HCL
 acl {
