@@ -175,6 +175,20 @@ func (g *ServerGroup) servers(ctx context.Context, store coord.Store) ([]*Server
 	return out, vs, nil
 }
 
+// snapshot reads the group node's version, then its servers and their
+// versions: what a versioned change of the group is planned on.
+func (g *ServerGroup) snapshot(ctx context.Context, store coord.Store, op string) (int64, []*Server, map[string]int64, error) {
+	_, st, err := store.Get(ctx, g.path())
+	if errors.Is(err, coord.ErrNoNode) {
+		return 0, nil, nil, errorf(op, g.path(), ErrGroupNotFound)
+	}
+	if err != nil {
+		return 0, nil, nil, errorf(op, g.path(), err)
+	}
+	servers, versions, err := g.servers(ctx, store)
+	return st.Version, servers, versions, err
+}
+
 // Master returns the group's master, or nil when it has none.
 func (g *ServerGroup) Master(ctx context.Context, store coord.Store) (*Server, error) {
 	servers, err := g.GetServers(ctx, store)
@@ -217,14 +231,7 @@ func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Serve
 	}
 	s.GroupId = g.Id
 	for {
-		_, groupStat, err := store.Get(ctx, g.path())
-		if errors.Is(err, coord.ErrNoNode) {
-			return errorf(op, g.path(), ErrGroupNotFound)
-		}
-		if err != nil {
-			return errorf(op, g.path(), err)
-		}
-		servers, versions, err := g.servers(ctx, store)
+		groupVersion, servers, versions, err := g.snapshot(ctx, store, op)
 		if err != nil {
 			return err
 		}
@@ -248,7 +255,7 @@ func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Serve
 		p := coord.Join(g.path(), s.Addr)
 		// Rewriting the group node (it holds nothing) moves its version, so
 		// that two concurrent AddServers cannot both see "no master".
-		ops := []coord.Op{coord.SetOp(g.path(), nil, groupStat.Version)}
+		ops := []coord.Op{coord.SetOp(g.path(), nil, groupVersion)}
 		if v, ok := versions[s.Addr]; ok {
 			ops = append(ops, coord.SetOp(p, mustEncode(s), v))
 		} else {
@@ -405,14 +412,7 @@ func (g *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
 		}
 	}
 	for {
-		_, st, err := store.Get(ctx, g.path())
-		if errors.Is(err, coord.ErrNoNode) {
-			return errorf(op, g.path(), ErrGroupNotFound)
-		}
-		if err != nil {
-			return errorf(op, g.path(), err)
-		}
-		_, versions, err := g.servers(ctx, store)
+		groupVersion, _, versions, err := g.snapshot(ctx, store, op)
 		if err != nil {
 			return err
 		}
@@ -420,7 +420,7 @@ func (g *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
 		for addr, v := range versions {
 			ops = append(ops, coord.DeleteOp(coord.Join(g.path(), addr), v))
 		}
-		ops = append(ops, coord.DeleteOp(g.path(), st.Version))
+		ops = append(ops, coord.DeleteOp(g.path(), groupVersion))
 		err = applyBatches(ctx, store, ops)
 		if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNotEmpty) || errors.Is(err, coord.ErrNoNode) {
 			continue

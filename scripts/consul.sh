@@ -16,6 +16,8 @@
 #   ${COORD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coord}/consul/<version>/consul
 # A warm cache never rebuilds.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 CONSUL_VERSION=${CONSUL_VERSION:-1.22.0}
 cache_root=${COORD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coord}
@@ -52,10 +54,6 @@ install() {
 	echo "$bin"
 }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-		echo $((20000 + RANDOM % 20000))
-}
 
 # leader_of prints the agent's raft leader ("" while there is none).
 leader_of() {
@@ -140,12 +138,7 @@ HCL
 
 stop() {
 	local dir=${1:?usage: consul.sh stop DIR}
-	[ -f "$dir/consul.pid" ] || return 0
-	local pid; pid=$(cat "$dir/consul.pid")
-	kill "$pid" 2>/dev/null || true
-	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null || true
-	rm -f "$dir/consul.pid"
+	stop_pidfile "$dir/consul.pid"
 }
 
 case "${1:-}" in

@@ -8,6 +8,8 @@
 #
 # No system service is used or touched.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ZK_JAR=/usr/share/java/zookeeper.jar
 
@@ -24,10 +26,6 @@ install() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null
 }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-		echo $((20000 + RANDOM % 20000))
-}
 
 # ruok sends ZooKeeper's "are you ok" four-letter word; the answer is imok.
 ruok() {
@@ -86,12 +84,7 @@ L4J
 
 stop() {
 	local dir=${1:?usage: zk.sh stop DIR}
-	[ -f "$dir/zk.pid" ] || return 0
-	local pid; pid=$(cat "$dir/zk.pid")
-	kill "$pid" 2>/dev/null || true
-	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null || true
-	rm -f "$dir/zk.pid"
+	stop_pidfile "$dir/zk.pid"
 }
 
 case "${1:-}" in

@@ -132,15 +132,9 @@ func (a *app) slotCmd() *cobra.Command {
 	migrateCmd := &cobra.Command{
 		Use: "migrate FROM [TO] --to GROUP", Short: "Start migrating slots to GROUP: pre_migrate then migrate, each confirmed", Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			from, err := atoi("FROM", args[0])
+			from, to, err := slotRange(args)
 			if err != nil {
 				return err
-			}
-			to := from
-			if len(args) == 2 {
-				if to, err = atoi("TO", args[1]); err != nil {
-					return err
-				}
 			}
 			if !cmd.Flags().Changed("to") {
 				return usageError{fmt.Errorf("--to GROUP is required")}
@@ -158,15 +152,9 @@ func (a *app) slotCmd() *cobra.Command {
 	doneCmd := &cobra.Command{
 		Use: "migrate-done FROM [TO]", Short: "Mark migrated slots online in their new group (confirmed)", Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			from, err := atoi("FROM", args[0])
+			from, to, err := slotRange(args)
 			if err != nil {
 				return err
-			}
-			to := from
-			if len(args) == 2 {
-				if to, err = atoi("TO", args[1]); err != nil {
-					return err
-				}
 			}
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 				n, err := finishMigration(ctx, s, a.product, from, to, func(d, t int) { a.progress("finishing", d, t) })
@@ -410,4 +398,19 @@ func (a *app) lockCmd() *cobra.Command {
 		})
 	}})
 	return c
+}
+
+// slotRange parses FROM [TO] (TO defaults to FROM).
+func slotRange(args []string) (int, int, error) {
+	from, err := atoi("FROM", args[0])
+	if err != nil {
+		return 0, 0, err
+	}
+	to := from
+	if len(args) == 2 {
+		if to, err = atoi("TO", args[1]); err != nil {
+			return 0, 0, err
+		}
+	}
+	return from, to, nil
 }
