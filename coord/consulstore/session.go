@@ -8,13 +8,13 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/coordkit/coord/coord"
-	"github.com/coordkit/coord/internal/sessionstate"
+	"github.com/coordkit/coord/internal/lifecycle"
 )
 
 // session is one Consul session, renewed until it is lost or the store closes.
 type session struct {
 	id string
-	sessionstate.State
+	lifecycle.State
 }
 
 func (s *session) ID() string { return s.id }
@@ -34,7 +34,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.life.Ended() {
 		return nil, coord.ErrClosed
 	}
 	if s.sess != nil && s.sess.Err() == nil {
@@ -72,7 +72,7 @@ func (s *Store) renew(sess *session) {
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.closeCh:
+		case <-s.life.Done():
 			return
 		case <-sess.Done():
 			return

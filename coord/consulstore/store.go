@@ -33,6 +33,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/lifecycle"
 )
 
 // Config configures a Store.
@@ -68,18 +69,17 @@ const opsPerOp = 4
 
 // Store is a coord.Store on Consul.
 type Store struct {
-	cli     *api.Client
-	prefix  string
-	ttl     time.Duration
-	reqTO   time.Duration
-	limits  coord.Limits
-	closeCh chan struct{}
-	bg      context.Context
-	stop    context.CancelFunc
+	cli    *api.Client
+	prefix string
+	ttl    time.Duration
+	reqTO  time.Duration
+	limits coord.Limits
+	bg     context.Context
+	stop   context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool
-	sess   *session
+	mu   sync.Mutex
+	life lifecycle.State // the store's: ended by Close
+	sess *session
 }
 
 var _ coord.Store = (*Store)(nil)
@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, coord.Errorf("connect", ac.Address, fmt.Errorf("%w: %v", coord.ErrInvalidArgument, err))
 	}
-	s := &Store{cli: cli, prefix: strings.Trim(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout, closeCh: make(chan struct{})}
+	s := &Store{cli: cli, prefix: strings.Trim(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout}
 	if s.prefix == "" {
 		s.prefix = "coord"
 	}
@@ -152,19 +152,13 @@ func (s *Store) seqKey(p string) string {
 
 // opts returns query options bound to ctx and the request timeout.
 func (s *Store) opts(ctx context.Context) (*api.QueryOptions, context.CancelFunc, error) {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	if s.life.Ended() {
 		return nil, nil, coord.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	c, cancel := ctx, context.CancelFunc(func() {})
-	if _, ok := ctx.Deadline(); !ok {
-		c, cancel = context.WithTimeout(ctx, s.reqTO)
-	}
+	c, cancel := lifecycle.Bound(ctx, s.reqTO)
 	return (&api.QueryOptions{RequireConsistent: true}).WithContext(c), cancel, nil
 }
 
@@ -376,14 +370,12 @@ func unwrapTxn(err error) error {
 // ephemeral nodes, and ends every watch.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.closeCh)
+	first := s.life.End(coord.ErrClosed)
 	sess := s.sess
 	s.mu.Unlock()
+	if !first {
+		return nil
+	}
 	s.stop()
 	if sess != nil && sess.Err() == nil {
 		c, cancel := context.WithTimeout(context.Background(), s.reqTO)

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/lifecycle"
 	"github.com/coordkit/coord/internal/txnplan"
 )
 
@@ -37,10 +38,7 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 			break
 		}
 	}
-	c, cancel := ctx, context.CancelFunc(func() {})
-	if _, ok := ctx.Deadline(); !ok {
-		c, cancel = context.WithTimeout(ctx, s.reqTO)
-	}
+	c, cancel := lifecycle.Bound(ctx, s.reqTO)
 	defer cancel()
 	for {
 		res, retry, err := s.txnOnce(c, ops, sessID)

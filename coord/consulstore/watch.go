@@ -92,7 +92,7 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, last coord.Event, index u
 	defer cancel()
 	go func() { // a blocking query in flight ends with the store
 		select {
-		case <-s.closeCh:
+		case <-s.life.Done():
 			cancel()
 		case <-wctx.Done():
 		}
@@ -103,7 +103,7 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, last coord.Event, index u
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, coord.ErrClosed) || s.isClosed() {
+		if errors.Is(err, coord.ErrClosed) || s.life.Ended() {
 			q.Send(coord.Event{Err: coord.ErrClosed})
 			return
 		}
@@ -129,10 +129,4 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, last coord.Event, index u
 			return
 		}
 	}
-}
-
-func (s *Store) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
 }

@@ -8,13 +8,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coordkit/coord/coord"
-	"github.com/coordkit/coord/internal/sessionstate"
+	"github.com/coordkit/coord/internal/lifecycle"
 )
 
 // session is one lease, kept alive until it is lost or the store closes.
 type session struct {
 	id clientv3.LeaseID
-	sessionstate.State
+	lifecycle.State
 }
 
 func (s *session) ID() string { return fmt.Sprintf("%x", int64(s.id)) }
@@ -34,7 +34,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.life.Ended() {
 		return nil, coord.ErrClosed
 	}
 	if s.sess != nil && !s.sess.Ended() {
@@ -58,7 +58,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 		// The channel closes when the lease is gone (expired or revoked) or
 		// the store closes.
 		select {
-		case <-s.closeCh:
+		case <-s.life.Done():
 			sess.End(coord.ErrClosed)
 		default:
 			sess.End(coord.ErrSessionExpired)
@@ -81,14 +81,12 @@ func (s *Store) sessionLost(id clientv3.LeaseID) {
 // ephemeral nodes), ends every watch and closes the client it dialed.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.closeCh)
+	first := s.life.End(coord.ErrClosed)
 	sess := s.sess
 	s.mu.Unlock()
+	if !first {
+		return nil
+	}
 	if sess != nil && !sess.Ended() {
 		c, cancel := context.WithTimeout(context.Background(), s.reqTO)
 		_, _ = s.cli.Revoke(c, sess.id)

@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/lifecycle"
 	"github.com/coordkit/coord/internal/txnplan"
 )
 
@@ -85,15 +86,14 @@ type Store struct {
 	stop      context.CancelFunc
 	mu        sync.Mutex
 	sess      *session
-	closed    bool
-	closeCh   chan struct{}
+	life      lifecycle.State // the store's: ended by Close
 }
 
 var _ coord.Store = (*Store)(nil)
 
 // New connects to etcd.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{prefix: strings.TrimSuffix(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout, closeCh: make(chan struct{})}
+	s := &Store{prefix: strings.TrimSuffix(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout}
 	if s.prefix == "" {
 		s.prefix = "coord"
 	}
@@ -172,17 +172,10 @@ func (s *Store) seqKey(p string) string { return s.prefix + "/seq" + p }
 // call bounds ctx by the request timeout when it has no deadline, and checks
 // that the store is open.
 func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc, error) {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	if s.life.Ended() {
 		return nil, nil, coord.ErrClosed
 	}
-	if _, ok := ctx.Deadline(); ok {
-		c, cancel := context.WithCancel(ctx)
-		return c, cancel, nil
-	}
-	c, cancel := context.WithTimeout(ctx, s.reqTO)
+	c, cancel := lifecycle.Bound(ctx, s.reqTO)
 	return c, cancel, nil
 }
 

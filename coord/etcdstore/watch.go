@@ -174,7 +174,7 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, rev int64,
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.closeCh:
+			case <-s.life.Done():
 				q.Send(coord.Event{Err: coord.ErrClosed})
 				return
 			case <-time.After(backoff):
@@ -197,7 +197,7 @@ func (s *Store) pump(ctx context.Context, q *watchq.Q, chans []clientv3.WatchCha
 		select {
 		case <-ctx.Done():
 			return true
-		case <-s.closeCh:
+		case <-s.life.Done():
 			q.Send(coord.Event{Err: coord.ErrClosed})
 			return true
 		case wr, ok = <-chans[0]:

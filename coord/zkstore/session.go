@@ -7,13 +7,13 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/coordkit/coord/coord"
-	"github.com/coordkit/coord/internal/sessionstate"
+	"github.com/coordkit/coord/internal/lifecycle"
 )
 
 // session is one ZooKeeper session of the connection.
 type session struct {
 	id int64
-	sessionstate.State
+	lifecycle.State
 }
 
 func (s *session) ID() string { return fmt.Sprintf("%x", s.id) }
@@ -65,7 +65,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 			return nil, err
 		}
 		s.mu.Lock()
-		if s.closed {
+		if s.life.Ended() {
 			s.mu.Unlock()
 			return nil, coord.ErrClosed
 		}
@@ -78,7 +78,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 		case <-wait:
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-s.closeCh:
+		case <-s.life.Done():
 			return nil, coord.ErrClosed
 		}
 	}

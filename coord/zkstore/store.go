@@ -26,6 +26,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/lifecycle"
 )
 
 // Config configures a Store.
@@ -63,14 +64,13 @@ type Auth struct {
 
 // Store is a coord.Store on ZooKeeper.
 type Store struct {
-	conn    *zk.Conn
-	chroot  string
-	acl     []zk.ACL
-	reqTO   time.Duration
-	closeCh chan struct{}
+	conn   *zk.Conn
+	chroot string
+	acl    []zk.ACL
+	reqTO  time.Duration
 
 	mu      sync.Mutex
-	closed  bool
+	life    lifecycle.State // the store's: ended by Close
 	sess    *session
 	newSess chan struct{} // closed and replaced when a session is established
 }
@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	st := &Store{chroot: strings.TrimSuffix(cfg.Chroot, "/"), acl: cfg.ACL, reqTO: cfg.RequestTimeout,
-		closeCh: make(chan struct{}), newSess: make(chan struct{})}
+		newSess: make(chan struct{})}
 	if st.acl == nil {
 		st.acl = zk.WorldACL(zk.PermAll)
 	}
@@ -194,10 +194,7 @@ func (s *Store) do(ctx context.Context, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	if s.life.Ended() {
 		return coord.ErrClosed
 	}
 	done := make(chan error, 1)
@@ -215,7 +212,7 @@ func (s *Store) do(ctx context.Context, fn func() error) error {
 		return ctx.Err()
 	case <-timeout:
 		return fmt.Errorf("%w: no answer within %v", coord.ErrUnavailable, s.reqTO)
-	case <-s.closeCh:
+	case <-s.life.Done():
 		return coord.ErrClosed
 	}
 }
@@ -492,14 +489,12 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 // removes its ephemeral nodes at once.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.closeCh)
+	first := s.life.End(coord.ErrClosed)
 	sess := s.sess
 	s.mu.Unlock()
+	if !first {
+		return nil
+	}
 	s.conn.Close()
 	if sess != nil {
 		sess.End(coord.ErrClosed)

@@ -121,7 +121,7 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, fired <-chan zk.Event, ar
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.closeCh:
+		case <-s.life.Done():
 			q.Send(coord.Event{Err: coord.ErrClosed})
 			return
 		case <-fired:
@@ -150,7 +150,7 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, fired <-chan zk.Event, ar
 			select { // the server is away: try again
 			case <-ctx.Done():
 				return
-			case <-s.closeCh:
+			case <-s.life.Done():
 				q.Send(coord.Event{Err: coord.ErrClosed})
 				return
 			case <-time.After(backoff):
