@@ -98,20 +98,17 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 	if timeout < 0 {
 		return 0, errorf(op, productName, fmt.Errorf("%w: timeout %v", ErrInvalidArgument, timeout))
 	}
-	proxies, err := ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
+	proxies, err := onlineProxies(ctx, store, productName)
 	if err != nil {
 		return 0, errorf(op, productName, err)
 	}
 	if needConfirm {
-		fences, err := GetFenceProxyMap(ctx, store, productName)
+		dead, err := deadFences(ctx, store, productName, proxies)
 		if err != nil {
 			return 0, errorf(op, productName, err)
 		}
-		for _, p := range proxies {
-			delete(fences, p.Addr)
-		}
-		if len(fences) > 0 {
-			return 0, errorf(op, productName, checkFencesErr(fences))
+		if len(dead) > 0 {
+			return 0, errorf(op, productName, fenceError(dead))
 		}
 	}
 	action := &Action{Type: actionType, Desc: desc, Target: target, Ts: strconv.FormatInt(time.Now().Unix(), 10)}

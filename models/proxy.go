@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,24 +69,49 @@ func GetFenceProxyMap(ctx context.Context, store coord.Store, productName string
 // ForceRemoveDeadFence deletes the fences with no online proxy behind them.
 func ForceRemoveDeadFence(ctx context.Context, store coord.Store, productName string) error {
 	const op = "ForceRemoveDeadFence"
-	proxies, err := ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
+	proxies, err := onlineProxies(ctx, store, productName)
 	if err != nil {
 		return errorf(op, productName, err)
 	}
-	fences, err := GetFenceProxyMap(ctx, store, productName)
+	dead, err := deadFences(ctx, store, productName, proxies)
 	if err != nil {
 		return errorf(op, productName, err)
 	}
-	for _, p := range proxies {
-		delete(fences, p.Addr)
-	}
-	for addr := range fences {
+	for _, addr := range dead {
 		p := coord.Join(GetProxyFencePath(productName), addr)
 		if err := coord.DeleteAll(ctx, store, p); err != nil {
 			return errorf(op, p, err)
 		}
 	}
 	return nil
+}
+
+// onlineProxies returns the proxies in state online: the receivers of actions.
+func onlineProxies(ctx context.Context, store coord.Store, productName string) ([]ProxyInfo, error) {
+	return ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
+}
+
+// deadFences returns, sorted, the fenced addresses with none of the online
+// proxies behind them: proxies that may not have stopped cleanly.
+func deadFences(ctx context.Context, store coord.Store, productName string, online []ProxyInfo) ([]string, error) {
+	fences, err := GetFenceProxyMap(ctx, store, productName)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range online {
+		delete(fences, p.Addr)
+	}
+	dead := make([]string, 0, len(fences))
+	for addr := range fences {
+		dead = append(dead, addr)
+	}
+	sort.Strings(dead)
+	return dead, nil
+}
+
+// fenceError is ErrFenceWithoutProxy naming the dead fences.
+func fenceError(dead []string) error {
+	return fmt.Errorf("%w: %s", ErrFenceWithoutProxy, strings.Join(dead, " "))
 }
 
 // GetProxyInfo reads the node of proxy proxyName.

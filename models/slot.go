@@ -341,29 +341,13 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 // proxy behind it, as a confirmed action would, so that callers refuse
 // before they write.
 func checkFences(ctx context.Context, store coord.Store, productName string) error {
-	proxies, err := ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
+	proxies, err := onlineProxies(ctx, store, productName)
 	if err != nil {
 		return err
 	}
-	fences, err := GetFenceProxyMap(ctx, store, productName)
-	if err != nil {
+	dead, err := deadFences(ctx, store, productName, proxies)
+	if err != nil || len(dead) == 0 {
 		return err
 	}
-	for _, p := range proxies {
-		delete(fences, p.Addr)
-	}
-	if len(fences) == 0 {
-		return nil
-	}
-	return checkFencesErr(fences)
-}
-
-// checkFencesErr is the error for fences left without an online proxy.
-func checkFencesErr(fences map[string]bool) error {
-	addrs := make([]string, 0, len(fences))
-	for a := range fences {
-		addrs = append(addrs, a)
-	}
-	sort.Strings(addrs)
-	return fmt.Errorf("%w: %s", ErrFenceWithoutProxy, strings.Join(addrs, " "))
+	return fenceError(dead)
 }
