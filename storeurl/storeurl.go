@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,7 +116,11 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 	case "etcd":
 		cfg := etcdstore.Config{Prefix: q.Get("prefix"), SessionTTL: opt.SessionTimeout}
 		if v := q.Get("max-txn-ops"); v != "" {
-			fmt.Sscan(v, &cfg.MaxTxnOps)
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 2 {
+				return nil, fmt.Errorf("%w: max-txn-ops=%q: the cluster's --max-txn-ops, 2 or more", ErrBadURL, v)
+			}
+			cfg.MaxTxnOps = n
 		}
 		scheme := "http://"
 		if opt.CAFile != "" || opt.CertFile != "" || opt.InsecureSkipVerify {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,9 +22,15 @@ func (a *app) slotCmd() *cobra.Command {
 		Use: "init", Short: "Create the 1024 slots, offline and unassigned", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
-				if existing, err := models.Slots(ctx, s, a.product); err != nil {
+				if err := models.ValidateProductName(a.product); err != nil {
 					return err
-				} else if len(existing) > 0 && !force {
+				}
+				// Counting the slot nodes is enough; reading them is not needed.
+				existing, err := s.Children(ctx, models.GetSlotBasePath(a.product))
+				if err != nil && !errors.Is(err, coord.ErrNoNode) {
+					return err
+				}
+				if len(existing) > 0 && !force {
 					return fmt.Errorf("product %s has %d slots already; --force overwrites them all as offline", a.product, len(existing))
 				}
 				if err := models.InitSlotSet(ctx, s, a.product, models.DEFAULT_SLOT_NUM); err != nil {

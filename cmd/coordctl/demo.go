@@ -23,7 +23,7 @@ type step struct {
 
 func (a *app) demoCmd() *cobra.Command {
 	var proxies int
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a product end to end with in-process proxies, and time each step",
 		Long: `demo (re)creates the product (--product, "demo" by default) in the store
@@ -35,6 +35,9 @@ proxies then shut down cleanly; the product stays for you to inspect
 (coordctl slot list, group list, action list).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if proxies < 1 {
+				return usageError{fmt.Errorf("--proxies %d: the demo needs at least one proxy", proxies)}
+			}
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 				if !a.jsonOut {
 					fmt.Fprintf(a.out, "store %s, product %s\n", a.conn.URL, a.product)
@@ -57,12 +60,11 @@ proxies then shut down cleanly; the product stays for you to inspect
 			})
 		},
 	}
+	c.Flags().IntVar(&proxies, "proxies", 3, "how many in-process proxies")
+	return c
 }
 
 func (a *app) demo(ctx context.Context, s coord.Store, nproxies int) ([]step, error) {
-	if nproxies == 0 {
-		nproxies = 3
-	}
 	product := a.product
 	var steps []step
 	timed := func(name string, actions int, fn func() error) error {
