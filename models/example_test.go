@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/coordkit/coord/coord/etcdembed"
 	"github.com/coordkit/coord/coord/etcdstore"
 	"github.com/coordkit/coord/models"
 )
@@ -13,7 +14,7 @@ import (
 func Example() {
 	dir, _ := os.MkdirTemp("", "example-models-")
 	defer os.RemoveAll(dir)
-	srv, err := etcdstore.StartEmbedded(dir, etcdstore.EmbeddedOptions{})
+	srv, err := etcdembed.Start(dir, etcdembed.Options{})
 	if err != nil {
 		panic(err)
 	}

@@ -3,7 +3,8 @@
 //	zk://[user:password@]host:port[,host:port...][/chroot]
 //	etcd://[user:password@]host:port[,host:port...][?prefix=coord]
 //	consul://host:port[?prefix=coord&dc=dc1]
-//	embedded:[/data/dir]   an etcd server inside the process (the default)
+//	embedded:[/data/dir]   an etcd server inside the process, when
+//	                       Options.Embedded says how to start one
 //
 // For ZooKeeper the user and password are digest credentials; for etcd,
 // etcd's own. TLS (etcd and Consul) and the Consul ACL token come from
@@ -46,15 +47,32 @@ type Options struct {
 	InsecureSkipVerify bool
 	// SessionTimeout of ZooKeeper sessions, TTL of etcd and Consul ones.
 	SessionTimeout time.Duration
+	// Embedded starts the server of "embedded:" URLs; without it they are
+	// refused with ErrBadURL. It is a hook rather than an import so that a
+	// program using storeurl for external stores does not link etcd's server.
+	Embedded EmbeddedServer
 }
+
+// EmbeddedServer starts an etcd server inside the process with its data in
+// dir, and returns the store configuration to reach it and a function that
+// stops it. With package etcdembed:
+//
+//	func(dir string) (etcdstore.Config, func(), error) {
+//		srv, err := etcdembed.Start(dir, etcdembed.Options{})
+//		if err != nil {
+//			return etcdstore.Config{}, nil, err
+//		}
+//		return srv.Config("coord"), srv.Close, nil
+//	}
+type EmbeddedServer func(dir string) (cfg etcdstore.Config, stop func(), err error)
 
 // Conn is a resolved URL: it opens stores (each with its own session) and,
 // for "embedded:", runs the server until Close.
 type Conn struct {
-	URL    string
-	Kind   string // zk, etcd, consul, embedded
-	open   func(ctx context.Context) (coord.Store, error)
-	server *etcdstore.Embedded
+	URL  string
+	Kind string // zk, etcd, consul, embedded
+	open func(ctx context.Context) (coord.Store, error)
+	stop func()
 }
 
 // DefaultDataDir is where the embedded store keeps its data by default:
@@ -84,13 +102,15 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 		if dir == "" {
 			dir = DefaultDataDir()
 		}
-		srv, err := etcdstore.StartEmbedded(filepath.Join(dir, "etcd"), etcdstore.EmbeddedOptions{})
+		if opt.Embedded == nil {
+			return nil, fmt.Errorf("%w: %q: this program has no embedded store (Options.Embedded is nil)", ErrBadURL, raw)
+		}
+		cfg, stop, err := opt.Embedded(filepath.Join(dir, "etcd"))
 		if err != nil {
 			return nil, err
 		}
-		cfg := srv.Config("coord")
 		cfg.SessionTTL = opt.SessionTimeout
-		return &Conn{URL: "embedded:" + dir, Kind: "embedded", server: srv, open: func(ctx context.Context) (coord.Store, error) {
+		return &Conn{URL: "embedded:" + dir, Kind: "embedded", stop: stop, open: func(ctx context.Context) (coord.Store, error) {
 			return etcdstore.New(ctx, cfg)
 		}}, nil
 	}
@@ -162,8 +182,8 @@ func (c *Conn) Open(ctx context.Context) (coord.Store, error) { return c.open(ct
 
 // Close stops the embedded server, if any (its data stays).
 func (c *Conn) Close() {
-	if c.server != nil {
-		c.server.Close()
+	if c.stop != nil {
+		c.stop()
 	}
 }
 

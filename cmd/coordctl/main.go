@@ -26,6 +26,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coordkit/coord/coord/etcdembed"
+	"github.com/coordkit/coord/coord/etcdstore"
+
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/storeurl"
 )
@@ -100,6 +103,7 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
 	f.StringVar(&a.opt.CertFile, "tls-cert", "", "client certificate file")
 	f.StringVar(&a.opt.KeyFile, "tls-key", "", "client key file")
 	f.BoolVar(&a.opt.InsecureSkipVerify, "tls-insecure", false, "do not verify the server certificate")
+	a.opt.Embedded = startEmbedded
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(parent(a.slotCmd()), parent(a.groupCmd()), parent(a.proxyCmd()), parent(a.actionCmd()), parent(a.lockCmd()),
 		a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
@@ -215,4 +219,13 @@ func (a *app) with(cmd *cobra.Command, fn func(ctx context.Context, s coord.Stor
 		return err
 	}
 	return fn(ctx, s)
+}
+
+// startEmbedded runs the etcd server of "embedded:" store URLs.
+func startEmbedded(dir string) (etcdstore.Config, func(), error) {
+	srv, err := etcdembed.Start(dir, etcdembed.Options{})
+	if err != nil {
+		return etcdstore.Config{}, nil, err
+	}
+	return srv.Config("coord"), srv.Close, nil
 }

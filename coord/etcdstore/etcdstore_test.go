@@ -10,6 +10,7 @@ import (
 
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/coord/etcdembed"
 	"github.com/coordkit/coord/coord/etcdstore"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	e, err := etcdstore.StartEmbedded(dir, etcdstore.EmbeddedOptions{})
+	e, err := etcdembed.Start(dir, etcdembed.Options{})
 	if err != nil {
 		panic(err)
 	}
@@ -63,7 +64,7 @@ func TestConformance(t *testing.T) { conformance.Run(t, backend()) }
 
 // A server that went away gives ErrUnavailable within the request timeout.
 func TestServerGone(t *testing.T) {
-	e, err := etcdstore.StartEmbedded(t.TempDir(), etcdstore.EmbeddedOptions{})
+	e, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

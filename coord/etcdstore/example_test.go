@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/coord/etcdembed"
 	"github.com/coordkit/coord/coord/etcdstore"
 )
 
@@ -13,7 +14,7 @@ import (
 func Example() {
 	dir, _ := os.MkdirTemp("", "example-etcd-")
 	defer os.RemoveAll(dir)
-	srv, err := etcdstore.StartEmbedded(dir, etcdstore.EmbeddedOptions{})
+	srv, err := etcdembed.Start(dir, etcdembed.Options{})
 	if err != nil {
 		panic(err)
 	}

@@ -1,6 +1,6 @@
 // Package etcdstore is the coord.Store backend on etcd v3
-// (go.etcd.io/etcd/client/v3), plus StartEmbedded, an etcd server inside the
-// process for tests and for trying things out.
+// (go.etcd.io/etcd/client/v3). It links etcd's client only; an etcd server
+// inside the process is package etcdembed.
 //
 // # Key layout
 //

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/coord/consulstore"
+	"github.com/coordkit/coord/coord/etcdembed"
 	"github.com/coordkit/coord/coord/etcdstore"
 	"github.com/coordkit/coord/coord/zkstore"
 	"github.com/coordkit/coord/internal/testenv"
@@ -34,7 +35,7 @@ type Backend struct {
 
 var (
 	etcdOnce sync.Once
-	etcd     *etcdstore.Embedded
+	etcd     *etcdembed.Server
 	etcdDir  string
 	etcdErr  error
 )
@@ -50,11 +51,11 @@ func Main(m *testing.M) {
 }
 
 // Etcd returns the embedded etcd, started on first use.
-func Etcd(t testing.TB) *etcdstore.Embedded {
+func Etcd(t testing.TB) *etcdembed.Server {
 	etcdOnce.Do(func() {
 		etcdDir, etcdErr = os.MkdirTemp("", "coord-etcd-")
 		if etcdErr == nil {
-			etcd, etcdErr = etcdstore.StartEmbedded(etcdDir, etcdstore.EmbeddedOptions{})
+			etcd, etcdErr = etcdembed.Start(etcdDir, etcdembed.Options{})
 		}
 	})
 	if etcdErr != nil {

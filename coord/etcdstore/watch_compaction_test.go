@@ -1,4 +1,4 @@
-package etcdstore
+package etcdstore_test
 
 import (
 	"context"
@@ -6,23 +6,22 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/coordkit/coord/coord"
-	"github.com/coordkit/coord/internal/watchq"
+	"github.com/coordkit/coord/coord/etcdembed"
+	"github.com/coordkit/coord/coord/etcdstore"
 )
 
 // A watch whose revision was compacted away reads the node again and goes
 // on from there: the consumer gets the current state, then later changes.
 func TestWatchResumesAfterCompaction(t *testing.T) {
-	srv, err := StartEmbedded(t.TempDir(), EmbeddedOptions{})
+	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := New(ctx, srv.Config("compact"))
+	s, err := etcdstore.New(ctx, srv.Config("compact"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +29,7 @@ func TestWatchResumesAfterCompaction(t *testing.T) {
 	if _, err := s.Create(ctx, "/n", []byte("0"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
-	_, rev, err := s.readData(ctx, "/n")
+	rev, err := s.DataRevision(ctx, "/n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,24 +38,12 @@ func TestWatchResumesAfterCompaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	resp, err := s.cli.Get(ctx, s.nodeKey("/n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.cli.Compact(ctx, resp.Header.Revision); err != nil {
+	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Resume a watch from the old revision, as after a long disconnect.
-	q, ch := watchq.New()
 	resyncs := 0
-	go s.loop(ctx, q, rev, func(c context.Context, rev int64) []clientv3.WatchChan {
-		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey("/n"), clientv3.WithRev(rev+1))}
-	}, func(_ int, e *clientv3.Event) (coord.Event, bool) {
-		return coord.Event{Path: "/n", Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease)}, true
-	}, func(c context.Context) (coord.Event, int64, error) {
-		resyncs++
-		return s.readData(c, "/n")
-	})
+	ch := s.ResumeDataWatch(ctx, "/n", rev, &resyncs)
 	want := func(data string) {
 		t.Helper()
 		for {

@@ -1,4 +1,11 @@
-package etcdstore
+// Package etcdembed runs an etcd server inside the process, on loopback
+// ports, for tests, demos and single-machine use; etcdstore talks to it like
+// to any other etcd cluster.
+//
+// It lives apart from etcdstore on purpose: etcdstore links only etcd's
+// client, so a program that talks to an external cluster stays small. Import
+// etcdembed only where a server must run in-process.
+package etcdembed
 
 import (
 	"fmt"
@@ -9,17 +16,19 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/coordkit/coord/coord/etcdstore"
 )
 
-// Embedded is an etcd server running inside this process, on loopback ports.
-type Embedded struct {
+// Server is an etcd server running inside this process, on loopback ports.
+type Server struct {
 	etcd      *embed.Etcd
 	dir       string
 	maxTxnOps int
 }
 
-// EmbeddedOptions tune StartEmbedded; the zero value is fine.
-type EmbeddedOptions struct {
+// Options tune Start; the zero value is fine.
+type Options struct {
 	// MaxTxnOps is the server's limit on etcd ops per transaction (2048
 	// when 0, so that a coord transaction can hold 1024 ops: all the slots
 	// of a Codis product).
@@ -29,26 +38,26 @@ type EmbeddedOptions struct {
 	LogLevel string
 }
 
-// StartEmbedded starts a single-member etcd server keeping its data in dir
+// Start starts a single-member etcd server keeping its data in dir
 // (created if missing; data already there is reused, so a later start finds
 // it again) and listening on free loopback ports. It returns once the server
 // serves clients. Close it when done.
-func StartEmbedded(dir string, opt EmbeddedOptions) (*Embedded, error) {
+func Start(dir string, opt Options) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("etcdstore: embedded etcd: %w", err)
+		return nil, fmt.Errorf("etcdembed: %w", err)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ { // a free port may be taken before etcd binds it
-		e, err := startEmbedded(dir, opt)
+		e, err := start(dir, opt)
 		if err == nil {
 			return e, nil
 		}
 		lastErr = err
 	}
-	return nil, fmt.Errorf("etcdstore: embedded etcd in %s: %w", dir, lastErr)
+	return nil, fmt.Errorf("etcdembed: etcd in %s: %w", dir, lastErr)
 }
 
-func startEmbedded(dir string, opt EmbeddedOptions) (*Embedded, error) {
+func start(dir string, opt Options) (*Server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -76,7 +85,7 @@ func startEmbedded(dir string, opt EmbeddedOptions) (*Embedded, error) {
 	}
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Embedded{etcd: e, dir: dir, maxTxnOps: int(cfg.MaxTxnOps)}, nil
+		return &Server{etcd: e, dir: dir, maxTxnOps: int(cfg.MaxTxnOps)}, nil
 	case err := <-e.Err():
 		e.Close()
 		return nil, err
@@ -106,7 +115,7 @@ func freePorts(n int) ([]int, error) {
 }
 
 // Endpoints are the client URLs to give Config.Endpoints.
-func (e *Embedded) Endpoints() []string {
+func (e *Server) Endpoints() []string {
 	var out []string
 	for _, u := range e.etcd.Config().AdvertiseClientUrls {
 		out = append(out, u.String())
@@ -116,12 +125,12 @@ func (e *Embedded) Endpoints() []string {
 
 // Config returns a store configuration for this server: its endpoints and
 // limits, with the given key prefix.
-func (e *Embedded) Config(prefix string) Config {
-	return Config{Endpoints: e.Endpoints(), Prefix: prefix, MaxTxnOps: e.maxTxnOps}
+func (e *Server) Config(prefix string) etcdstore.Config {
+	return etcdstore.Config{Endpoints: e.Endpoints(), Prefix: prefix, MaxTxnOps: e.maxTxnOps}
 }
 
 // Dir is the data directory.
-func (e *Embedded) Dir() string { return e.dir }
+func (e *Server) Dir() string { return e.dir }
 
 // Close stops the server; its data stays in Dir.
-func (e *Embedded) Close() { e.etcd.Close() }
+func (e *Server) Close() { e.etcd.Close() }

@@ -1,0 +1,44 @@
+package etcdstore
+
+import (
+	"context"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/watchq"
+)
+
+// Hooks for the external tests, which start the server with etcdembed (an
+// internal test cannot: etcdembed imports etcdstore).
+
+// DataRevision is the revision at which path's data was read.
+func (s *Store) DataRevision(ctx context.Context, path string) (int64, error) {
+	_, rev, err := s.readData(ctx, path)
+	return rev, err
+}
+
+// ResumeDataWatch runs a data watch of path from revision rev, as a watch
+// does after a long disconnect, and counts its resyncs in *resyncs.
+func (s *Store) ResumeDataWatch(ctx context.Context, path string, rev int64, resyncs *int) <-chan coord.Event {
+	q, ch := watchq.New()
+	go s.loop(ctx, q, rev, func(c context.Context, rev int64) []clientv3.WatchChan {
+		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), clientv3.WithRev(rev+1))}
+	}, func(_ int, e *clientv3.Event) (coord.Event, bool) {
+		return coord.Event{Path: path, Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease)}, true
+	}, func(c context.Context) (coord.Event, int64, error) {
+		*resyncs++
+		return s.readData(c, path)
+	})
+	return ch
+}
+
+// Compact compacts the server's history up to the current revision.
+func (s *Store) Compact(ctx context.Context) error {
+	resp, err := s.cli.Get(ctx, "compact-probe")
+	if err != nil {
+		return err
+	}
+	_, err = s.cli.Compact(ctx, resp.Header.Revision)
+	return err
+}
