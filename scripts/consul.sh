@@ -10,52 +10,86 @@
 #                                    agent also serves HTTPS; its host:port is written
 #                                    to DIR/consul.https.
 #   scripts/consul.sh stop DIR       stop the agent started in DIR
+#   scripts/consul.sh version        print the version of the cached binary
 #
 # Consul is not in Debian's packages, so the binary is built from the Go module
 # proxy and cached outside the repository, keyed by version:
 #   ${COORD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coord}/consul/<version>/consul
-# A warm cache never rebuilds.
+# The build's modules and objects go to a scratch GOPATH inside that cache
+# directory, removed afterwards; its log stays as <version>/build.log. A warm
+# cache never rebuilds. Nothing is written outside the cache and DIR.
+#
+# COORD_CONSUL_BUILD replaces the build step with a command run as
+# `$COORD_CONSUL_BUILD OUT` that must leave a binary at OUT; the scripts' own
+# tests use it to run the cold path without a 10-minute build.
 set -euo pipefail
+script=consul.sh
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 CONSUL_VERSION=${CONSUL_VERSION:-1.22.0}
-cache_root=${COORD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coord}
 bin_dir=$cache_root/consul/$CONSUL_VERSION
 bin=$bin_dir/consul
 
-log() { echo "consul.sh: $*" >&2; }
+# build OUT LOG builds Consul into OUT, its output in LOG. It runs in a
+# subshell: its directory, environment and trap end with it.
+build() (
+	local out=$1 logfile=$2
+	local work
+	work=$(mktemp -d "$bin_dir/build.XXXXXX")
+	trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+	export GOPATH=$work/gopath GOMODCACHE=$work/gopath/pkg/mod GOCACHE=$work/gocache
+	# Consul's own submodules are not all in the checksum database.
+	export GONOSUMDB=github.com/hashicorp/consul GOFLAGS=-mod=mod GOTOOLCHAIN=local
+	local src
+	src=$(cd "$work" && go mod download -json "github.com/hashicorp/consul@v$CONSUL_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -n "$src" ] || { echo "could not download github.com/hashicorp/consul@v$CONSUL_VERSION" >&2; exit 1; }
+	# Under `||` in the caller, set -e is off here: each step checks itself.
+	cp -r "$src" "$work/src" || exit 1
+	chmod -R u+w "$work/src" || exit 1
+	cd "$work/src" || exit 1
+	# Drop the replace directives that point at the repository's own
+	# submodules, so that their published versions are used.
+	local m
+	go mod edit -json | sed -n 's/.*"Path": "\(github.com\/hashicorp\/consul[^"]*\)".*/\1/p' | sort -u |
+		while read -r m; do go mod edit -dropreplace="$m" 2>/dev/null || true; done
+	go build -trimpath -ldflags "-s -w" -o "$out" .
+) >>"$2" 2>&1
 
 install() {
 	if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
 		echo "$bin"
 		return
 	fi
-	command -v go >/dev/null || { log "go is needed to build consul"; exit 1; }
 	mkdir -p "$bin_dir"
-	work=$(mktemp -d)
-	trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' RETURN
-	# Consul's own submodules are not all in the checksum database.
-	export GONOSUMDB=github.com/hashicorp/consul GOFLAGS=-mod=mod GOTOOLCHAIN=local
-	log "building consul v$CONSUL_VERSION from the Go module proxy (several minutes, once)"
-	dir=$(cd "$work" && go mod download -json "github.com/hashicorp/consul@v$CONSUL_VERSION" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	[ -n "$dir" ] || { log "could not download github.com/hashicorp/consul@v$CONSUL_VERSION"; exit 1; }
-	cp -r "$dir" "$work/src"
-	chmod -R u+w "$work/src"
-	cd "$work/src"
-	# Drop the replace directives that point at the repository's own submodules,
-	# so that their published versions are used.
-	go mod edit -json | sed -n 's/.*"Path": "\(github.com\/hashicorp\/consul[^"]*\)".*/\1/p' | sort -u |
-		while read -r m; do go mod edit -dropreplace="$m" 2>/dev/null || true; done
-	go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .
+	local logfile=$bin_dir/build.log
+	: >"$logfile"
+	rm -f "$bin.tmp"
+	if [ -n "${COORD_CONSUL_BUILD:-}" ]; then
+		log "building consul v$CONSUL_VERSION with COORD_CONSUL_BUILD ($COORD_CONSUL_BUILD)"
+		$COORD_CONSUL_BUILD "$bin.tmp" >>"$logfile" 2>&1 || {
+			rm -f "$bin.tmp"
+			die "install (build consul v$CONSUL_VERSION)" "COORD_CONSUL_BUILD failed" "$logfile"
+		}
+	else
+		command -v go >/dev/null || die "install" "go is needed to build consul and is not on PATH"
+		log "building consul v$CONSUL_VERSION from the Go module proxy (about 10 minutes, once; log: $logfile)"
+		build "$bin.tmp" "$logfile" || {
+			rm -f "$bin.tmp"
+			die "install (build consul v$CONSUL_VERSION)" "go build failed" "$logfile"
+		}
+	fi
+	"$bin.tmp" version >>"$logfile" 2>&1 || {
+		rm -f "$bin.tmp"
+		die "install (check consul v$CONSUL_VERSION)" "the built binary does not run" "$logfile"
+	}
 	mv "$bin.tmp" "$bin"
 	log "cached $bin"
 	echo "$bin"
 }
 
-
-# leader_of prints the agent's raft leader ("" while there is none).
+# leader_of ADDR prints the agent's raft leader ("" while there is none).
 leader_of() {
 	if command -v curl >/dev/null; then
 		curl -fsS "http://$1/v1/status/leader" 2>/dev/null
@@ -68,12 +102,18 @@ start() {
 	local dir=${1:?usage: consul.sh start DIR [TOKEN]} token=${2:-}
 	install >/dev/null
 	mkdir -p "$dir/data"
+	dir=$(cd "$dir" && pwd)
 	local http dns serf_lan serf_wan server grpc
-	http=$(free_port); dns=$(free_port); serf_lan=$(free_port); serf_wan=$(free_port)
-	server=$(free_port); grpc=$(free_port)
+	http=$(free_port)
+	dns=$(free_port)
+	serf_lan=$(free_port)
+	serf_wan=$(free_port)
+	server=$(free_port)
+	grpc=$(free_port)
 	local https=-1 tls=""
 	if [ -f "$dir/tls/ca.pem" ] && [ -f "$dir/tls/server.pem" ] && [ -f "$dir/tls/server-key.pem" ]; then
-		https=$(free_port) tls=1
+		https=$(free_port)
+		tls=1
 	fi
 	cat >"$dir/agent.hcl" <<HCL
 datacenter = "dc1"
@@ -118,9 +158,10 @@ acl {
 }
 HCL
 	fi
-	"$bin" agent -dev -config-file "$dir/agent.hcl" >"$dir/consul.log" 2>&1 &
+	local logfile=$dir/consul.log
+	"$bin" agent -dev -config-file "$dir/agent.hcl" >"$logfile" 2>&1 &
 	echo $! >"$dir/consul.pid"
-	local addr=127.0.0.1:$http
+	local addr=127.0.0.1:$http leader _
 	for _ in $(seq 1 300); do
 		if leader=$(leader_of "$addr") && [ -n "$leader" ] && [ "$leader" != '""' ]; then
 			echo "$addr" >"$dir/consul.addr"
@@ -128,12 +169,13 @@ HCL
 			return
 		fi
 		if ! kill -0 "$(cat "$dir/consul.pid")" 2>/dev/null; then
-			log "consul exited; its log:"; tail -n 30 "$dir/consul.log" >&2; exit 1
+			rm -f "$dir/consul.pid"
+			die "start" "the consul agent exited" "$logfile"
 		fi
 		sleep 0.1
 	done
-	log "consul did not elect a leader within 30s; log in $dir/consul.log"
-	exit 1
+	stop_pidfile "$dir/consul.pid"
+	die "start" "the consul agent elected no leader within 30s; stopped it" "$logfile"
 }
 
 stop() {
@@ -145,5 +187,9 @@ case "${1:-}" in
 install) install ;;
 start) start "${2:-}" "${3:-}" ;;
 stop) stop "${2:-}" ;;
-*) echo "usage: $0 install | start DIR [TOKEN] | stop DIR" >&2; exit 2 ;;
+version) "$(install)" version | head -n 1 ;;
+*)
+	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | version" >&2
+	exit 2
+	;;
 esac

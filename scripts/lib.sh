@@ -1,4 +1,30 @@
-# lib.sh: helpers shared by zk.sh and consul.sh (sourced, not run).
+# lib.sh: helpers shared by the scripts (sourced, not run).
+#
+# Rules every script keeps, because a fresh machine runs paths a warm one
+# never does: every function variable is `local`; a trap lives in a subshell
+# so it cannot outlive its function; scripts run under `set -euo pipefail`;
+# a failure prints one line, "SCRIPT: STEP failed: WHY (log: FILE)", after
+# stopping what that step started.
+
+# The script's name, for messages; each script may set it before sourcing.
+: "${script:=$(basename "$0")}"
+
+# The cache of built and downloaded tools (documented in the README).
+cache_root=${COORD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coord}
+
+log() { echo "$script: $*" >&2; }
+
+# die STEP WHY [LOG] prints the one line that says what failed and where its
+# log is, then exits 1.
+die() {
+	local step=$1 why=$2 logfile=${3:-}
+	if [ -n "$logfile" ]; then
+		echo "$script: $step failed: $why (log: $logfile)" >&2
+	else
+		echo "$script: $step failed: $why" >&2
+	fi
+	exit 1
+}
 
 # free_port prints a free TCP port on 127.0.0.1.
 free_port() {
@@ -10,9 +36,31 @@ free_port() {
 # after 5s) and removes FILE.
 stop_pidfile() {
 	[ -f "$1" ] || return 0
-	local pid; pid=$(cat "$1")
-	kill "$pid" 2>/dev/null || true
-	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null || true
+	local pid
+	pid=$(cat "$1")
+	if [ -n "$pid" ]; then
+		kill "$pid" 2>/dev/null || true
+		local _
+		for _ in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
 	rm -f "$1"
+}
+
+# apt_install LOG PACKAGE... installs Debian packages, their output in LOG.
+# COORD_APT_GET names another apt-get (the scripts' own tests use a stand-in).
+apt_install() {
+	local logfile=$1
+	shift
+	local apt=${COORD_APT_GET:-apt-get} sudo=""
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	mkdir -p "$(dirname "$logfile")"
+	log "installing Debian's $* package (log: $logfile)"
+	{
+		$sudo "$apt" update -qq &&
+			DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo "$apt" install -y -qq --no-install-recommends "$@"
+	} >"$logfile" 2>&1 || return 1
 }

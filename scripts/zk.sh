@@ -5,44 +5,45 @@
 #   scripts/zk.sh start DIR      start a standalone server with its config and data
 #                                in DIR, on a free loopback port; print host:port
 #   scripts/zk.sh stop DIR       stop the server started in DIR
+#   scripts/zk.sh version DIR    print the version of the server started in DIR
 #
-# No system service is used or touched.
+# No system service is used or touched; nothing is written outside DIR (the
+# package install logs to DIR/install.log, or to the cache when run alone).
+# COORD_ZK_JAR names the server's jar (default Debian's); COORD_APT_GET another
+# apt-get. The scripts' own tests set both to run the cold path.
 set -euo pipefail
+script=zk.sh
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-ZK_JAR=/usr/share/java/zookeeper.jar
+ZK_JAR=${COORD_ZK_JAR:-/usr/share/java/zookeeper.jar}
 
-log() { echo "zk.sh: $*" >&2; }
+installed() { [ -f "$ZK_JAR" ] && command -v java >/dev/null; }
 
+# install [LOG] installs Debian's zookeeper package unless it is there.
 install() {
-	if [ -f "$ZK_JAR" ] && command -v java >/dev/null; then
-		return
-	fi
-	log "installing Debian's zookeeper package"
-	local sudo=""
-	[ "$(id -u)" = 0 ] || sudo=sudo
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null
+	installed && return 0
+	local logfile=${1:-$cache_root/zookeeper-install.log}
+	apt_install "$logfile" zookeeper || die "install" "apt-get install zookeeper failed" "$logfile"
+	installed || die "install" "the zookeeper package is installed but $ZK_JAR or java is missing" "$logfile"
 }
 
-
-# ruok sends ZooKeeper's "are you ok" four-letter word; the answer is imok.
-ruok() {
-	local port=$1 answer
+# send PORT WORD sends one of ZooKeeper's four-letter words and prints the answer.
+send() {
+	local port=$1 word=$2
 	exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
-	printf ruok >&3
-	answer=$(timeout 2 cat <&3 || true)
+	printf '%s' "$word" >&3
+	timeout 2 cat <&3 || true
 	exec 3<&- 3>&-
-	[ "$answer" = imok ]
 }
 
 start() {
 	local dir=${1:?usage: zk.sh start DIR}
-	install
 	mkdir -p "$dir/data"
 	dir=$(cd "$dir" && pwd)
-	local port; port=$(free_port)
+	install "$dir/install.log"
+	local port
+	port=$(free_port)
 	cat >"$dir/zoo.cfg" <<CFG
 tickTime=500
 initLimit=10
@@ -63,23 +64,26 @@ log4j.appender.FILE.File=${zookeeper.log.dir}/zookeeper.log
 log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
 log4j.appender.FILE.layout.ConversionPattern=%d %p [%t] %c: %m%n
 L4J
+	local logfile=$dir/stdout.log
 	java -Dzookeeper.log.dir="$dir" -Dlog4j.configuration="file:$dir/log4j.properties" \
 		-Xmx256m -cp "$dir:$ZK_JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
-		>"$dir/stdout.log" 2>&1 &
+		>"$logfile" 2>&1 &
 	echo $! >"$dir/zk.pid"
+	local _
 	for _ in $(seq 1 300); do
-		if ruok "$port" 2>/dev/null; then
+		if [ "$(send "$port" ruok 2>/dev/null)" = imok ]; then
 			echo "127.0.0.1:$port" >"$dir/zk.addr"
 			echo "127.0.0.1:$port"
 			return
 		fi
 		if ! kill -0 "$(cat "$dir/zk.pid")" 2>/dev/null; then
-			log "zookeeper exited; its output:"; tail -n 30 "$dir/stdout.log" "$dir/zookeeper.log" >&2 2>/dev/null; exit 1
+			rm -f "$dir/zk.pid"
+			die "start" "the zookeeper server exited" "$logfile"
 		fi
 		sleep 0.1
 	done
-	log "zookeeper did not answer within 30s; see $dir"
-	exit 1
+	stop_pidfile "$dir/zk.pid"
+	die "start" "the zookeeper server did not answer ruok within 30s; stopped it" "$logfile"
 }
 
 stop() {
@@ -87,9 +91,20 @@ stop() {
 	stop_pidfile "$dir/zk.pid"
 }
 
+# version DIR prints "ZooKeeper X.Y.Z" of the server running in DIR.
+version() {
+	local dir=${1:?usage: zk.sh version DIR} addr
+	addr=$(cat "$dir/zk.addr")
+	send "${addr##*:}" srvr | sed -n 's/^Zookeeper version: \([^-,]*\).*/ZooKeeper \1/p'
+}
+
 case "${1:-}" in
 install) install ;;
 start) start "${2:-}" ;;
 stop) stop "${2:-}" ;;
-*) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+version) version "${2:-}" ;;
+*)
+	echo "usage: $0 install | start DIR | stop DIR | version DIR" >&2
+	exit 2
+	;;
 esac

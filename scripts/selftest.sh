@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# selftest.sh DIR: the scripts' own tests. They run the paths a fresh machine
+# runs (an empty COORD_CACHE, packages missing) without the 10-minute Consul
+# build or a real package download: stand-ins take the place of the build
+# step and of apt-get, and "install" by copying or linking the real artefacts,
+# so every line a fresh machine executes after the install is executed here.
+# They also break each step on purpose and check that the failure is one line
+# naming the step and its log, and that nothing is left running.
+#
+# Needs the real artefacts: scripts/test.sh installs them first. Everything is
+# written under DIR.
+set -euo pipefail
+script=selftest.sh
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
+
+t=${1:?usage: selftest.sh DIR}
+mkdir -p "$t"
+t=$(cd "$t" && pwd)
+
+real_consul=$("$repo/scripts/consul.sh" install)
+real_zk_jar=${COORD_ZK_JAR:-/usr/share/java/zookeeper.jar}
+real_redis=$(command -v "${COORD_REDIS_SERVER:-redis-server}")
+[ -f "$real_zk_jar" ] || die "selftest" "no ZooKeeper jar at $real_zk_jar: run scripts/zk.sh install"
+
+failures=0
+cases=0
+fail() {
+	echo "$script: FAIL: $current: $*" >&2
+	failures=$((failures + 1))
+}
+
+# A stand-in apt-get: "installs" zookeeper and redis-server by linking the real
+# artefacts where COORD_ZK_JAR and COORD_REDIS_SERVER point; refuses when
+# STANDIN_APT_FAIL=1. Every call is logged to $t/apt.calls.
+mkdir -p "$t/bin"
+cat >"$t/bin/apt-get" <<EOF
+#!/usr/bin/env bash
+echo "\$*" >>"$t/apt.calls"
+[ "\${STANDIN_APT_FAIL:-0}" = 1 ] && { echo "E: stand-in apt-get refuses" >&2; exit 100; }
+case "\$1" in update) exit 0 ;; install) ;; *) exit 1 ;; esac
+for p in "\$@"; do
+	case "\$p" in
+	zookeeper) mkdir -p "\$(dirname "\$COORD_ZK_JAR")"; ln -sf "$real_zk_jar" "\$COORD_ZK_JAR" ;;
+	redis-server) mkdir -p "\$(dirname "\$COORD_REDIS_SERVER")"; ln -sf "$real_redis" "\$COORD_REDIS_SERVER" ;;
+	esac
+done
+EOF
+# A stand-in consul that answers `version` and dies at `agent`.
+cat >"$t/bin/consul-dies" <<'EOF'
+#!/usr/bin/env bash
+[ "$1" = version ] && { echo "Consul v0.0.0-standin"; exit 0; }
+echo "stand-in consul: refusing to run an agent" >&2
+exit 1
+EOF
+chmod +x "$t/bin/apt-get" "$t/bin/consul-dies"
+export COORD_APT_GET=$t/bin/apt-get
+
+# run CASE CMD...: runs CMD with stdout in $t/CASE.out, stderr in $t/CASE.err,
+# its status in $status. HOME is a scratch directory, so that anything written
+# there is seen.
+run() {
+	current=$1
+	cases=$((cases + 1))
+	shift
+	mkdir -p "$t/home"
+	status=0
+	(cd "$t" && HOME=$t/home "$@") >"$t/$current.out" 2>"$t/$current.err" || status=$?
+}
+
+# expect_ok / expect_fail STEP: the last run passed, or failed with its last
+# stderr line "SCRIPT: STEP... failed: ... (log: FILE)" naming an existing log.
+expect_ok() {
+	[ "$status" = 0 ] || fail "exit $status, want 0; stderr: $(tail -n 3 "$t/$current.err")"
+}
+expect_fail() {
+	local step=$1 last logfile
+	[ "$status" != 0 ] || { fail "exit 0, want a failure"; return; }
+	last=$(tail -n 1 "$t/$current.err")
+	case "$last" in
+	*": $step"*" failed: "*) ;;
+	*) fail "last stderr line does not name step '$step': $last" ;;
+	esac
+	if [ "${2:-}" != nolog ]; then
+		logfile=$(sed -n 's/.*(log: \(.*\))$/\1/p' <<<"$last")
+		[ -n "$logfile" ] && [ -e "$logfile" ] || fail "the message names no existing log: $last"
+	fi
+}
+# nothing_runs PATTERN: no process has PATTERN in its command line.
+nothing_runs() {
+	local left
+	left=$(pgrep -af -- "$1" | grep -v -e pgrep -e selftest.sh || true)
+	[ -z "$left" ] || fail "left running: $left"
+}
+home_untouched() {
+	[ -z "$(ls -A "$t/home")" ] || fail "wrote into HOME: $(ls -A "$t/home")"
+}
+
+# --- Consul ---------------------------------------------------------------
+export COORD_CACHE=$t/cache-cold
+run consul-cold env COORD_CONSUL_BUILD="cp $real_consul" "$repo/scripts/consul.sh" start "$t/consul-cold"
+expect_ok
+addr=$(cat "$t/consul-cold.out" 2>/dev/null || true)
+[[ "$addr" =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "printed '$addr', want 127.0.0.1:PORT"
+[ -x "$COORD_CACHE/consul/${CONSUL_VERSION:-1.22.0}/consul" ] || fail "no binary in the cold cache"
+[ -f "$COORD_CACHE/consul/${CONSUL_VERSION:-1.22.0}/build.log" ] || fail "no build log in the cache"
+ls "$COORD_CACHE/consul/${CONSUL_VERSION:-1.22.0}" | grep -q -e '\.tmp$' -e '^build\.' && fail "build leftovers in the cache"
+[ -s "$t/consul-cold/consul.pid" ] && kill -0 "$(cat "$t/consul-cold/consul.pid")" 2>/dev/null || fail "the agent does not run"
+home_untouched
+run consul-stop "$repo/scripts/consul.sh" stop "$t/consul-cold"
+expect_ok
+nothing_runs "$t/consul-cold"
+[ ! -e "$t/consul-cold/consul.pid" ] || fail "pid file left"
+
+# Warm: the cached binary is used; a broken build step is never reached.
+run consul-warm env COORD_CONSUL_BUILD=false "$repo/scripts/consul.sh" start "$t/consul-warm"
+expect_ok
+"$repo/scripts/consul.sh" stop "$t/consul-warm"
+nothing_runs "$t/consul-warm"
+
+# The build fails: one line naming the step and the build log; nothing cached.
+export COORD_CACHE=$t/cache-broken
+run consul-build-fails env COORD_CONSUL_BUILD=false "$repo/scripts/consul.sh" start "$t/consul-broken"
+expect_fail "install (build consul"
+[ -z "$(ls "$COORD_CACHE/consul/"*/ 2>/dev/null | grep -v '^build.log$')" ] || fail "a failed build left files: $(ls "$COORD_CACHE/consul/"*/)"
+nothing_runs "$t/consul-broken"
+
+# The agent dies at start: one line naming the agent's log; no pid file left.
+export COORD_CACHE=$t/cache-dies
+run consul-agent-dies env COORD_CONSUL_BUILD="cp $t/bin/consul-dies" "$repo/scripts/consul.sh" start "$t/consul-dies"
+expect_fail start
+[ ! -e "$t/consul-dies/consul.pid" ] || fail "pid file left"
+nothing_runs "$t/consul-dies"
+
+# --- ZooKeeper ------------------------------------------------------------
+export COORD_ZK_JAR=$t/zk-root/usr/share/java/zookeeper.jar
+rm -f "$t/apt.calls"
+run zk-cold "$repo/scripts/zk.sh" start "$t/zk-cold"
+expect_ok
+grep -q '^install .*zookeeper' "$t/apt.calls" 2>/dev/null || fail "apt-get install zookeeper was not called"
+addr=$(cat "$t/zk-cold.out" 2>/dev/null || true)
+[[ "$addr" =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "printed '$addr', want 127.0.0.1:PORT"
+version=$("$repo/scripts/zk.sh" version "$t/zk-cold" || true)
+[[ "$version" =~ ^ZooKeeper\ [0-9]+\.[0-9]+ ]] || fail "version printed '$version'"
+home_untouched
+run zk-stop "$repo/scripts/zk.sh" stop "$t/zk-cold"
+expect_ok
+nothing_runs "$t/zk-cold"
+
+export COORD_ZK_JAR=$t/zk-none/zookeeper.jar
+run zk-apt-fails env STANDIN_APT_FAIL=1 "$repo/scripts/zk.sh" start "$t/zk-apt"
+expect_fail install
+nothing_runs "$t/zk-apt"
+
+# A jar that is not ZooKeeper: the server exits; the message names its log.
+mkdir -p "$t/zk-bad"
+: >"$t/zk-bad/zookeeper.jar"
+export COORD_ZK_JAR=$t/zk-bad/zookeeper.jar
+run zk-server-dies "$repo/scripts/zk.sh" start "$t/zk-dies"
+expect_fail start
+[ ! -e "$t/zk-dies/zk.pid" ] || fail "pid file left"
+nothing_runs "$t/zk-dies"
+unset COORD_ZK_JAR
+
+# --- Redis ----------------------------------------------------------------
+export COORD_REDIS_SERVER=$t/redis-root/usr/bin/redis-server
+rm -f "$t/apt.calls"
+run redis-cold "$repo/scripts/redis.sh" install "$t/redis-install.log"
+expect_ok
+grep -q '^install .*redis-server' "$t/apt.calls" 2>/dev/null || fail "apt-get install redis-server was not called"
+version=$("$repo/scripts/redis.sh" version || true)
+[[ "$version" =~ ^Redis\ [0-9]+\.[0-9]+ ]] || fail "version printed '$version'"
+export COORD_REDIS_SERVER=$t/redis-none/redis-server
+run redis-apt-fails env STANDIN_APT_FAIL=1 "$repo/scripts/redis.sh" install "$t/redis-fail.log"
+expect_fail install
+unset COORD_REDIS_SERVER
+
+# --- check-tree -----------------------------------------------------------
+tree=$t/tree
+git init -q "$tree"
+printf '#!/bin/sh\necho hi\n' >"$tree/run.sh"
+chmod +x "$tree/run.sh"
+echo small >"$tree/a.txt"
+git -C "$tree" add -A
+run tree-clean "$repo/scripts/check-tree.sh" "$tree"
+expect_ok
+head -c 1100000 /dev/zero >"$tree/big.dat"
+git -C "$tree" add big.dat
+run tree-big "$repo/scripts/check-tree.sh" "$tree"
+expect_fail check-tree nolog
+grep -q 'big.dat' "$t/tree-big.err" || fail "the large file is not named"
+git -C "$tree" rm -q --cached big.dat
+cp "$(command -v true)" "$tree/tool"
+git -C "$tree" add tool
+run tree-binary "$repo/scripts/check-tree.sh" "$tree"
+expect_fail check-tree nolog
+grep -q 'tool (a compiled executable)' "$t/tree-binary.err" || fail "the binary is not named"
+
+# --- test.sh: a broken cold path fails the run, naming the step ------------
+# Consul's install fails (empty cache, a build step that fails).
+run testsh-install-fails env -u COORD_TEST_ZK -u COORD_TEST_CONSUL TMPDIR="$t" COORD_CACHE="$t/cache-testsh" COORD_CONSUL_BUILD=false \
+	COORD_SELFTEST=0 "$repo/scripts/test.sh" -run '^$'
+expect_fail "install Consul" nolog
+# Consul's agent dies after ZooKeeper started: the run fails naming the step
+# and stops ZooKeeper.
+run testsh-start-fails env -u COORD_TEST_ZK -u COORD_TEST_CONSUL TMPDIR="$t" COORD_CACHE="$t/cache-testsh-dies" COORD_CONSUL_BUILD="cp $t/bin/consul-dies" \
+	COORD_SELFTEST=0 "$repo/scripts/test.sh" -run '^$'
+expect_fail "start Consul"
+nothing_runs "$t/coord-test."
+
+if [ "$failures" -gt 0 ]; then
+	die "selftest" "$failures of $cases cases failed (outputs in $t)"
+fi
+log "$cases cases passed"
