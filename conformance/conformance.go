@@ -29,6 +29,11 @@ type Backend struct {
 	// Expire ends the current session of s the way the server ends a
 	// session whose owner stopped answering (not through s.Close).
 	Expire func(t testing.TB, s coord.Store)
+	// OpenFaulty, when set, opens a store on ns, with the given session
+	// timeout (TTL), whose connections to the server pass through something
+	// the test can stall and cut (this project's backends use a loopback TCP
+	// proxy). The Fault cases need it and skip without it.
+	OpenFaulty func(t testing.TB, ns string, sessionTimeout time.Duration) (coord.Store, Faults)
 }
 
 // Timeout bounds every wait of the suite for something that must happen
@@ -89,6 +94,9 @@ func Run(t *testing.T, b Backend) {
 		{"Closed/Calls", testClosedCalls},
 		{"Recipe/Mutex", testMutex},
 		{"Recipe/MutexLost", testMutexLost},
+		{"Fault/SessionLostFirst", testFaultSessionLostFirst},
+		{"Fault/ShortStall", testFaultShortStall},
+		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -64,12 +65,14 @@ type Auth struct {
 
 // Store is a coord.Store on ZooKeeper.
 type Store struct {
-	conn   *zk.Conn
 	chroot string
 	acl    []zk.ACL
 	reqTO  time.Duration
+	dial   func() (*zk.Conn, <-chan zk.Event, *guard, error)
 
 	mu      sync.Mutex
+	conn    *zk.Conn        // replaced when the guard takes its session as lost
+	guard   *guard          // conn's
 	life    lifecycle.State // the store's: ended by Close
 	sess    *session
 	newSess chan struct{} // closed and replaced when a session is established
@@ -115,12 +118,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if logger == nil {
 		logger = nopLogger{}
 	}
-	conn, events, err := connect(cfg.Servers, timeout, cfg.Dialer, logger)
+	st.dial = func() (*zk.Conn, <-chan zk.Event, *guard, error) {
+		g := newGuard()
+		conn, events, err := connect(cfg.Servers, timeout, g.dialer(baseDialer(cfg.Dialer)), logger)
+		return conn, events, g, err
+	}
+	conn, events, g, err := st.dial()
 	if err != nil {
 		return nil, coord.Errorf("connect", strings.Join(cfg.Servers, ","), fmt.Errorf("%w: %v", coord.ErrUnavailable, err))
 	}
-	st.conn = conn
-	go st.watchSession(events)
+	st.conn, st.guard = conn, g
+	go st.watchSession(conn, events)
+	go g.watchdog(st)
 	ct := cfg.ConnectTimeout
 	if ct == 0 {
 		ct = 10 * time.Second
@@ -128,21 +137,21 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	cctx, cancel := context.WithTimeout(ctx, ct)
 	defer cancel()
 	if _, err := st.session(cctx); err != nil {
-		conn.Close()
+		st.Close()
 		if ctx.Err() == nil {
 			err = fmt.Errorf("%w: no session within %v", coord.ErrUnavailable, ct)
 		}
 		return nil, coord.Errorf("connect", strings.Join(cfg.Servers, ","), err)
 	}
 	for _, a := range cfg.Auth {
-		if err := st.do(ctx, func() error { return conn.AddAuth(a.Scheme, []byte(a.Secret)) }); err != nil {
-			conn.Close()
+		if err := st.do(ctx, func() error { return st.zk().AddAuth(a.Scheme, []byte(a.Secret)) }); err != nil {
+			st.Close()
 			return nil, coord.Errorf("auth", a.Scheme, mapErr(err))
 		}
 	}
 	if st.chroot != "" {
 		if err := coord.MkdirAll(ctx, &rootStore{st}, st.chroot); err != nil {
-			conn.Close()
+			st.Close()
 			return nil, err
 		}
 	}
@@ -150,14 +159,26 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 func connect(servers []string, timeout time.Duration, dialer zk.Dialer, logger zk.Logger) (*zk.Conn, <-chan zk.Event, error) {
-	if dialer != nil {
-		return zk.Connect(servers, timeout, zk.WithLogger(logger), zk.WithLogInfo(false), zk.WithDialer(dialer))
-	}
-	return zk.Connect(servers, timeout, zk.WithLogger(logger), zk.WithLogInfo(false))
+	return zk.Connect(servers, timeout, zk.WithLogger(logger), zk.WithLogInfo(false), zk.WithDialer(dialer))
 }
 
-// Conn is the underlying ZooKeeper connection.
-func (s *Store) Conn() *zk.Conn { return s.conn }
+func baseDialer(d zk.Dialer) zk.Dialer {
+	if d != nil {
+		return d
+	}
+	return net.DialTimeout
+}
+
+// Conn is the underlying ZooKeeper connection. It is replaced when a
+// session is taken as lost (see Session), so do not keep it.
+func (s *Store) Conn() *zk.Conn { return s.zk() }
+
+// zk is the current connection.
+func (s *Store) zk() *zk.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
 
 // Limits implements coord.Store. ZooKeeper bounds a request by
 // jute.maxbuffer (1 MiB by default); this store allows 1024 ops per multi.
@@ -188,33 +209,75 @@ func (s *Store) rel(p string) string {
 	return r
 }
 
-// do runs a blocking client call, honouring ctx and the request timeout. A
-// call abandoned by its context still completes in the background.
-func (s *Store) do(ctx context.Context, fn func() error) error {
+// do runs a blocking client call that writes, honouring ctx and the request
+// timeout (when ctx has no deadline). A request that never left the client
+// (zk.ErrNoServer: no server could be reached) is tried again with backoff
+// until then; one whose outcome is unknown (the connection closed after it
+// was sent) is not, and fails with ErrUnavailable. A call abandoned by its
+// context still completes in the background.
+func (s *Store) do(ctx context.Context, fn func() error) error { return s.call(ctx, false, fn) }
+
+// read is do for a call that changes nothing: it is also tried again when
+// the connection closed under it.
+func (s *Store) read(ctx context.Context, fn func() error) error { return s.call(ctx, true, fn) }
+
+func (s *Store) call(ctx context.Context, idempotent bool, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if s.life.Ended() {
 		return coord.ErrClosed
 	}
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
 	var timeout <-chan time.Time
 	if _, ok := ctx.Deadline(); !ok {
 		t := time.NewTimer(s.reqTO)
 		defer t.Stop()
 		timeout = t.C
 	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timeout:
-		return fmt.Errorf("%w: no answer within %v", coord.ErrUnavailable, s.reqTO)
-	case <-s.life.Done():
-		return coord.ErrClosed
+	backoff := 20 * time.Millisecond
+	for {
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout:
+			return fmt.Errorf("%w: no answer within %v", coord.ErrUnavailable, s.reqTO)
+		case <-s.life.Done():
+			return coord.ErrClosed
+		}
+		if !retryable(err, idempotent) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-timeout:
+			t.Stop()
+			return fmt.Errorf("%w: %v (tried until the request timeout, %v)", coord.ErrUnavailable, err, s.reqTO)
+		case <-s.life.Done():
+			t.Stop()
+			return coord.ErrClosed
+		}
+		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// retryable: err says the request was not applied (ErrNoServer), or the
+// call is a read whose connection went away under it.
+func retryable(err error, idempotent bool) bool {
+	switch {
+	case errors.Is(err, zk.ErrNoServer):
+		return true
+	case idempotent:
+		return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrClosing)
+	}
+	return false
 }
 
 func mapErr(err error) error {
@@ -289,7 +352,7 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 	}
 	var out string
 	err := s.do(ctx, func() error {
-		p, err := s.conn.Create(s.abs(path), data, zkFlags(mode), s.acl)
+		p, err := s.zk().Create(s.abs(path), data, zkFlags(mode), s.acl)
 		out = p
 		return err
 	})
@@ -310,9 +373,9 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 	}
 	var data []byte
 	var st *zk.Stat
-	err := s.do(ctx, func() error {
+	err := s.read(ctx, func() error {
 		var err error
-		data, st, err = s.conn.Get(s.abs(path))
+		data, st, err = s.zk().Get(s.abs(path))
 		return err
 	})
 	if err != nil {
@@ -331,9 +394,9 @@ func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, erro
 	}
 	var ok bool
 	var st *zk.Stat
-	err := s.do(ctx, func() error {
+	err := s.read(ctx, func() error {
 		var err error
-		ok, st, err = s.conn.Exists(s.abs(path))
+		ok, st, err = s.zk().Exists(s.abs(path))
 		return err
 	})
 	if err != nil {
@@ -356,7 +419,7 @@ func (s *Store) Set(ctx context.Context, path string, data []byte, version int64
 	var st *zk.Stat
 	err := s.do(ctx, func() error {
 		var err error
-		st, err = s.conn.Set(s.abs(path), data, zkVersion(version))
+		st, err = s.zk().Set(s.abs(path), data, zkVersion(version))
 		return err
 	})
 	if err != nil {
@@ -370,7 +433,7 @@ func (s *Store) Delete(ctx context.Context, path string, version int64) error {
 	if err := coord.CheckCall(ctx, "delete", path, nil, 0, version, s.Limits()); err != nil {
 		return err
 	}
-	err := s.do(ctx, func() error { return s.conn.Delete(s.abs(path), zkVersion(version)) })
+	err := s.do(ctx, func() error { return s.zk().Delete(s.abs(path), zkVersion(version)) })
 	return coord.Errorf("delete", path, mapErr(err))
 }
 
@@ -380,9 +443,9 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 		return nil, err
 	}
 	var kids []string
-	err := s.do(ctx, func() error {
+	err := s.read(ctx, func() error {
 		var err error
-		kids, _, err = s.conn.Children(s.abs(path))
+		kids, _, err = s.zk().Children(s.abs(path))
 		return err
 	})
 	if err != nil {
@@ -438,7 +501,7 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 	var resp []zk.MultiResponse
 	err := s.do(ctx, func() error {
 		var err error
-		resp, err = s.conn.Multi(reqs...)
+		resp, err = s.zk().Multi(reqs...)
 		return err
 	})
 	if err == nil {
@@ -495,7 +558,11 @@ func (s *Store) Close() error {
 	if !first {
 		return nil
 	}
-	s.conn.Close()
+	s.mu.Lock()
+	conn, g := s.conn, s.guard
+	s.mu.Unlock()
+	g.stop()
+	conn.Close()
 	if sess != nil {
 		sess.End(coord.ErrClosed)
 	}
@@ -507,12 +574,12 @@ func (s *Store) Close() error {
 type rootStore struct{ *Store }
 
 func (r *rootStore) Create(ctx context.Context, path string, data []byte, mode coord.Mode) (string, error) {
-	err := r.do(ctx, func() error { _, err := r.conn.Create(path, []byte{}, 0, r.acl); return err })
+	err := r.do(ctx, func() error { _, err := r.zk().Create(path, []byte{}, 0, r.acl); return err })
 	return path, coord.Errorf("create", path, mapErr(err))
 }
 
 func (r *rootStore) Exists(ctx context.Context, path string) (coord.Stat, bool, error) {
 	var ok bool
-	err := r.do(ctx, func() error { var err error; ok, _, err = r.conn.Exists(path); return err })
+	err := r.read(ctx, func() error { var err error; ok, _, err = r.zk().Exists(path); return err })
 	return coord.Stat{}, ok, coord.Errorf("exists", path, mapErr(err))
 }

@@ -36,9 +36,9 @@ func (s *Store) armData(ctx context.Context, path string) (coord.Event, <-chan z
 		var data []byte
 		var st *zk.Stat
 		var fired <-chan zk.Event
-		err := s.do(ctx, func() error {
+		err := s.read(ctx, func() error {
 			var err error
-			data, st, fired, err = s.conn.GetW(s.abs(path))
+			data, st, fired, err = s.zk().GetW(s.abs(path))
 			return err
 		})
 		if err == nil {
@@ -51,9 +51,9 @@ func (s *Store) armData(ctx context.Context, path string) (coord.Event, <-chan z
 			return coord.Event{}, nil, mapErr(err)
 		}
 		var ok bool
-		err = s.do(ctx, func() error {
+		err = s.read(ctx, func() error {
 			var err error
-			ok, _, fired, err = s.conn.ExistsW(s.abs(path))
+			ok, _, fired, err = s.zk().ExistsW(s.abs(path))
 			return err
 		})
 		if err != nil {
@@ -96,9 +96,9 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 func (s *Store) armChildren(ctx context.Context, path string) (coord.Event, <-chan zk.Event, error) {
 	var kids []string
 	var fired <-chan zk.Event
-	err := s.do(ctx, func() error {
+	err := s.read(ctx, func() error {
 		var err error
-		kids, _, fired, err = s.conn.ChildrenW(s.abs(path))
+		kids, _, fired, err = s.zk().ChildrenW(s.abs(path))
 		return err
 	})
 	if errors.Is(err, zk.ErrNoNode) {

@@ -17,6 +17,7 @@ import (
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/coord/zkstore"
+	"github.com/coordkit/coord/internal/faultproxy"
 	"github.com/coordkit/coord/internal/testenv"
 )
 
@@ -81,6 +82,20 @@ func backend(addr string) conformance.Backend {
 			g, _ := gates.Load(s)
 			// Silent for longer than the session timeout: the server expires it.
 			g.(*gate).cut(sessionTimeout + 2*time.Second)
+		},
+		OpenFaulty: func(t testing.TB, ns string, timeout time.Duration) (coord.Store, conformance.Faults) {
+			p, err := faultproxy.New(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			s, err := zkstore.New(context.Background(), zkstore.Config{
+				Servers: []string{p.Addr()}, Chroot: "/coordtest/" + ns, SessionTimeout: timeout,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, p
 		},
 	}
 }

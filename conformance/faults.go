@@ -1,0 +1,220 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+)
+
+// Faults injects network faults between one store and its server.
+type Faults interface {
+	// Stall holds every byte both ways while connections stay open.
+	Stall()
+	// Cut closes the store's connections (new ones are allowed).
+	Cut()
+	// Resume ends a Stall.
+	Resume()
+}
+
+// FaultTrials is how many times the fault cases repeat their experiment:
+// COORD_FAULT_TRIALS when set, else 3.
+func FaultTrials() int {
+	if n, err := strconv.Atoi(os.Getenv("COORD_FAULT_TRIALS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+// faultSessionTimeout is the session timeout (TTL) of the stores the fault
+// cases stall: short, so that a case takes seconds, and long enough that a
+// loaded machine keeps a healthy session.
+const faultSessionTimeout = 3 * time.Second
+
+func (s *suite) openFaulty(t *testing.T) (coord.Store, Faults) {
+	t.Helper()
+	if s.b.OpenFaulty == nil {
+		t.Skip("the backend offers no OpenFaulty")
+	}
+	st, f := s.b.OpenFaulty(t, s.ns, faultSessionTimeout)
+	t.Cleanup(func() {
+		f.Resume()
+		_ = st.Close()
+	})
+	return st, f
+}
+
+// A store cut off from its server (stalled: no error, no byte) ends its
+// session before the server can have deleted the session's ephemeral nodes,
+// on the client's clock, without waiting for the link to heal. Then, once the
+// link is back, it makes a new session.
+func testFaultSessionLostFirst(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	sess, err := st.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(ctx, "/e", []byte("mine"), coord.Ephemeral); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := obs.WatchData(wctx, "/e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; !ev.Exists {
+		t.Fatal("the observer does not see the ephemeral node")
+	}
+	var done time.Time
+	doneCh := make(chan struct{})
+	go func() {
+		<-sess.Done()
+		done = time.Now()
+		close(doneCh)
+	}()
+	stalled := time.Now()
+	f.Stall()
+	var gone time.Time
+	for ev := range events {
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		if !ev.Exists {
+			gone = time.Now()
+			break
+		}
+	}
+	select {
+	case <-doneCh:
+	default:
+		t.Fatalf("the server deleted the ephemeral node %v after the stall, and the session is still not Done",
+			gone.Sub(stalled).Round(time.Millisecond))
+	}
+	if !done.Before(gone) {
+		t.Fatalf("Done closed %v after the stall, not before the node was deleted (%v)", done.Sub(stalled), gone.Sub(stalled))
+	}
+	t.Logf("Done %v after the stall; node deleted %v after", done.Sub(stalled).Round(time.Millisecond), gone.Sub(stalled).Round(time.Millisecond))
+	if !errors.Is(sess.Err(), coord.ErrSessionExpired) {
+		t.Errorf("Err() = %v, want ErrSessionExpired", sess.Err())
+	}
+	f.Resume()
+	next, err := st.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.ID() == sess.ID() {
+		t.Fatalf("after the loss the store kept session %s", sess.ID())
+	}
+	if _, err := st.Create(ctx, "/e2", nil, coord.Ephemeral); err != nil {
+		t.Fatalf("an ephemeral node on the new session: %v", err)
+	}
+	if _, ok, err := obs.Exists(ctx, "/e"); err != nil || ok {
+		t.Fatalf("the old session's node came back: %v %v", ok, err)
+	}
+}
+
+// A stall shorter than a third of the session timeout ends nothing: the
+// session, its ephemeral node and a watch carry on.
+func testFaultShortStall(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	sess, err := st.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(ctx, "/e", nil, coord.Ephemeral); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := st.WatchData(wctx, "/w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-events
+	f.Stall()
+	time.Sleep(faultSessionTimeout / 4)
+	if _, err := obs.Create(ctx, "/w", []byte("during"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	f.Resume()
+	for ev := range events {
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		if ev.Exists && string(ev.Data) == "during" {
+			break
+		}
+	}
+	select {
+	case <-sess.Done():
+		t.Fatalf("a short stall ended the session: %v", sess.Err())
+	default:
+	}
+	if _, ok, err := obs.Exists(ctx, "/e"); err != nil || !ok {
+		t.Fatalf("the ephemeral node did not survive a short stall: %v %v", ok, err)
+	}
+}
+
+// Two stores contend for one Mutex; the holder is stalled past its session
+// timeout, so the other gets the lock. On one clock, the stalled holder's
+// Lost() must close before the other's Lock returns: never two holders.
+func testFaultMutexNoOverlap(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	other := s.open(t)
+	for trial := 0; trial < FaultTrials(); trial++ {
+		a := coord.NewMutex(st, "/lock", "lock-", []byte("a"))
+		if err := a.Lock(ctx); err != nil {
+			t.Fatalf("trial %d: a.Lock: %v", trial, err)
+		}
+		b := coord.NewMutex(other, "/lock", "lock-", []byte("b"))
+		var bGot time.Time
+		var bErr error
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bErr = b.Lock(ctx)
+			bGot = time.Now()
+		}()
+		var aLost time.Time
+		lost := make(chan struct{})
+		go func() {
+			<-a.Lost()
+			aLost = time.Now()
+			close(lost)
+		}()
+		stalled := time.Now()
+		f.Stall()
+		wg.Wait()
+		if bErr != nil {
+			t.Fatalf("trial %d: b.Lock: %v", trial, bErr)
+		}
+		select {
+		case <-lost:
+		default:
+			t.Fatalf("trial %d: two holders: b got the lock %v after the stall and a has not lost it",
+				trial, bGot.Sub(stalled).Round(time.Millisecond))
+		}
+		if !aLost.Before(bGot) {
+			t.Fatalf("trial %d: two holders: a lost the lock at %v, b got it at %v", trial, aLost.Sub(stalled), bGot.Sub(stalled))
+		}
+		t.Logf("trial %d: a lost the lock %v after the stall, b got it %v after (gap %v)", trial,
+			aLost.Sub(stalled).Round(time.Millisecond), bGot.Sub(stalled).Round(time.Millisecond), bGot.Sub(aLost).Round(time.Millisecond))
+		f.Resume()
+		_ = a.Unlock(ctx) // its node went with its session
+		if err := b.Unlock(ctx); err != nil {
+			t.Fatalf("trial %d: b.Unlock: %v", trial, err)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+// Package faultproxy is a TCP proxy on loopback that tests put between a
+// client and a real server to inject network faults: Stall holds every byte
+// in both directions while the connections stay open (a partition the client
+// cannot see), Cut closes every connection (a lost link), Block refuses new
+// connections (a server that is away). Resume undoes Stall and Block.
+package faultproxy
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Proxy forwards connections from its loopback address to a target.
+type Proxy struct {
+	l      net.Listener
+	target string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	stalled bool
+	blocked bool
+	closed  bool
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
+}
+
+// New listens on a free loopback port and forwards to target (host:port).
+func New(target string) (*Proxy, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	p.cond = sync.NewCond(&p.mu)
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// Addr is the proxy's host:port; give it to the client instead of the target.
+func (p *Proxy) Addr() string { return p.l.Addr().String() }
+
+// Stall holds all traffic: bytes sent either way are kept until Resume, and
+// connections stay open. New connections are accepted and stalled too.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+// Block refuses new connections (they are closed at once) until Resume.
+func (p *Proxy) Block() {
+	p.mu.Lock()
+	p.blocked = true
+	p.mu.Unlock()
+}
+
+// Resume ends Stall and Block: held bytes flow again.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	p.stalled, p.blocked = false, false
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// Cut closes every open connection; new ones are accepted unless blocked.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+	p.cond.Broadcast() // stalled pipes of cut connections end
+	p.mu.Unlock()
+}
+
+// Close stops the proxy and closes every connection.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	err := p.l.Close()
+	p.Cut()
+	p.wg.Wait()
+	return err
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	c.Close()
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		blocked := p.blocked
+		p.mu.Unlock()
+		if blocked {
+			client.Close()
+			continue
+		}
+		server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		if err != nil {
+			client.Close()
+			continue
+		}
+		if !p.track(client) || !p.track(server) {
+			client.Close()
+			server.Close()
+			continue
+		}
+		p.wg.Add(2)
+		go p.pipe(client, server)
+		go p.pipe(server, client)
+	}
+}
+
+// pipe copies from src to dst, waiting while stalled; a read or write error
+// closes both ends.
+func (p *Proxy) pipe(src, dst net.Conn) {
+	defer p.wg.Done()
+	defer p.untrack(dst)
+	defer p.untrack(src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !p.waitFlowing(src) {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil { // EOF or a closed connection: close both ends
+			return
+		}
+	}
+}
+
+// waitFlowing blocks while the proxy is stalled; false once the proxy is
+// closed or c was cut.
+func (p *Proxy) waitFlowing(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if _, open := p.conns[c]; !open || p.closed {
+			return false
+		}
+		if !p.stalled {
+			return true
+		}
+		p.cond.Wait()
+	}
+}

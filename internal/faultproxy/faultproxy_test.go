@@ -1,0 +1,106 @@
+package faultproxy
+
+import (
+	"bufio"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// echo serves lines back on a loopback port until the test ends.
+func echo(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := c.Write([]byte(line)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func roundTrip(c net.Conn, r *bufio.Reader, wait time.Duration) (string, error) {
+	c.SetDeadline(time.Now().Add(wait))
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		return "", err
+	}
+	return r.ReadString('\n')
+}
+
+// No goroutine of a proxy, or of a test, outlives the tests.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStallCutBlock(t *testing.T) {
+	p, err := New(echo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if got, err := roundTrip(c, r, 5*time.Second); err != nil || got != "ping\n" {
+		t.Fatalf("through the proxy: %q, %v", got, err)
+	}
+	p.Stall()
+	if _, err := roundTrip(c, r, 300*time.Millisecond); err == nil {
+		t.Fatal("an answer came through a stalled proxy")
+	}
+	p.Resume()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if got, err := r.ReadString('\n'); err != nil || got != "ping\n" {
+		t.Fatalf("held bytes after Resume: %q, %v", got, err)
+	}
+	p.Cut()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("a cut connection still reads")
+	}
+	p.Block()
+	c2, err := net.Dial("tcp", p.Addr())
+	if err == nil {
+		c2.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := roundTrip(c2, bufio.NewReader(c2), 5*time.Second); err == nil {
+			t.Fatal("a blocked proxy served a new connection")
+		}
+		c2.Close()
+	}
+	p.Resume()
+	c3, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if got, err := roundTrip(c3, bufio.NewReader(c3), 5*time.Second); err != nil || got != "ping\n" {
+		t.Fatalf("after Resume: %q, %v", got, err)
+	}
+	// A connection cut while stalled ends its pipes (goleak checks).
+	p.Stall()
+	c3.Write([]byte("held\n"))
+	time.Sleep(50 * time.Millisecond)
+	p.Cut()
+}
