@@ -70,14 +70,14 @@ run() {
 }
 
 # expect_ok / expect_fail STEP: the last run passed, or failed with its last
-# stderr line "SCRIPT: STEP... failed: ... (log: FILE)" naming an existing log.
+# "SCRIPT: STEP... failed: ... (log: FILE)" line naming an existing log.
 expect_ok() {
 	[ "$status" = 0 ] || fail "exit $status, want 0; stderr: $(tail -n 3 "$t/$current.err")"
 }
 expect_fail() {
 	local step=$1 last logfile
 	[ "$status" != 0 ] || { fail "exit 0, want a failure"; return; }
-	last=$(tail -n 1 "$t/$current.err")
+	last=$(grep ' failed: ' "$t/$current.err" | tail -n 1 || true)
 	case "$last" in
 	*": $step"*" failed: "*) ;;
 	*) fail "last stderr line does not name step '$step': $last" ;;
@@ -105,7 +105,8 @@ addr=$(cat "$t/consul-cold.out" 2>/dev/null || true)
 [[ "$addr" =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "printed '$addr', want 127.0.0.1:PORT"
 [ -x "$COORD_CACHE/consul/${CONSUL_VERSION:-1.22.0}/consul" ] || fail "no binary in the cold cache"
 [ -f "$COORD_CACHE/consul/${CONSUL_VERSION:-1.22.0}/build.log" ] || fail "no build log in the cache"
-ls "$COORD_CACHE/consul/${CONSUL_VERSION:-1.22.0}" | grep -q -e '\.tmp$' -e '^build\.' && fail "build leftovers in the cache"
+leftovers=$(ls "$COORD_CACHE/consul/${CONSUL_VERSION:-1.22.0}" | grep -v -x -e consul -e build.log || true)
+[ -z "$leftovers" ] || fail "build leftovers in the cache: $leftovers"
 [ -s "$t/consul-cold/consul.pid" ] && kill -0 "$(cat "$t/consul-cold/consul.pid")" 2>/dev/null || fail "the agent does not run"
 home_untouched
 run consul-stop "$repo/scripts/consul.sh" stop "$t/consul-cold"
@@ -191,7 +192,7 @@ run tree-big "$repo/scripts/check-tree.sh" "$tree"
 expect_fail check-tree nolog
 grep -q 'big.dat' "$t/tree-big.err" || fail "the large file is not named"
 git -C "$tree" rm -q --cached big.dat
-cp "$(command -v true)" "$tree/tool"
+cp "$(type -P true)" "$tree/tool"
 git -C "$tree" add tool
 run tree-binary "$repo/scripts/check-tree.sh" "$tree"
 expect_fail check-tree nolog

@@ -71,7 +71,9 @@ L4J
 	echo $! >"$dir/zk.pid"
 	local _
 	for _ in $(seq 1 300); do
-		if [ "$(send "$port" ruok 2>/dev/null)" = imok ]; then
+		# srvr answers with the version only once the server serves clients
+		# (ruok says imok before that).
+		if send "$port" srvr 2>/dev/null | grep -q '^Zookeeper version:'; then
 			echo "127.0.0.1:$port" >"$dir/zk.addr"
 			echo "127.0.0.1:$port"
 			return
@@ -83,7 +85,7 @@ L4J
 		sleep 0.1
 	done
 	stop_pidfile "$dir/zk.pid"
-	die "start" "the zookeeper server did not answer ruok within 30s; stopped it" "$logfile"
+	die "start" "the zookeeper server did not serve within 30s; stopped it" "$logfile"
 }
 
 stop() {

@@ -23,6 +23,7 @@ import (
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/coord/consulstore"
+	"github.com/coordkit/coord/internal/faultproxy"
 	"github.com/coordkit/coord/internal/testenv"
 )
 
@@ -46,6 +47,18 @@ func backend(addr string) conformance.Backend {
 			if _, err := s.Client().Session().Destroy(sess.ID(), nil); err != nil {
 				t.Fatal(err)
 			}
+		},
+		OpenFaulty: func(t testing.TB, ns string, ttl time.Duration) (coord.Store, conformance.Faults) {
+			p, err := faultproxy.New(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			s, err := consulstore.New(context.Background(), consulstore.Config{Address: p.Addr(), Prefix: "coordtest/" + ns, SessionTTL: ttl})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, p
 		},
 	}
 }

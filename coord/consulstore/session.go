@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/keepalive"
 	"github.com/coordkit/coord/internal/lifecycle"
 )
 
@@ -54,44 +55,37 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 		"NodeChecks": []string{},
 	}
 	var out struct{ ID string }
+	created := time.Now()
 	if _, err := s.cli.Raw().Write("/v1/session/create", body, &out, (&api.WriteOptions{}).WithContext(c)); err != nil {
 		return nil, mapErr(ctx, err)
 	}
 	sess := &session{id: out.ID}
 	s.sess = sess
-	go s.renew(sess)
+	go s.renew(sess, created)
 	return sess, nil
 }
 
-// renew keeps the session alive at a third of its TTL. The session is lost
-// when Consul no longer knows it, or no renewal succeeded for a whole TTL
-// (the server has expired it by then).
-func (s *Store) renew(sess *session) {
-	last := time.Now()
-	tick := time.NewTicker(s.ttl / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.life.Done():
-			return
-		case <-sess.Done():
-			return
-		case <-tick.C:
-		}
-		c, cancel := context.WithTimeout(s.bg, s.ttl/3)
+// renew keeps the session alive at a third of its TTL (package keepalive).
+// The session is lost when Consul no longer knows it, or when no renewal
+// sent within the last TTL, less a margin, was confirmed: the server may
+// expire it a TTL after the last renewal it received, and not earlier.
+func (s *Store) renew(sess *session, created time.Time) {
+	err := keepalive.Run(s.life.Done(), created, s.ttl, func(c context.Context) (bool, error) {
 		entry, _, err := s.cli.Session().Renew(sess.id, (&api.WriteOptions{}).WithContext(c))
-		cancel()
-		switch {
-		case err == nil && entry == nil:
-			sess.End(coord.ErrSessionExpired)
-			return
-		case err == nil:
-			last = time.Now()
-		case time.Since(last) > s.ttl:
-			sess.End(fmt.Errorf("%w: not renewed for %v: %v", coord.ErrSessionExpired, s.ttl, err))
-			return
+		if err != nil {
+			return false, err
 		}
+		return entry != nil, nil
+	})
+	if err == nil { // the store closed: Close destroys the session
+		return
 	}
+	sess.End(fmt.Errorf("%w: %v", coord.ErrSessionExpired, err))
+	// The session may still live on the server: destroy it once the agent
+	// can be reached, so its keys go now rather than at expiry.
+	c, cancel := context.WithTimeout(s.bg, s.ttl)
+	defer cancel()
+	_, _ = s.cli.Session().Destroy(sess.id, (&api.WriteOptions{}).WithContext(c))
 }
 
 // sessionLost ends the session id (a write found it invalid).

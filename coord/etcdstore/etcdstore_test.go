@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/coord/etcdembed"
 	"github.com/coordkit/coord/coord/etcdstore"
+	"github.com/coordkit/coord/internal/faultproxy"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -56,6 +58,20 @@ func backend() conformance.Backend {
 			if _, err := s.Client().Revoke(context.Background(), clientv3.LeaseID(id)); err != nil {
 				t.Fatal(err)
 			}
+		},
+		OpenFaulty: func(t testing.TB, ns string, ttl time.Duration) (coord.Store, conformance.Faults) {
+			p, err := faultproxy.New(strings.TrimPrefix(endpoints[0], "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			s, err := etcdstore.New(context.Background(), etcdstore.Config{
+				Endpoints: []string{"http://" + p.Addr()}, Prefix: ns, SessionTTL: ttl,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, p
 		},
 	}
 }

@@ -2,16 +2,22 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/keepalive"
 	"github.com/coordkit/coord/internal/lifecycle"
 )
 
-// session is one lease, kept alive until it is lost or the store closes.
+// session is one lease, renewed until it is lost or the store closes. It is
+// taken as lost before the server can have expired it (package keepalive):
+// KeepAliveOnce at a third of the TTL, each timed from its sending.
 type session struct {
 	id clientv3.LeaseID
 	lifecycle.State
@@ -42,27 +48,31 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	}
 	c, cancel := context.WithTimeout(ctx, s.reqTO)
 	defer cancel()
+	created := time.Now()
 	grant, err := s.cli.Grant(c, int64(s.ttl.Seconds()))
-	if err != nil {
-		return nil, mapErr(ctx, err)
-	}
-	ka, err := s.cli.KeepAlive(s.bg, grant.ID)
 	if err != nil {
 		return nil, mapErr(ctx, err)
 	}
 	sess := &session{id: grant.ID}
 	s.sess = sess
+	ttl := time.Duration(grant.TTL) * time.Second
 	go func() {
-		for range ka { // drain keep-alive answers
+		err := keepalive.Run(s.life.Done(), created, ttl, func(c context.Context) (bool, error) {
+			_, err := s.cli.KeepAliveOnce(c, grant.ID)
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		if err == nil { // the store closed: Close revokes the lease
+			return
 		}
-		// The channel closes when the lease is gone (expired or revoked) or
-		// the store closes.
-		select {
-		case <-s.life.Done():
-			sess.End(coord.ErrClosed)
-		default:
-			sess.End(coord.ErrSessionExpired)
-		}
+		sess.End(fmt.Errorf("%w: %v", coord.ErrSessionExpired, err))
+		// The lease may still live on the server: revoke it once the
+		// server can be reached, so its nodes go now, not at expiry.
+		c, cancel := context.WithTimeout(s.bg, ttl)
+		defer cancel()
+		_, _ = s.cli.Revoke(c, grant.ID)
 	}()
 	return sess, nil
 }
