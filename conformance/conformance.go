@@ -76,6 +76,7 @@ func Run(t *testing.T, b Backend) {
 		{"Ephemeral/Expire", testEphemeralExpire},
 		{"Session/Close", testSessionClose},
 		{"Session/Shared", testSessionShared},
+		{"Ephemeral/Owner", testEphemeralOwner},
 		{"Watch/Data", testWatchData},
 		{"Watch/DataNoMiss", testWatchDataNoMiss},
 		{"Watch/Children", testWatchChildren},

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -283,4 +284,50 @@ func testSessionShared(t *testing.T, s *suite) {
 	if c.ID() == a.ID() {
 		t.Fatal("two stores share a session")
 	}
+}
+
+// Every Stat of an ephemeral node names its owner, the ID of the session
+// that holds it, as seen by any store; a persistent node has no owner.
+func testEphemeralOwner(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, other := s.open(t), s.open(t)
+	sess, err := st.Session(ctx)
+	must(t, err)
+	want := sess.ID()
+	check := func(what string, stat coord.Stat, owner string) {
+		t.Helper()
+		if stat.Owner != owner || stat.Ephemeral != (owner != "") {
+			t.Errorf("%s: Owner %q Ephemeral %v, want Owner %q", what, stat.Owner, stat.Ephemeral, owner)
+		}
+	}
+	_, err = st.Create(ctx, "/p", nil, coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/e", nil, coord.Ephemeral)
+	must(t, err)
+	res, err := st.Txn(ctx, coord.CreateOp("/p/seq-", nil, coord.EphemeralSequential), coord.CheckOp("/e", coord.AnyVersion),
+		coord.CheckOp("/p", 0), coord.SetOp("/e", []byte("x"), 0))
+	must(t, err)
+	check("txn create result", res[0].Stat, want)
+	check("txn check result of an ephemeral node", res[1].Stat, want)
+	check("txn check result of a persistent node", res[2].Stat, "")
+	check("txn set result", res[3].Stat, want)
+	for _, reader := range []coord.Store{st, other} {
+		_, stat, err := reader.Get(ctx, "/e")
+		must(t, err)
+		check("get", stat, want)
+		stat, _, err = reader.Exists(ctx, res[0].Path)
+		must(t, err)
+		check("exists", stat, want)
+		_, stat, err = reader.Get(ctx, "/p")
+		must(t, err)
+		check("get of a persistent node", stat, "")
+	}
+	stat, err := st.Set(ctx, "/e", []byte("y"), coord.AnyVersion)
+	must(t, err)
+	check("set", stat, want)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := other.WatchData(wctx, "/e")
+	must(t, err)
+	check("watch event", (<-events).Stat, want)
 }

@@ -51,6 +51,10 @@ type Stat struct {
 	Version int64
 	// Ephemeral is true for a node owned by a session.
 	Ephemeral bool
+	// Owner is the ID of the session that owns an ephemeral node (as its
+	// Session.ID() says), "" for a persistent node. Where a backend cannot
+	// tell (ZooKeeper's results of CheckOp and DeleteOp) it is "".
+	Owner string
 }
 
 // Limits are the largest requests a store accepts. Larger ones fail with

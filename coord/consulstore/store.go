@@ -195,7 +195,7 @@ func mapErr(ctx context.Context, err error) error {
 }
 
 func statOf(kv *api.KVPair) coord.Stat {
-	return coord.Stat{Version: int64(kv.Flags), Ephemeral: kv.Session != ""}
+	return coord.Stat{Version: int64(kv.Flags), Ephemeral: kv.Session != "", Owner: kv.Session}
 }
 
 func (s *Store) get(ctx context.Context, path string) (*api.KVPair, *api.QueryMeta, error) {

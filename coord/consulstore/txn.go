@@ -202,11 +202,11 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 		}
 		n := txnplan.Node{Kids: int64(st.kids)}
 		if st.kv != nil {
-			n.Exists, n.Ephemeral, n.Version = true, st.kv.Session != "", int64(st.kv.Flags)
+			n.Exists, n.Ephemeral, n.Owner, n.Version = true, st.kv.Session != "", st.kv.Session, int64(st.kv.Flags)
 		}
 		return n, true
 	}
-	steps, res, missing, err := txnplan.Plan(ops, read, func(par string) int64 { return next[par] })
+	steps, res, missing, err := txnplan.Plan(ops, sessID, read, func(par string) int64 { return next[par] })
 	if err != nil || len(missing) > 0 {
 		return nil, nil, missing, err
 	}

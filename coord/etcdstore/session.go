@@ -23,7 +23,7 @@ type session struct {
 	lifecycle.State
 }
 
-func (s *session) ID() string { return fmt.Sprintf("%x", int64(s.id)) }
+func (s *session) ID() string { return leaseOwner(int64(s.id)) }
 
 // Session implements coord.Store.
 func (s *Store) Session(ctx context.Context) (coord.Session, error) {

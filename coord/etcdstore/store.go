@@ -208,7 +208,15 @@ func mapErr(ctx context.Context, err error) error {
 }
 
 func statOf(kvVersion, lease int64) coord.Stat {
-	return coord.Stat{Version: kvVersion - 1, Ephemeral: lease != 0}
+	return coord.Stat{Version: kvVersion - 1, Ephemeral: lease != 0, Owner: leaseOwner(lease)}
+}
+
+// leaseOwner is the session ID of lease ("" for none), as session.ID says.
+func leaseOwner(lease int64) string {
+	if lease == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%x", lease)
 }
 
 // Create implements coord.Store.
@@ -517,9 +525,9 @@ func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) ([]coo
 		if !ok {
 			return txnplan.Node{}, false
 		}
-		return txnplan.Node{Exists: kv.exists, Ephemeral: kv.lease != 0, Version: kv.ver, Kids: p.kids[path]}, true
+		return txnplan.Node{Exists: kv.exists, Ephemeral: kv.lease != 0, Owner: leaseOwner(kv.lease), Version: kv.ver, Kids: p.kids[path]}, true
 	}
-	steps, res, missing, err := txnplan.Plan(ops, read, func(par string) int64 { return next[par] })
+	steps, res, missing, err := txnplan.Plan(ops, leaseOwner(int64(lease)), read, func(par string) int64 { return next[par] })
 	if err != nil || len(missing) > 0 {
 		return nil, nil, missing, err
 	}

@@ -3,7 +3,6 @@ package zkstore
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -20,7 +19,7 @@ type session struct {
 	lifecycle.State
 }
 
-func (s *session) ID() string { return fmt.Sprintf("%x", s.id) }
+func (s *session) ID() string { return owner(s.id) }
 
 // watchSession follows the session events of one connection: a new session
 // id starts a session, an expiry ends the current one. The client library

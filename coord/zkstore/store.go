@@ -313,7 +313,16 @@ func statOf(st *zk.Stat) coord.Stat {
 	if st == nil {
 		return coord.Stat{}
 	}
-	return coord.Stat{Version: int64(st.Version), Ephemeral: st.EphemeralOwner != 0}
+	return coord.Stat{Version: int64(st.Version), Ephemeral: st.EphemeralOwner != 0, Owner: owner(st.EphemeralOwner)}
+}
+
+// owner is the session ID of a ZooKeeper session id ("" for 0), as
+// session.ID says.
+func owner(id int64) string {
+	if id == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%x", id)
 }
 
 func zkVersion(v int64) int32 {
@@ -499,9 +508,12 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 		return nil, err
 	}
 	var resp []zk.MultiResponse
+	var sid int64 // the session the multi ran in: it owns the ephemeral nodes made
 	err := s.do(ctx, func() error {
 		var err error
-		resp, err = s.zk().Multi(reqs...)
+		conn := s.zk()
+		resp, err = conn.Multi(reqs...)
+		sid = conn.SessionID()
 		return err
 	})
 	if err == nil {
@@ -528,20 +540,24 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 		switch op.Kind {
 		case coord.OpCreate:
 			res[i].Path = s.rel(resp[i].String)
-			res[i].Stat = coord.Stat{Ephemeral: op.Mode&coord.Ephemeral != 0}
+			if op.Mode&coord.Ephemeral != 0 {
+				res[i].Stat = coord.Stat{Ephemeral: true, Owner: owner(sid)}
+			}
 		case coord.OpSet:
 			res[i].Stat = statOf(resp[i].Stat)
 		}
 	}
 	// ZooKeeper's multi does not return the Stat of a checked node; a check
-	// leaves it as it was.
+	// leaves it as it was, and whether a node is ephemeral, and whose, never
+	// changes: read them back. The version is the one checked, when given.
 	for i, op := range ops {
 		if op.Kind == coord.OpCheck {
 			res[i].Stat = coord.Stat{Version: op.Version}
-			if op.Version == coord.AnyVersion {
-				if st, ok, err := s.Exists(ctx, op.Path); err == nil && ok {
-					res[i].Stat = st
+			if st, ok, err := s.Exists(ctx, op.Path); err == nil && ok {
+				if op.Version != coord.AnyVersion {
+					st.Version = op.Version
 				}
+				res[i].Stat = st
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 type Node struct {
 	Exists    bool
 	Ephemeral bool
+	Owner     string // the owning session's ID, for an ephemeral node
 	Version   int64
 	Kids      int64 // children count; needed only for nodes deleted
 }
@@ -32,11 +33,12 @@ type Step struct {
 }
 
 // Plan applies ops in order to the state that read gives (ok false: the path
-// was not read) and to the next sequence number of each parent (next). It
+// was not read) and to the next sequence number of each parent (next);
+// ephemeral nodes it creates belong to the session owner. It
 // returns one step and one result per op; or a *coord.TxnError naming the
 // first op that fails; or, when the plan needs paths that were not read (the
 // names of sequential nodes), those paths, to read before planning again.
-func Plan(ops []coord.Op, read func(path string) (Node, bool), next func(parent string) int64) ([]Step, []coord.OpResult, []string, error) {
+func Plan(ops []coord.Op, owner string, read func(path string) (Node, bool), next func(parent string) int64) ([]Step, []coord.OpResult, []string, error) {
 	state := map[string]*Node{"/": {Exists: true}}
 	written := map[string]bool{}
 	var missing []string
@@ -93,8 +95,11 @@ func Plan(ops []coord.Op, read func(path string) (Node, bool), next func(parent 
 				continue
 			}
 			*n = Node{Exists: true, Ephemeral: op.Mode&coord.Ephemeral != 0}
+			if n.Ephemeral {
+				n.Owner = owner
+			}
 			pn.Kids++
-			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Ephemeral: n.Ephemeral}}
+			res[i] = coord.OpResult{Path: path, Stat: n.stat()}
 		case coord.OpSet, coord.OpCheck, coord.OpDelete:
 			n := get(path)
 			if !n.Exists {
@@ -116,7 +121,7 @@ func Plan(ops []coord.Op, read func(path string) (Node, bool), next func(parent 
 				*n = Node{}
 				get(coord.Parent(path)).Kids--
 			}
-			res[i] = coord.OpResult{Path: path, Stat: coord.Stat{Version: n.Version, Ephemeral: n.Ephemeral}}
+			res[i] = coord.OpResult{Path: path, Stat: n.stat()}
 		}
 		st.Written = written[path]
 		st.After = *state[path]
@@ -133,6 +138,10 @@ func Plan(ops []coord.Op, read func(path string) (Node, bool), next func(parent 
 		return nil, nil, nil, firstErr
 	}
 	return steps, res, nil, nil
+}
+
+func (n *Node) stat() coord.Stat {
+	return coord.Stat{Version: n.Version, Ephemeral: n.Ephemeral, Owner: n.Owner}
 }
 
 // Counters returns, for each parent under which the steps made sequential
