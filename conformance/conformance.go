@@ -95,9 +95,15 @@ func Run(t *testing.T, b Backend) {
 		{"Closed/Calls", testClosedCalls},
 		{"Recipe/Mutex", testMutex},
 		{"Recipe/MutexLost", testMutexLost},
+		{"Recipe/MutexWaiterSessionEnds", testMutexWaiterSessionEnds},
+		{"Recipe/MutexNodeDeleted", testMutexNodeDeleted},
+		{"Recipe/MutexMiddleWaiterGivesUp", testMutexMiddleWaiterGivesUp},
+		{"Recipe/TryLock", testTryLock},
+		{"Recipe/Fence", testMutexFence},
 		{"Fault/SessionLostFirst", testFaultSessionLostFirst},
 		{"Fault/ShortStall", testFaultShortStall},
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
+		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -218,3 +218,41 @@ func testFaultMutexNoOverlap(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// A Lock whose context ends while its create is held up in a stalled link
+// leaves no contender node once the link is back: another contender gets the
+// lock at once.
+func testFaultLockCancelledInFlight(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	other := s.open(t)
+	if _, err := coord.CreateAll(ctx, other, "/LOCK/x", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Session(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.Stall()
+	lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- coord.NewMutex(st, "/LOCK", "lock-", nil).Lock(lctx) }()
+	time.Sleep(faultSessionTimeout / 4)
+	f.Resume()
+	select {
+	case err := <-res:
+		if err == nil {
+			t.Fatal("Lock succeeded past its deadline")
+		}
+	case <-time.After(Timeout):
+		t.Fatal("Lock did not return")
+	}
+	m := coord.NewMutex(other, "/LOCK", "lock-", nil)
+	if err := m.TryLock(ctx); err != nil {
+		kids, _ := other.Children(ctx, "/LOCK")
+		t.Fatalf("after the cancelled Lock, TryLock: %v (nodes %v)", err, kids)
+	}
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

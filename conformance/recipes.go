@@ -53,7 +53,7 @@ func testMutex(t *testing.T, s *suite) {
 	st := s.open(t)
 	holder := coord.NewMutex(st, "/LOCK", "lock-", nil)
 	must(t, holder.Lock(ctx))
-	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, time.Second) // a liveness bound: long enough on a loaded machine
 	defer cancel()
 	waiter := coord.NewMutex(s.open(t), "/LOCK", "lock-", nil)
 	if err := waiter.Lock(wctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -94,5 +94,165 @@ func testMutexLost(t *testing.T, s *suite) {
 		must(t, err)
 	case <-time.After(Timeout):
 		t.Fatal("waiter did not get the lock after the holder's session expired")
+	}
+}
+
+// lockNodes lists the contender nodes under dir.
+func lockNodes(t *testing.T, st coord.Store, dir string) []string {
+	t.Helper()
+	kids, err := st.Children(ctxT(t), dir)
+	must(t, err)
+	return kids
+}
+
+// A waiter whose session ends stops waiting with ErrLockLost, leaving the
+// holder alone; it never "acquires" under a dead session.
+func testMutexWaiterSessionEnds(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b := s.open(t), s.open(t)
+	ma := coord.NewMutex(a, "/LOCK", "lock-", nil)
+	must(t, ma.Lock(ctx))
+	got := make(chan error, 1)
+	mb := coord.NewMutex(b, "/LOCK", "lock-", nil)
+	go func() { got <- mb.Lock(ctx) }()
+	waitFor(t, func() bool { return len(lockNodes(t, a, "/LOCK")) == 2 })
+	s.b.Expire(t, b)
+	select {
+	case err := <-got:
+		if !errors.Is(err, coord.ErrLockLost) {
+			t.Fatalf("the waiter whose session ended got %v, want ErrLockLost", err)
+		}
+	case <-time.After(Timeout):
+		t.Fatal("the waiter whose session ended is still waiting")
+	}
+	select {
+	case <-ma.Lost():
+		t.Fatal("the holder lost the lock when a waiter's session ended")
+	default:
+	}
+	waitFor(t, func() bool { return len(lockNodes(t, a, "/LOCK")) == 1 })
+	must(t, ma.Unlock(ctx))
+}
+
+// A lock node deleted by someone else (Codis's ForceRemoveLock) is lost for
+// its holder: Lost closes, and Unlock still succeeds.
+func testMutexNodeDeleted(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, admin := s.open(t), s.open(t)
+	ma := coord.NewMutex(a, "/LOCK", "lock-", nil)
+	must(t, ma.Lock(ctx))
+	lost := ma.Lost()
+	must(t, admin.Delete(ctx, ma.Node(), coord.AnyVersion))
+	select {
+	case <-lost:
+	case <-time.After(Timeout):
+		t.Fatal("the holder was not told that its lock node was deleted")
+	}
+	must(t, ma.Unlock(ctx))
+	if ma.Node() != "" || ma.Lost() != nil {
+		t.Fatal("Unlock left the mutex looking held")
+	}
+}
+
+// TryLock takes a free lock, and refuses a held one with ErrLocked without
+// leaving a node.
+func testTryLock(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b := s.open(t), s.open(t)
+	ma := coord.NewMutex(a, "/LOCK", "lock-", nil)
+	must(t, ma.TryLock(ctx))
+	mb := coord.NewMutex(b, "/LOCK", "lock-", nil)
+	if err := mb.TryLock(ctx); !errors.Is(err, coord.ErrLocked) {
+		t.Fatalf("TryLock of a held lock: %v, want ErrLocked", err)
+	}
+	if kids := lockNodes(t, b, "/LOCK"); len(kids) != 1 {
+		t.Fatalf("a refused TryLock left nodes: %v", kids)
+	}
+	must(t, ma.Unlock(ctx))
+	must(t, mb.TryLock(ctx))
+	must(t, mb.Unlock(ctx))
+}
+
+// Fencing: a holder's Fence op lets its Txn through while it holds the lock
+// and fails it, writing nothing, once the lock is lost; the next holder's
+// Token is larger.
+func testMutexFence(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b := s.open(t), s.open(t)
+	_, err := a.Create(ctx, "/data", []byte("0"), coord.Persistent)
+	must(t, err)
+	ma := coord.NewMutex(a, "/LOCK", "lock-", nil)
+	must(t, ma.Lock(ctx))
+	stale, tokenA := ma.Fence(), ma.Token()
+	_, err = a.Txn(ctx, stale, coord.SetOp("/data", []byte("a"), coord.AnyVersion))
+	must(t, err)
+	// a loses the lock (its node removed) and b takes it.
+	must(t, b.Delete(ctx, ma.Node(), coord.AnyVersion))
+	mb := coord.NewMutex(b, "/LOCK", "lock-", nil)
+	must(t, mb.Lock(ctx))
+	if mb.Token() <= tokenA {
+		t.Fatalf("the next holder's token %d is not above %d", mb.Token(), tokenA)
+	}
+	_, err = a.Txn(ctx, stale, coord.SetOp("/data", []byte("stale"), coord.AnyVersion))
+	var te *coord.TxnError
+	if !errors.As(err, &te) || te.Index != 0 || !errors.Is(err, coord.ErrNoNode) {
+		t.Fatalf("a stale holder's fenced txn: %v, want a TxnError on op 0 with ErrNoNode", err)
+	}
+	if data, _, err := b.Get(ctx, "/data"); err != nil || string(data) != "a" {
+		t.Fatalf("after the refused write /data is %q (%v), want \"a\"", data, err)
+	}
+	_, err = b.Txn(ctx, mb.Fence(), coord.SetOp("/data", []byte("b"), coord.AnyVersion))
+	must(t, err)
+	must(t, ma.Unlock(ctx))
+	if _, err := a.Txn(ctx, ma.Fence(), coord.SetOp("/data", nil, coord.AnyVersion)); !errors.Is(err, coord.ErrInvalidPath) {
+		t.Fatalf("Fence of a mutex not held: %v, want ErrInvalidPath", err)
+	}
+	must(t, mb.Unlock(ctx))
+}
+
+// A waiter in the middle of the queue gives up: the one behind it waits on
+// the holder instead, and gets the lock when the holder unlocks.
+func testMutexMiddleWaiterGivesUp(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b, c := s.open(t), s.open(t), s.open(t)
+	ma := coord.NewMutex(a, "/LOCK", "lock-", nil)
+	must(t, ma.Lock(ctx))
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	bErr := make(chan error, 1)
+	go func() { bErr <- coord.NewMutex(b, "/LOCK", "lock-", nil).Lock(bctx) }()
+	waitFor(t, func() bool { return len(lockNodes(t, a, "/LOCK")) == 2 })
+	mc := coord.NewMutex(c, "/LOCK", "lock-", nil)
+	cErr := make(chan error, 1)
+	go func() { cErr <- mc.Lock(ctx) }()
+	waitFor(t, func() bool { return len(lockNodes(t, a, "/LOCK")) == 3 })
+	bcancel()
+	if err := <-bErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the middle waiter: %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-cErr:
+		t.Fatalf("the last waiter returned %v while the lock is held", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	must(t, ma.Unlock(ctx))
+	select {
+	case err := <-cErr:
+		must(t, err)
+	case <-time.After(Timeout):
+		t.Fatal("the last waiter did not get the lock")
+	}
+	must(t, mc.Unlock(ctx))
+}
+
+// waitFor polls cond until it holds or Timeout passes.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within the timeout")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
