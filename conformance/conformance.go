@@ -104,6 +104,7 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/ShortStall", testFaultShortStall},
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
+		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -18,8 +18,10 @@ type Faults interface {
 	Stall()
 	// Cut closes the store's connections (new ones are allowed).
 	Cut()
-	// Resume ends a Stall.
-	Resume()
+	// Block refuses new connections, as a server that is down.
+	Block()
+	// Resume ends a Stall or a Block.
+	Resume() error
 }
 
 // FaultTrials is how many times the fault cases repeat their experiment:
@@ -43,10 +45,17 @@ func (s *suite) openFaulty(t *testing.T) (coord.Store, Faults) {
 	}
 	st, f := s.b.OpenFaulty(t, s.ns, faultSessionTimeout)
 	t.Cleanup(func() {
-		f.Resume()
+		_ = f.Resume()
 		_ = st.Close()
 	})
 	return st, f
+}
+
+func resume(t *testing.T, f Faults) {
+	t.Helper()
+	if err := f.Resume(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A store cut off from its server (stalled: no error, no byte) ends its
@@ -105,7 +114,7 @@ func testFaultSessionLostFirst(t *testing.T, s *suite) {
 	if !errors.Is(sess.Err(), coord.ErrSessionExpired) {
 		t.Errorf("Err() = %v, want ErrSessionExpired", sess.Err())
 	}
-	f.Resume()
+	resume(t, f)
 	next, err := st.Session(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +155,7 @@ func testFaultShortStall(t *testing.T, s *suite) {
 	if _, err := obs.Create(ctx, "/w", []byte("during"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
-	f.Resume()
+	resume(t, f)
 	for ev := range events {
 		if ev.Err != nil {
 			t.Fatal(ev.Err)
@@ -211,7 +220,7 @@ func testFaultMutexNoOverlap(t *testing.T, s *suite) {
 		}
 		t.Logf("trial %d: a lost the lock %v after the stall, b got it %v after (gap %v)", trial,
 			aLost.Sub(stalled).Round(time.Millisecond), bGot.Sub(stalled).Round(time.Millisecond), bGot.Sub(aLost).Round(time.Millisecond))
-		f.Resume()
+		resume(t, f)
 		_ = a.Unlock(ctx) // its node went with its session
 		if err := b.Unlock(ctx); err != nil {
 			t.Fatalf("trial %d: b.Unlock: %v", trial, err)
@@ -238,7 +247,7 @@ func testFaultLockCancelledInFlight(t *testing.T, s *suite) {
 	res := make(chan error, 1)
 	go func() { res <- coord.NewMutex(st, "/LOCK", "lock-", nil).Lock(lctx) }()
 	time.Sleep(faultSessionTimeout / 4)
-	f.Resume()
+	resume(t, f)
 	select {
 	case err := <-res:
 		if err == nil {
@@ -254,5 +263,51 @@ func testFaultLockCancelledInFlight(t *testing.T, s *suite) {
 	}
 	if err := m.Unlock(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Calls made while the server is down for a moment (connections cut, new
+// ones refused) wait it out within their context: a read and a create both
+// succeed once it is back, and the create made exactly one node.
+func testFaultOutageRiddenOut(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	if _, err := st.Create(ctx, "/dir", []byte("d"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	f.Block()
+	f.Cut()
+	type result struct {
+		what string
+		err  error
+	}
+	results := make(chan result, 2)
+	go func() {
+		_, _, err := st.Get(ctx, "/dir")
+		results <- result{"get", err}
+	}()
+	go func() {
+		_, err := st.Create(ctx, "/dir/made", []byte("x"), coord.Persistent)
+		results <- result{"create", err}
+	}()
+	time.Sleep(time.Second)
+	resume(t, f)
+	for i := 0; i < 2; i++ {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Errorf("%s during a one-second outage: %v", r.what, r.err)
+			}
+		case <-time.After(Timeout):
+			t.Fatal("a call did not return after the outage")
+		}
+	}
+	kids, err := obs.Children(ctx, "/dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kids) != 1 || kids[0] != "made" {
+		t.Fatalf("after the outage /dir holds %v, want [made]", kids)
 	}
 }

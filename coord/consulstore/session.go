@@ -10,6 +10,7 @@ import (
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/keepalive"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/retry"
 )
 
 // session is one Consul session, renewed until it is lost or the store closes.
@@ -56,7 +57,11 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	}
 	var out struct{ ID string }
 	created := time.Now()
-	if _, err := s.cli.Raw().Write("/v1/session/create", body, &out, (&api.WriteOptions{}).WithContext(c)); err != nil {
+	err := retry.Do(c, notApplied, func() error {
+		_, err := s.cli.Raw().Write("/v1/session/create", body, &out, (&api.WriteOptions{}).WithContext(c))
+		return err
+	})
+	if err != nil {
 		return nil, mapErr(ctx, err)
 	}
 	sess := &session{id: out.ID}

@@ -24,16 +24,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/retry"
 )
 
 // Config configures a Store.
@@ -162,6 +166,62 @@ func (s *Store) opts(ctx context.Context) (*api.QueryOptions, context.CancelFunc
 	return (&api.QueryOptions{RequireConsistent: true}).WithContext(c), cancel, nil
 }
 
+// keys lists the keys under prefix up to the next "/", tried again while
+// the agent is unreachable or failing (a blocking query included).
+func (s *Store) keys(prefix string, q *api.QueryOptions) ([]string, *api.QueryMeta, error) {
+	var keys []string
+	var meta *api.QueryMeta
+	err := retry.Do(q.Context(), transientRead, func() error {
+		var err error
+		keys, meta, err = s.cli.KV().Keys(prefix, "/", q)
+		return err
+	})
+	return keys, meta, err
+}
+
+// notApplied: the request never reached the agent (the connection was
+// refused) or the agent turned it away before doing anything (429 Too Many
+// Requests, 503 Service Unavailable). Repeating it is safe, even a write.
+func notApplied(err error) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
+	}
+	code := statusCode(err)
+	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable
+}
+
+// transientRead: a read failed for a passing reason (notApplied, a server
+// error such as "No cluster leader", a connection lost mid-request).
+// Repeating a read is safe.
+func transientRead(err error) bool {
+	if notApplied(err) || statusCode(err) >= 500 {
+		return true
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// statusCode is the HTTP status of a failed Consul call (0 when none).
+func statusCode(err error) int {
+	var se api.StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	// Some calls of the api package report the status only in the text.
+	msg := err.Error()
+	if i := strings.Index(msg, "Unexpected response code: "); i >= 0 {
+		var code int
+		if _, err := fmt.Sscanf(msg[i+len("Unexpected response code: "):], "%d", &code); err == nil {
+			return code
+		}
+	}
+	return 0
+}
+
 func mapErr(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -204,7 +264,13 @@ func (s *Store) get(ctx context.Context, path string) (*api.KVPair, *api.QueryMe
 		return nil, nil, err
 	}
 	defer cancel()
-	kv, meta, err := s.cli.KV().Get(s.key(path), q)
+	var kv *api.KVPair
+	var meta *api.QueryMeta
+	err = retry.Do(q.Context(), transientRead, func() error {
+		var err error
+		kv, meta, err = s.cli.KV().Get(s.key(path), q)
+		return err
+	})
 	if err != nil {
 		return nil, nil, mapErr(ctx, err)
 	}
@@ -280,7 +346,7 @@ func (s *Store) children(ctx context.Context, path string, waitIndex uint64) ([]
 		// as a prefix, which only cost a spurious wake-up).
 		wq := *q
 		wq.WaitIndex = waitIndex
-		keys, meta, err := s.cli.KV().Keys(s.key(path), "/", &wq)
+		keys, meta, err := s.keys(s.key(path), &wq)
 		if err != nil {
 			return nil, false, 0, mapErr(ctx, err)
 		}
@@ -298,7 +364,7 @@ func (s *Store) children(ctx context.Context, path string, waitIndex uint64) ([]
 		return nil, false, index, nil
 	}
 	base := s.key(path) + "/"
-	keys, meta, err := s.cli.KV().Keys(base, "/", q)
+	keys, meta, err := s.keys(base, q)
 	if err != nil {
 		return nil, false, 0, mapErr(ctx, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/retry"
 	"github.com/coordkit/coord/internal/txnplan"
 )
 
@@ -105,7 +106,11 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			if e == nil {
 				defer cancel()
 				var kv *api.KVPair
-				kv, _, e = s.cli.KV().Get(j.key, q)
+				e = retry.Do(q.Context(), transientRead, func() error {
+					var err error
+					kv, _, err = s.cli.KV().Get(j.key, q)
+					return err
+				})
 				if e == nil {
 					j.m[j.path].kv = kv
 					if j.kids && kv != nil {
@@ -160,7 +165,14 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 		if err != nil {
 			return nil, false, err
 		}
-		ok, resp, _, err := s.cli.Txn().Txn(txn, q)
+		var ok bool
+		var resp *api.TxnResponse
+		// A failed commit is repeated only when it cannot have been applied.
+		err = retry.Do(q.Context(), notApplied, func() error {
+			var err error
+			ok, resp, _, err = s.cli.Txn().Txn(txn, q)
+			return err
+		})
 		cancel()
 		if err != nil {
 			return nil, false, err

@@ -40,6 +40,7 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/retry"
 	"github.com/coordkit/coord/internal/txnplan"
 )
 
@@ -178,6 +179,22 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc, 
 	c, cancel := lifecycle.Bound(ctx, s.reqTO)
 	return c, cancel, nil
 }
+
+// readTxn runs a transaction of reads only, tried again while the server is
+// unavailable (the client library retries Range calls by itself, but not Txn
+// ones, which may write).
+func (s *Store) readTxn(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	var resp *clientv3.TxnResponse
+	err := retry.Do(ctx, unavailable, func() error {
+		var err error
+		resp, err = s.cli.Txn(ctx).Then(ops...).Commit()
+		return err
+	})
+	return resp, err
+}
+
+// unavailable: the server could not be reached or is between leaders.
+func unavailable(err error) bool { return status.Code(err) == codes.Unavailable }
 
 // mapErr turns an etcd client error into a coord sentinel.
 func mapErr(ctx context.Context, err error) error {
@@ -326,7 +343,7 @@ func (s *Store) readChildren(ctx context.Context, path string) ([]string, int64,
 	if path != "/" {
 		ops = append(ops, clientv3.OpGet(s.nodeKey(path), clientv3.WithCountOnly()))
 	}
-	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	resp, err := s.readTxn(ctx, ops...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -456,7 +473,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (*plan
 			}
 			chunk = append(chunk, clientv3.OpGet(g.key, opts...))
 		}
-		resp, err := s.cli.Txn(ctx).Then(chunk...).Commit()
+		resp, err := s.readTxn(ctx, chunk...)
 		if err != nil {
 			return nil, err
 		}

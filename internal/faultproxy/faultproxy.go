@@ -1,8 +1,9 @@
 // Package faultproxy is a TCP proxy on loopback that tests put between a
 // client and a real server to inject network faults: Stall holds every byte
 // in both directions while the connections stay open (a partition the client
-// cannot see), Cut closes every connection (a lost link), Block refuses new
-// connections (a server that is away). Resume undoes Stall and Block.
+// cannot see), Cut closes every connection (a lost link), Block closes the
+// listening port so that connecting is refused (a server that is down).
+// Resume undoes Stall and Block.
 package faultproxy
 
 import (
@@ -13,8 +14,9 @@ import (
 
 // Proxy forwards connections from its loopback address to a target.
 type Proxy struct {
-	l      net.Listener
+	addr   string
 	target string
+	l      net.Listener // nil while blocked
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -31,15 +33,15 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{addr: l.Addr().String(), l: l, target: target, conns: map[net.Conn]struct{}{}}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)
-	go p.accept()
+	go p.accept(l)
 	return p, nil
 }
 
 // Addr is the proxy's host:port; give it to the client instead of the target.
-func (p *Proxy) Addr() string { return p.l.Addr().String() }
+func (p *Proxy) Addr() string { return p.addr }
 
 // Stall holds all traffic: bytes sent either way are kept until Resume, and
 // connections stay open. New connections are accepted and stalled too.
@@ -49,19 +51,36 @@ func (p *Proxy) Stall() {
 	p.mu.Unlock()
 }
 
-// Block refuses new connections (they are closed at once) until Resume.
+// Block closes the listening port until Resume: connecting is refused, as
+// when the server is down. Open connections stay (Cut closes them).
 func (p *Proxy) Block() {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l != nil {
+		p.l.Close()
+		p.l = nil
+	}
 	p.blocked = true
-	p.mu.Unlock()
 }
 
-// Resume ends Stall and Block: held bytes flow again.
-func (p *Proxy) Resume() {
+// Resume ends Stall and Block: held bytes flow again and the port listens
+// again (the same port; Resume fails only if another program took it).
+func (p *Proxy) Resume() error {
 	p.mu.Lock()
-	p.stalled, p.blocked = false, false
+	defer p.mu.Unlock()
+	p.stalled = false
 	p.cond.Broadcast()
-	p.mu.Unlock()
+	if !p.blocked || p.closed {
+		return nil
+	}
+	l, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return err
+	}
+	p.l, p.blocked = l, false
+	p.wg.Add(1)
+	go p.accept(l)
+	return nil
 }
 
 // Cut closes every open connection; new ones are accepted unless blocked.
@@ -80,8 +99,12 @@ func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.cond.Broadcast()
+	var err error
+	if p.l != nil {
+		err = p.l.Close()
+		p.l = nil
+	}
 	p.mu.Unlock()
-	err := p.l.Close()
 	p.Cut()
 	p.wg.Wait()
 	return err
@@ -105,19 +128,12 @@ func (p *Proxy) untrack(c net.Conn) {
 	c.Close()
 }
 
-func (p *Proxy) accept() {
+func (p *Proxy) accept(l net.Listener) {
 	defer p.wg.Done()
 	for {
-		client, err := p.l.Accept()
+		client, err := l.Accept()
 		if err != nil {
 			return
-		}
-		p.mu.Lock()
-		blocked := p.blocked
-		p.mu.Unlock()
-		if blocked {
-			client.Close()
-			continue
 		}
 		server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 		if err != nil {
