@@ -100,9 +100,11 @@ func Run(t *testing.T, b Backend) {
 		{"Recipe/MutexMiddleWaiterGivesUp", testMutexMiddleWaiterGivesUp},
 		{"Recipe/TryLock", testTryLock},
 		{"Recipe/Fence", testMutexFence},
+		{"Recipe/Election", testElection},
 		{"Fault/SessionLostFirst", testFaultSessionLostFirst},
 		{"Fault/ShortStall", testFaultShortStall},
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
+		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
 	}

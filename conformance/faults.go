@@ -174,32 +174,60 @@ func testFaultShortStall(t *testing.T, s *suite) {
 	}
 }
 
+// locker is what the no-overlap cases hold: a Mutex or an Election.
+type locker interface {
+	lock(ctx context.Context) error
+	unlock(ctx context.Context) error
+	lost() <-chan struct{}
+}
+
+type mutexLocker struct{ *coord.Mutex }
+
+func (m mutexLocker) lock(ctx context.Context) error   { return m.Lock(ctx) }
+func (m mutexLocker) unlock(ctx context.Context) error { return m.Unlock(ctx) }
+func (m mutexLocker) lost() <-chan struct{}            { return m.Lost() }
+
+type electionLocker struct{ *coord.Election }
+
+func (e electionLocker) lock(ctx context.Context) error   { return e.Campaign(ctx, []byte("me")) }
+func (e electionLocker) unlock(ctx context.Context) error { return e.Resign(ctx) }
+func (e electionLocker) lost() <-chan struct{}            { return e.Lost() }
+
 // Two stores contend for one Mutex; the holder is stalled past its session
 // timeout, so the other gets the lock. On one clock, the stalled holder's
 // Lost() must close before the other's Lock returns: never two holders.
 func testFaultMutexNoOverlap(t *testing.T, s *suite) {
+	testFaultNoOverlap(t, s, func(st coord.Store) locker { return mutexLocker{coord.NewMutex(st, "/lock", "lock-", nil)} })
+}
+
+// The same for leadership: never two leaders.
+func testFaultElectionNoOverlap(t *testing.T, s *suite) {
+	testFaultNoOverlap(t, s, func(st coord.Store) locker { return electionLocker{coord.NewElection(st, "/leader", "n-")} })
+}
+
+func testFaultNoOverlap(t *testing.T, s *suite, newLocker func(coord.Store) locker) {
 	ctx := ctxT(t)
 	st, f := s.openFaulty(t)
 	other := s.open(t)
 	for trial := 0; trial < FaultTrials(); trial++ {
-		a := coord.NewMutex(st, "/lock", "lock-", []byte("a"))
-		if err := a.Lock(ctx); err != nil {
-			t.Fatalf("trial %d: a.Lock: %v", trial, err)
+		a := newLocker(st)
+		if err := a.lock(ctx); err != nil {
+			t.Fatalf("trial %d: a.lock: %v", trial, err)
 		}
-		b := coord.NewMutex(other, "/lock", "lock-", []byte("b"))
+		b := newLocker(other)
 		var bGot time.Time
 		var bErr error
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bErr = b.Lock(ctx)
+			bErr = b.lock(ctx)
 			bGot = time.Now()
 		}()
 		var aLost time.Time
 		lost := make(chan struct{})
 		go func() {
-			<-a.Lost()
+			<-a.lost()
 			aLost = time.Now()
 			close(lost)
 		}()
@@ -207,23 +235,23 @@ func testFaultMutexNoOverlap(t *testing.T, s *suite) {
 		f.Stall()
 		wg.Wait()
 		if bErr != nil {
-			t.Fatalf("trial %d: b.Lock: %v", trial, bErr)
+			t.Fatalf("trial %d: b.lock: %v", trial, bErr)
 		}
 		select {
 		case <-lost:
 		default:
-			t.Fatalf("trial %d: two holders: b got the lock %v after the stall and a has not lost it",
+			t.Fatalf("trial %d: two holders: b got it %v after the stall and a has not lost it",
 				trial, bGot.Sub(stalled).Round(time.Millisecond))
 		}
 		if !aLost.Before(bGot) {
-			t.Fatalf("trial %d: two holders: a lost the lock at %v, b got it at %v", trial, aLost.Sub(stalled), bGot.Sub(stalled))
+			t.Fatalf("trial %d: two holders: a lost it at %v, b got it at %v", trial, aLost.Sub(stalled), bGot.Sub(stalled))
 		}
-		t.Logf("trial %d: a lost the lock %v after the stall, b got it %v after (gap %v)", trial,
+		t.Logf("trial %d: a lost it %v after the stall, b got it %v after (gap %v)", trial,
 			aLost.Sub(stalled).Round(time.Millisecond), bGot.Sub(stalled).Round(time.Millisecond), bGot.Sub(aLost).Round(time.Millisecond))
 		resume(t, f)
-		_ = a.Unlock(ctx) // its node went with its session
-		if err := b.Unlock(ctx); err != nil {
-			t.Fatalf("trial %d: b.Unlock: %v", trial, err)
+		_ = a.unlock(ctx) // its node went with its session
+		if err := b.unlock(ctx); err != nil {
+			t.Fatalf("trial %d: b.unlock: %v", trial, err)
 		}
 	}
 }

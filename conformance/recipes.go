@@ -256,3 +256,68 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An election: one leader at a time, seen by an observer; a resignation
+// hands over to the next candidate; a leader whose session ends loses
+// leadership and the observer sees no leader.
+func testElection(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b, watcher := s.open(t), s.open(t), s.open(t)
+	obs := coord.NewElection(watcher, "/leader", "n-")
+	if _, err := obs.Leader(ctx); !errors.Is(err, coord.ErrNoLeader) {
+		t.Fatalf("Leader of an empty election: %v, want ErrNoLeader", err)
+	}
+	octx, ocancel := context.WithCancel(ctx)
+	defer ocancel()
+	seen, err := obs.Observe(octx)
+	must(t, err)
+	next := func(want string) coord.Leader {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-seen:
+				if !ok {
+					t.Fatal("Observe ended")
+				}
+				if string(l.Value) == want {
+					return l
+				}
+			case <-time.After(Timeout):
+				t.Fatalf("the observer never saw leader %q", want)
+			}
+		}
+	}
+	next("") // no leader yet
+	ea := coord.NewElection(a, "/leader", "n-")
+	must(t, ea.Campaign(ctx, []byte("a")))
+	la := next("a")
+	if la.Token != ea.Token() || la.Node == "" {
+		t.Fatalf("observed leader %+v, campaigner's token %d", la, ea.Token())
+	}
+	eb := coord.NewElection(b, "/leader", "n-")
+	bErr := make(chan error, 1)
+	go func() { bErr <- eb.Campaign(ctx, []byte("b")) }()
+	select {
+	case err := <-bErr:
+		t.Fatalf("a second candidate led while the first leads: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if l, err := obs.Leader(ctx); err != nil || string(l.Value) != "a" {
+		t.Fatalf("Leader: %q %v, want a", l.Value, err)
+	}
+	must(t, ea.Resign(ctx))
+	must(t, <-bErr)
+	lb := next("b")
+	if lb.Token <= la.Token || eb.Token() != lb.Token {
+		t.Fatalf("tokens: a %d, b %d (campaigner says %d)", la.Token, lb.Token, eb.Token())
+	}
+	lost := eb.Lost()
+	s.b.Expire(t, b)
+	select {
+	case <-lost:
+	case <-time.After(Timeout):
+		t.Fatal("a leader whose session ended was not told")
+	}
+	next("")
+	must(t, eb.Resign(ctx))
+}
