@@ -107,6 +107,7 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
+		{"Fault/Linearizable", testLinearizable},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
