@@ -40,8 +40,8 @@ type regInput struct {
 }
 
 type regOutput struct {
-	unknown bool  // the write's outcome is unknown
-	ok      bool  // the write was applied (false: ErrBadVersion)
+	unknown bool // the write's outcome is unknown
+	ok      bool // the write was applied (false: ErrBadVersion)
 	val     string
 	ver     int64 // get: the version read; set and cas: the new version
 }
