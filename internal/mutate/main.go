@@ -1,0 +1,240 @@
+// Command mutate measures how well the tests catch realistic bugs: it
+// applies each mutant of a list (internal/mutate/mutants.txt) to a scratch
+// copy of the module, one at a time, runs the tests of the mutant's package
+// and reports the mutants the tests killed and those that survived. A
+// surviving mutant is a missing test case. scripts/mutate.sh starts the
+// servers and runs it.
+//
+// The list holds blocks like this one:
+//
+//	mutant etcd-version-off-by-one coord/etcdstore/store.go ./coord/etcdstore
+//	< 	return coord.Stat{Version: kvVersion - 1,
+//	> 	return coord.Stat{Version: kvVersion,
+//
+// The "<" lines must occur exactly once in the file; the ">" lines replace
+// them. Lines starting with "#" are comments.
+//
+//	go run ./internal/mutate [-list FILE] [-run REGEXP] [-timeout 10m] [-v]
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Mutant is one realistic bug.
+type Mutant struct {
+	Name, File, Pkg string
+	From, To        string
+}
+
+// parse reads a mutant list.
+func parse(text string) ([]Mutant, error) {
+	var out []Mutant
+	var cur *Mutant
+	var from, to []string
+	flush := func() {
+		if cur != nil {
+			cur.From, cur.To = strings.Join(from, "\n"), strings.Join(to, "\n")
+			out = append(out, *cur)
+		}
+		cur, from, to = nil, nil, nil
+	}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "mutant "):
+			flush()
+			f := strings.Fields(line)
+			if len(f) != 4 {
+				return nil, fmt.Errorf("line %d: want: mutant NAME FILE PACKAGE", n)
+			}
+			cur = &Mutant{Name: f[1], File: f[2], Pkg: f[3]}
+		case strings.HasPrefix(line, "< "), line == "<":
+			if cur == nil {
+				return nil, fmt.Errorf("line %d: < outside a mutant", n)
+			}
+			from = append(from, strings.TrimPrefix(strings.TrimPrefix(line, "<"), " "))
+		case strings.HasPrefix(line, "> "), line == ">":
+			if cur == nil {
+				return nil, fmt.Errorf("line %d: > outside a mutant", n)
+			}
+			to = append(to, strings.TrimPrefix(strings.TrimPrefix(line, ">"), " "))
+		case strings.TrimSpace(line) == "", strings.HasPrefix(line, "#"):
+		default:
+			return nil, fmt.Errorf("line %d: unexpected %q", n, line)
+		}
+	}
+	flush()
+	seen := map[string]bool{}
+	for _, m := range out {
+		if m.From == "" || m.From == m.To {
+			return nil, fmt.Errorf("mutant %s: no change", m.Name)
+		}
+		if seen[m.Name] {
+			return nil, fmt.Errorf("mutant %s: defined twice", m.Name)
+		}
+		seen[m.Name] = true
+	}
+	return out, sc.Err()
+}
+
+// apply returns src with the mutant applied, or an error when its "<" lines
+// do not occur exactly once (the list went stale).
+func apply(src string, m Mutant) (string, error) {
+	if n := strings.Count(src, m.From); n != 1 {
+		return "", fmt.Errorf("mutant %s: its lines occur %d times in %s", m.Name, n, m.File)
+	}
+	return strings.Replace(src, m.From, m.To, 1), nil
+}
+
+// copyTree copies the module at src to dst, without .git.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+}
+
+func main() {
+	list := flag.String("list", "internal/mutate/mutants.txt", "the mutant list")
+	run := flag.String("run", "", "only the mutants whose name matches this regexp")
+	timeout := flag.Duration("timeout", 10*time.Minute, "a test run longer than this counts as killed")
+	verbose := flag.Bool("v", false, "print the test output of survivors")
+	check := flag.Bool("check", false, "only check that every mutant applies and compiles")
+	flag.Parse()
+	text, err := os.ReadFile(*list)
+	if err != nil {
+		fail(err)
+	}
+	mutants, err := parse(string(text))
+	if err != nil {
+		fail(err)
+	}
+	if *run != "" {
+		re, err := regexp.Compile(*run)
+		if err != nil {
+			fail(err)
+		}
+		var keep []Mutant
+		for _, m := range mutants {
+			if re.MatchString(m.Name) {
+				keep = append(keep, m)
+			}
+		}
+		mutants = keep
+	}
+	scratch, err := os.MkdirTemp("", "coord-mutate-")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(scratch)
+	if err := copyTree(".", scratch); err != nil {
+		fail(err)
+	}
+	type score struct{ killed, total int }
+	scores := map[string]*score{}
+	var survivors []string
+	start := time.Now()
+	for i, m := range mutants {
+		group := strings.SplitN(m.Name, "-", 2)[0]
+		if scores[group] == nil {
+			scores[group] = &score{}
+		}
+		path := filepath.Join(scratch, m.File)
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			fail(err)
+		}
+		mutated, err := apply(string(orig), m)
+		if err != nil {
+			fail(err)
+		}
+		if err := os.WriteFile(path, []byte(mutated), 0o644); err != nil {
+			fail(err)
+		}
+		t0 := time.Now()
+		if *check {
+			cmd := exec.Command("go", "test", "-count=1", "-run", "^$", m.Pkg)
+			cmd.Dir = scratch
+			out, err := cmd.CombinedOutput()
+			if werr := os.WriteFile(path, orig, 0o644); werr != nil {
+				fail(werr)
+			}
+			if err != nil {
+				fail(fmt.Errorf("mutant %s does not compile:\n%s", m.Name, out))
+			}
+			fmt.Printf("[%d/%d] ok %s\n", i+1, len(mutants), m.Name)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-failfast", m.Pkg)
+		cmd.Dir = scratch
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if werr := os.WriteFile(path, orig, 0o644); werr != nil {
+			fail(werr)
+		}
+		killed := err != nil
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) && ctx.Err() == nil {
+			fail(fmt.Errorf("mutant %s: running the tests: %v", m.Name, err))
+		}
+		scores[group].total++
+		verdict := "killed"
+		if killed {
+			scores[group].killed++
+		} else {
+			verdict = "SURVIVED"
+			survivors = append(survivors, m.Name)
+		}
+		fmt.Printf("[%d/%d] %-8s %s (%s)\n", i+1, len(mutants), verdict, m.Name, time.Since(t0).Round(time.Second))
+		if !killed && *verbose {
+			fmt.Println(string(out))
+		}
+	}
+	if *check {
+		fmt.Printf("%d mutants apply and compile\n", len(mutants))
+		return
+	}
+	fmt.Printf("\n%d mutants in %v\n", len(mutants), time.Since(start).Round(time.Second))
+	for group, s := range scores {
+		fmt.Printf("%-10s %d/%d killed (%.0f%%)\n", group, s.killed, s.total, 100*float64(s.killed)/float64(s.total))
+	}
+	for _, name := range survivors {
+		fmt.Println("survivor:", name)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "mutate:", err)
+	os.Exit(2)
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseApply(t *testing.T) {
+	ms, err := parse("# c\nmutant a-x f.go ./p\n< \tx := 1\n< \ty := 2\n> \tx := 2\n\nmutant b-y g.go ./q\n< a\n> b\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || ms[0].From != "\tx := 1\n\ty := 2" || ms[0].To != "\tx := 2" || ms[1].Pkg != "./q" {
+		t.Fatalf("%+v", ms)
+	}
+	got, err := apply("a\n\tx := 1\n\ty := 2\nb", ms[0])
+	if err != nil || got != "a\n\tx := 2\nb" {
+		t.Fatalf("%q %v", got, err)
+	}
+	if _, err := apply("nothing", ms[0]); err == nil {
+		t.Fatal("a stale mutant applied")
+	}
+	for _, bad := range []string{"mutant a f.go\n", "< x\n", "mutant a f ./p\n< x\n> x\n", "mutant a f ./p\n< x\n> y\nmutant a f ./p\n< x\n> z\n"} {
+		if _, err := parse(bad); err == nil {
+			t.Errorf("parse(%q) accepted", bad)
+		}
+	}
+}
+
+// The list in the repository parses, and every mutant's lines occur exactly
+// once in its file: a mutant that no longer applies is caught here, not when
+// someone runs the (long) mutation run.
+func TestListApplies(t *testing.T) {
+	text, err := os.ReadFile("mutants.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := parse(string(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, m := range ms {
+		src, err := os.ReadFile("../../" + m.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := apply(string(src), m); err != nil {
+			t.Error(err)
+		}
+		per[strings.SplitN(m.Name, "-", 2)[0]]++
+	}
+	for _, b := range []string{"etcd", "zk", "consul"} {
+		if per[b] < 40 {
+			t.Errorf("%d mutants for %s, want at least 40", per[b], b)
+		}
+	}
+}
