@@ -51,6 +51,17 @@ func (s *suite) openFaulty(t *testing.T) (coord.Store, Faults) {
 	return st, f
 }
 
+// stamp records when ch closes: *at is set once done is closed.
+func stamp(ch <-chan struct{}) (at *time.Time, done <-chan struct{}) {
+	at, d := new(time.Time), make(chan struct{})
+	go func() {
+		<-ch
+		*at = time.Now()
+		close(d)
+	}()
+	return at, d
+}
+
 func resume(t *testing.T, f Faults) {
 	t.Helper()
 	if err := f.Resume(); err != nil {
@@ -82,13 +93,7 @@ func testFaultSessionLostFirst(t *testing.T, s *suite) {
 	if ev := <-events; !ev.Exists {
 		t.Fatal("the observer does not see the ephemeral node")
 	}
-	var done time.Time
-	doneCh := make(chan struct{})
-	go func() {
-		<-sess.Done()
-		done = time.Now()
-		close(doneCh)
-	}()
+	doneAt, doneCh := stamp(sess.Done())
 	stalled := time.Now()
 	f.Stall()
 	var gone time.Time
@@ -107,6 +112,7 @@ func testFaultSessionLostFirst(t *testing.T, s *suite) {
 		t.Fatalf("the server deleted the ephemeral node %v after the stall, and the session is still not Done",
 			gone.Sub(stalled).Round(time.Millisecond))
 	}
+	done := *doneAt
 	if !done.Before(gone) {
 		t.Fatalf("Done closed %v after the stall, not before the node was deleted (%v)", done.Sub(stalled), gone.Sub(stalled))
 	}
@@ -224,13 +230,7 @@ func testFaultNoOverlap(t *testing.T, s *suite, newLocker func(coord.Store) lock
 			bErr = b.lock(ctx)
 			bGot = time.Now()
 		}()
-		var aLost time.Time
-		lost := make(chan struct{})
-		go func() {
-			<-a.lost()
-			aLost = time.Now()
-			close(lost)
-		}()
+		aLostAt, lost := stamp(a.lost())
 		stalled := time.Now()
 		f.Stall()
 		wg.Wait()
@@ -243,6 +243,7 @@ func testFaultNoOverlap(t *testing.T, s *suite, newLocker func(coord.Store) lock
 			t.Fatalf("trial %d: two holders: b got it %v after the stall and a has not lost it",
 				trial, bGot.Sub(stalled).Round(time.Millisecond))
 		}
+		aLost := *aLostAt
 		if !aLost.Before(bGot) {
 			t.Fatalf("trial %d: two holders: a lost it at %v, b got it at %v", trial, aLost.Sub(stalled), bGot.Sub(stalled))
 		}
