@@ -212,10 +212,10 @@ func testFaultElectionNoOverlap(t *testing.T, s *suite) {
 }
 
 func testFaultNoOverlap(t *testing.T, s *suite, newLocker func(coord.Store) locker) {
-	ctx := ctxT(t)
 	st, f := s.openFaulty(t)
 	other := s.open(t)
 	for trial := 0; trial < FaultTrials(); trial++ {
+		ctx := ctxT(t) // each trial has the whole bound
 		a := newLocker(st)
 		if err := a.lock(ctx); err != nil {
 			t.Fatalf("trial %d: a.lock: %v", trial, err)
