@@ -81,6 +81,7 @@ func Run(t *testing.T, b Backend) {
 		{"Watch/DataNoMiss", testWatchDataNoMiss},
 		{"Watch/Children", testWatchChildren},
 		{"Watch/ChildrenMissing", testWatchChildrenMissing},
+		{"Watch/ChildrenIgnoresData", testWatchChildrenIgnoresData},
 		{"Watch/Cancel", testWatchCancel},
 		{"Watch/LastState", testWatchLastState},
 		{"Watch/StoreClosed", testWatchStoreClosed},

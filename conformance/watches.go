@@ -288,3 +288,35 @@ func testWatchEphemeral(t *testing.T, s *suite) {
 	must(t, owner.Close())
 	until(t, ch, "removal of the ephemeral node", func(ev coord.Event) bool { return !ev.Exists })
 }
+
+// A change of a child's data is not a children event: after it, the next
+// event a children watch sends is the next change of the children.
+func testWatchChildrenIgnoresData(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st := s.open(t)
+	_, err := st.Create(ctx, "/dir", nil, coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/dir/a", []byte("1"), coord.Persistent)
+	must(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := st.WatchChildren(wctx, "/dir")
+	must(t, err)
+	if ev := <-events; len(ev.Children) != 1 {
+		t.Fatalf("first event %v", ev.Children)
+	}
+	for i := 0; i < 3; i++ {
+		_, err = st.Set(ctx, "/dir/a", []byte{byte('2' + i)}, coord.AnyVersion)
+		must(t, err)
+	}
+	_, err = st.Create(ctx, "/dir/b", nil, coord.Persistent)
+	must(t, err)
+	select {
+	case ev := <-events:
+		if len(ev.Children) != 2 {
+			t.Fatalf("after data changes and a create, the event is %v, want [a b]", ev.Children)
+		}
+	case <-time.After(Timeout):
+		t.Fatal("no event for the new child")
+	}
+}
