@@ -309,6 +309,13 @@ func testWatchChildrenIgnoresData(t *testing.T, s *suite) {
 		_, err = st.Set(ctx, "/dir/a", []byte{byte('2' + i)}, coord.AnyVersion)
 		must(t, err)
 	}
+	// No event may come of it. (A slow one would pass unseen; a bound that
+	// holds on a loaded machine can only make this check weaker, not flaky.)
+	select {
+	case ev := <-events:
+		t.Fatalf("a child's data change sent a children event: %v", ev.Children)
+	case <-time.After(300 * time.Millisecond):
+	}
 	_, err = st.Create(ctx, "/dir/b", nil, coord.Persistent)
 	must(t, err)
 	select {
