@@ -187,7 +187,9 @@ case "${1:-}" in
 install) install ;;
 start) start "${2:-}" "${3:-}" ;;
 stop) stop "${2:-}" ;;
-version) "$(install)" version | head -n 1 ;;
+# sed reads all of its input: head would exit first and, under pipefail, the
+# writer's SIGPIPE would fail the command.
+version) "$(install)" version | sed -n 1p ;;
 *)
 	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | version" >&2
 	exit 2

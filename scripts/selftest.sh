@@ -114,6 +114,15 @@ expect_ok
 nothing_runs "$t/consul-cold"
 [ ! -e "$t/consul-cold/consul.pid" ] || fail "pid file left"
 
+# `version` prints one line and succeeds every time (it once piped into
+# head, and the writer's SIGPIPE failed it now and then under pipefail).
+current=consul-version
+cases=$((cases + 1))
+for _ in $(seq 1 20); do
+	v=$("$repo/scripts/consul.sh" version 2>/dev/null) || { fail "consul.sh version exited $?"; break; }
+	[[ "$v" =~ ^Consul\ v[0-9] ]] || { fail "consul.sh version printed '$v'"; break; }
+done
+
 # Warm: the cached binary is used; a broken build step is never reached.
 run consul-warm env COORD_CONSUL_BUILD=false "$repo/scripts/consul.sh" start "$t/consul-warm"
 expect_ok

@@ -73,7 +73,9 @@ L4J
 	for _ in $(seq 1 300); do
 		# srvr answers with the version only once the server serves clients
 		# (ruok says imok before that).
-		if send "$port" srvr 2>/dev/null | grep -q '^Zookeeper version:'; then
+		# (No `| grep -q`: it exits at the match, and under pipefail the
+		# writer's SIGPIPE would make a ready server look unready.)
+		if [[ "$(send "$port" srvr 2>/dev/null)" == "Zookeeper version:"* ]]; then
 			echo "127.0.0.1:$port" >"$dir/zk.addr"
 			echo "127.0.0.1:$port"
 			return
