@@ -69,11 +69,10 @@ func resume(t *testing.T, f Faults) {
 	}
 }
 
-// A store cut off from its server (stalled: no error, no byte) ends its
-// session before the server can have deleted the session's ephemeral nodes,
-// on the client's clock, without waiting for the link to heal. Then, once the
-// link is back, it makes a new session.
-func testFaultSessionLostFirst(t *testing.T, s *suite) {
+// faultyEphemeral opens a store behind faults, with an ephemeral node /e of
+// its session, and a second store to observe it.
+func (s *suite) faultyEphemeral(t *testing.T) (context.Context, coord.Store, Faults, coord.Store, coord.Session) {
+	t.Helper()
 	ctx := ctxT(t)
 	st, f := s.openFaulty(t)
 	obs := s.open(t)
@@ -84,6 +83,15 @@ func testFaultSessionLostFirst(t *testing.T, s *suite) {
 	if _, err := st.Create(ctx, "/e", []byte("mine"), coord.Ephemeral); err != nil {
 		t.Fatal(err)
 	}
+	return ctx, st, f, obs, sess
+}
+
+// A store cut off from its server (stalled: no error, no byte) ends its
+// session before the server can have deleted the session's ephemeral nodes,
+// on the client's clock, without waiting for the link to heal. Then, once the
+// link is back, it makes a new session.
+func testFaultSessionLostFirst(t *testing.T, s *suite) {
+	ctx, st, f, obs, sess := s.faultyEphemeral(t)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := obs.WatchData(wctx, "/e")
@@ -139,16 +147,7 @@ func testFaultSessionLostFirst(t *testing.T, s *suite) {
 // A stall shorter than a third of the session timeout ends nothing: the
 // session, its ephemeral node and a watch carry on.
 func testFaultShortStall(t *testing.T, s *suite) {
-	ctx := ctxT(t)
-	st, f := s.openFaulty(t)
-	obs := s.open(t)
-	sess, err := st.Session(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Create(ctx, "/e", nil, coord.Ephemeral); err != nil {
-		t.Fatal(err)
-	}
+	ctx, st, f, obs, sess := s.faultyEphemeral(t)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := st.WatchData(wctx, "/w")
