@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -320,4 +321,43 @@ func testElection(t *testing.T, s *suite) {
 	}
 	next("")
 	must(t, eb.Resign(ctx))
+}
+
+// The empty sequential prefix that Create takes ("/q/" makes "/q/0000000000")
+// works in CreateAll, Mutex and Election too, and a child of the directory
+// that is not a sequence name ("cfg", "-1", "+0000000001") is nobody's
+// contender.
+func testRecipeEmptyPrefix(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b := s.open(t), s.open(t)
+	node, err := coord.CreateAll(ctx, a, "/deep/q/", []byte("x"), coord.Sequential)
+	must(t, err)
+	if !regexp.MustCompile(`^/deep/q/\d{10}$`).MatchString(node) {
+		t.Fatalf("CreateAll(/deep/q/) made %q", node)
+	}
+	for _, name := range []string{"/L/cfg", "/L/-1", "/L/+0000000001"} {
+		_, err := coord.CreateAll(ctx, a, name, nil, coord.Persistent)
+		must(t, err)
+	}
+	ma := coord.NewMutex(a, "/L", "", []byte("a"))
+	must(t, ma.TryLock(ctx))
+	if !regexp.MustCompile(`^/L/\d{10}$`).MatchString(ma.Node()) {
+		t.Fatalf("mutex node %q", ma.Node())
+	}
+	mb := coord.NewMutex(b, "/L", "", []byte("b"))
+	if err := mb.TryLock(ctx); !errors.Is(err, coord.ErrLocked) {
+		t.Fatalf("TryLock of a held lock: %v, want ErrLocked", err)
+	}
+	must(t, ma.Unlock(ctx))
+	must(t, mb.Lock(ctx))
+	must(t, mb.Unlock(ctx))
+
+	ea := coord.NewElection(a, "/E", "")
+	must(t, ea.Campaign(ctx, []byte("a")))
+	l, err := coord.NewElection(b, "/E", "").Leader(ctx)
+	must(t, err)
+	if string(l.Value) != "a" || l.Token != ea.Token() {
+		t.Fatalf("leader %+v, want a with token %d", l, ea.Token())
+	}
+	must(t, ea.Resign(ctx))
 }

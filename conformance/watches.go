@@ -327,3 +327,43 @@ func testWatchChildrenIgnoresData(t *testing.T, s *suite) {
 		t.Fatal("no event for the new child")
 	}
 }
+
+// A children watch whose node is deleted and at once created again (with
+// the same children) ends with ErrNoNode: the watcher must not carry on as
+// if the node it watched were still the same one.
+func testWatchChildrenRecreated(t *testing.T, s *suite) {
+	st, writer := s.open(t), s.open(t)
+	ctx := ctxT(t)
+	for i := range 3 {
+		_, err := st.Create(ctx, "/dir", nil, coord.Persistent)
+		must(t, err)
+		ch, err := st.WatchChildren(ctx, "/dir")
+		must(t, err)
+		if ev := next(t, ch); !ev.Exists || len(ev.Children) != 0 {
+			t.Fatalf("first children event: %+v", ev)
+		}
+		must(t, writer.Delete(ctx, "/dir", coord.AnyVersion))
+		_, err = writer.Create(ctx, "/dir", nil, coord.Persistent)
+		must(t, err)
+		deadline := time.After(Timeout)
+	wait:
+		for {
+			select {
+			case ev, ok := <-ch:
+				if !ok {
+					t.Fatalf("round %d: channel closed without a final error event", i)
+				}
+				if ev.Err == nil {
+					t.Fatalf("round %d: the watch went on after its node was deleted: %+v", i, ev)
+				}
+				if !errors.Is(ev.Err, coord.ErrNoNode) || ev.Exists {
+					t.Fatalf("round %d: final event %+v, want ErrNoNode", i, ev)
+				}
+				break wait
+			case <-deadline:
+				t.Fatalf("round %d: no final event after the node was deleted and created again", i)
+			}
+		}
+		must(t, writer.Delete(ctx, "/dir", coord.AnyVersion))
+	}
+}

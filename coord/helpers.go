@@ -10,8 +10,10 @@ import (
 // then the node itself as Store.Create does, and returns its path. Ancestors
 // that already exist are left as they are.
 func CreateAll(ctx context.Context, s Store, path string, data []byte, mode Mode) (string, error) {
-	if err := ValidatePath(path); err != nil {
-		return "", Errorf("create", path, err)
+	// The same checks as Create's, so that what Create takes ("/q/" with an
+	// empty sequential prefix) CreateAll takes too.
+	if err := CheckCall(ctx, "create", path, nil, mode, 0, Limits{}); err != nil {
+		return "", err
 	}
 	for attempt := 0; ; attempt++ {
 		p, err := s.Create(ctx, path, data, mode)

@@ -7,7 +7,8 @@ import (
 )
 
 // SortBySequence returns the names that are prefix followed by a sequence
-// number, ordered by that number. Other names are left out.
+// number (ten or more decimal digits, as Sequential creates make), ordered by
+// that number. Other names are left out.
 func SortBySequence(names []string, prefix string) []string {
 	type seqName struct {
 		n    int64
@@ -18,8 +19,12 @@ func SortBySequence(names []string, prefix string) []string {
 		if !strings.HasPrefix(name, prefix) {
 			continue
 		}
-		n, err := strconv.ParseInt(name[len(prefix):], 10, 64)
-		if err != nil || n < 0 {
+		digits := name[len(prefix):]
+		if len(digits) < 10 || strings.Trim(digits, "0123456789") != "" {
+			continue
+		}
+		n, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil {
 			continue
 		}
 		out = append(out, seqName{n, name})

@@ -3,11 +3,14 @@
 //
 // # Key layout
 //
-// A node at path P is the key Prefix + P ("coord/zk/codis/db_p"); its value is
+// A node at path P is the key Prefix + "/nodes" + P
+// ("coord/nodes/zk/codis/db_p"); its value is
 // the node's data, unchanged, and its coord version is kept in the key's
 // Flags. Children are listed with a "/" separator, so a listing returns the
 // direct children only. The sequence counter of a parent is the key
-// Prefix + ".seq" + P, updated in the /v1/txn that creates the sequential node.
+// Prefix + "/seq" + P, updated in the /v1/txn that creates the sequential node.
+// Since no component of a prefix may be "nodes" or "seq", the keys of the
+// stores on "p" and on "p/a" never meet.
 //
 // Every change is one /v1/txn guarded by the ModifyIndex of what it read, so
 // it applies only to the state it was planned on. Creating a child rewrites
@@ -52,7 +55,11 @@ type Config struct {
 	TLS api.TLSConfig
 	// Datacenter to use (the agent's when empty).
 	Datacenter string
-	// Prefix of every key ("coord" when empty).
+	// Prefix of every key ("coord" when empty; leading and trailing "/"
+	// dropped). Stores with different prefixes do not see each other's
+	// nodes, even when one prefix extends the other ("p" and "p/a"). No
+	// component of it may be empty, "nodes", "seq", "." or ".."; New refuses
+	// such a prefix with ErrInvalidArgument.
 	Prefix string
 	// SessionTTL is the TTL of a session, renewed at a third of it (10s when
 	// 0; the agent refuses a TTL under its session_ttl_min).
@@ -108,6 +115,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.prefix == "" {
 		s.prefix = "coord"
 	}
+	if err := checkPrefix(s.prefix); err != nil {
+		return nil, coord.Errorf("connect", cfg.Prefix, err)
+	}
 	if s.ttl == 0 {
 		s.ttl = 10 * time.Second
 	}
@@ -140,18 +150,35 @@ func (s *Store) Client() *api.Client { return s.cli }
 // Limits implements coord.Store.
 func (s *Store) Limits() coord.Limits { return s.limits }
 
+// checkPrefix refuses a prefix that could share keys with another store's:
+// a component that is empty, "nodes" or "seq" would put the prefix "p/nodes"
+// or "p/seq" inside the keys of the store on "p".
+func checkPrefix(prefix string) error {
+	for _, c := range strings.Split(prefix, "/") {
+		if c == "" || c == "nodes" || c == "seq" || c == "." || c == ".." {
+			return fmt.Errorf("%w: prefix %q: component %q is empty, reserved or relative", coord.ErrInvalidArgument, prefix, c)
+		}
+		for _, r := range c {
+			if r < 0x20 || r == 0x7f {
+				return fmt.Errorf("%w: prefix %q: control character", coord.ErrInvalidArgument, prefix)
+			}
+		}
+	}
+	return nil
+}
+
 func (s *Store) key(p string) string {
 	if p == "/" {
-		return s.prefix
+		return s.prefix + "/nodes"
 	}
-	return s.prefix + p
+	return s.prefix + "/nodes" + p
 }
 
 func (s *Store) seqKey(p string) string {
 	if p == "/" {
-		return s.prefix + ".seq"
+		return s.prefix + "/seq"
 	}
-	return s.prefix + ".seq" + p
+	return s.prefix + "/seq" + p
 }
 
 // opts returns query options bound to ctx and the request timeout.

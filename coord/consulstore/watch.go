@@ -57,13 +57,28 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	if err := coord.CheckCall(ctx, "watch", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
 	}
+	// created is the CreateIndex of the watched node's key: a node deleted
+	// and made again between two reads has another, and ends the watch as
+	// the delete alone would.
+	var created uint64
 	read := func(c context.Context, index uint64) (coord.Event, uint64, error) {
 		kids, exists, idx, err := s.children(c, path, max(index, 1))
 		if err != nil {
 			return coord.Event{}, 0, err
 		}
+		gone := coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}
 		if !exists {
-			return coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}, idx, nil
+			return gone, idx, nil
+		}
+		if path != "/" {
+			kv, _, err := s.get(c, path)
+			if err != nil {
+				return coord.Event{}, 0, err
+			}
+			if kv == nil || (created != 0 && kv.CreateIndex != created) {
+				return gone, idx, nil
+			}
+			created = kv.CreateIndex
 		}
 		return coord.Event{Path: path, Exists: true, Children: kids}, idx, nil
 	}

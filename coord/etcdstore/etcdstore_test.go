@@ -104,3 +104,65 @@ func TestServerGone(t *testing.T) {
 		t.Fatalf("connecting to a stopped server: %v, want ErrUnavailable", err)
 	}
 }
+
+// Stores on a prefix and on prefixes that extend it see nothing of each
+// other, and a prefix that could reach into another's layout is refused.
+func TestPrefixesIsolated(t *testing.T) {
+	ctx := context.Background()
+	open := func(prefix string) coord.Store {
+		s, err := etcdstore.New(ctx, etcdstore.Config{Endpoints: endpoints, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	base := "iso-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	for _, bad := range []string{base + "/001", base + "/seq", base + "//x", "a/999/b"} {
+		_, err := etcdstore.New(ctx, etcdstore.Config{Endpoints: endpoints, Prefix: bad})
+		if !errors.Is(err, coord.ErrInvalidArgument) {
+			t.Errorf("prefix %q: %v, want ErrInvalidArgument", bad, err)
+		}
+	}
+	checkIsolation(t, open, base, []string{base + "/a", base + "/0011", base + "/seqx", base + "x"})
+}
+
+// checkIsolation writes through the store on base and on each of
+// others, and checks that each store lists only what it wrote.
+func checkIsolation(t *testing.T, open func(string) coord.Store, base string, others []string) {
+	ctx := context.Background()
+	all := append([]string{base}, others...)
+	stores := map[string]coord.Store{}
+	for _, p := range all {
+		st := open(p)
+		stores[p] = st
+		for _, path := range []string{"/001", "/a", "/seq"} {
+			if _, err := st.Create(ctx, path, []byte(p), coord.Persistent); err != nil {
+				t.Fatalf("%s: create %s: %v", p, path, err)
+			}
+			if _, err := st.Create(ctx, path+"/", nil, coord.Sequential); err != nil {
+				t.Fatalf("%s: create %s/: %v", p, path, err)
+			}
+		}
+	}
+	for _, p := range all {
+		st := stores[p]
+		kids, err := st.Children(ctx, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(kids, ",") != "001,a,seq" {
+			t.Errorf("store on %q lists %q, want its own 001,a,seq", p, kids)
+		}
+		for _, path := range []string{"/001", "/a", "/seq"} {
+			data, _, err := st.Get(ctx, path)
+			if err != nil || string(data) != p {
+				t.Errorf("store on %q: get %s = %q, %v; want its own data", p, path, data, err)
+			}
+			kids, err := st.Children(ctx, path)
+			if err != nil || strings.Join(kids, ",") != "0000000000" {
+				t.Errorf("store on %q: children of %s = %q, %v; want its one sequential node", p, path, kids, err)
+			}
+		}
+	}
+}

@@ -51,8 +51,12 @@ type Config struct {
 	// Client, when set, is used instead of dialing Endpoints; Close does not
 	// close it.
 	Client *clientv3.Client
-	// Prefix of every key this store writes ("coord" when empty). Stores
-	// with different prefixes do not see each other's nodes.
+	// Prefix of every key this store writes ("coord" when empty; a trailing
+	// "/" is dropped). Stores with different prefixes do not see each
+	// other's nodes, even when one prefix extends the other ("p" and
+	// "p/a"). So that no prefix can reach into another's key layout, none of
+	// its "/"-separated components may be empty, three digits or "seq";
+	// New refuses such a prefix with ErrInvalidArgument.
 	Prefix string
 	// SessionTTL is the lease TTL of a session (10s when 0; at least 2s).
 	SessionTTL time.Duration
@@ -97,6 +101,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{prefix: strings.TrimSuffix(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout}
 	if s.prefix == "" {
 		s.prefix = "coord"
+	}
+	if err := checkPrefix(s.prefix); err != nil {
+		return nil, coord.Errorf("connect", cfg.Prefix, err)
 	}
 	if s.ttl == 0 {
 		s.ttl = 10 * time.Second
@@ -156,6 +163,24 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 
 // Limits implements coord.Store.
 func (s *Store) Limits() coord.Limits { return s.limits }
+
+// checkPrefix refuses a prefix that could share keys with another store's:
+// a component that is empty, three digits (a depth) or "seq" would let the
+// prefix "p/001" or "p/seq" live inside the key ranges of the store on "p".
+func checkPrefix(prefix string) error {
+	for _, c := range strings.Split(prefix, "/") {
+		digits := len(c) == 3 && strings.Trim(c, "0123456789") == ""
+		if c == "" || c == "seq" || digits {
+			return fmt.Errorf("%w: prefix %q: component %q is empty, three digits or \"seq\"", coord.ErrInvalidArgument, prefix, c)
+		}
+		for _, r := range c {
+			if r < 0x20 || r == 0x7f {
+				return fmt.Errorf("%w: prefix %q: control character", coord.ErrInvalidArgument, prefix)
+			}
+		}
+	}
+	return nil
+}
 
 func (s *Store) nodeKey(p string) string {
 	return fmt.Sprintf("%s/%03d%s", s.prefix, coord.Depth(p), p)
@@ -257,14 +282,14 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 	if err := coord.CheckCall(ctx, "get", path, nil, 0, 0, s.limits); err != nil {
 		return nil, coord.Stat{}, err
 	}
-	if path == "/" {
-		return nil, coord.Stat{}, nil
-	}
 	c, cancel, err := s.call(ctx)
 	if err != nil {
 		return nil, coord.Stat{}, coord.Errorf("get", path, err)
 	}
 	defer cancel()
+	if path == "/" {
+		return nil, coord.Stat{}, nil
+	}
 	resp, err := s.cli.Get(c, s.nodeKey(path))
 	if err != nil {
 		return nil, coord.Stat{}, coord.Errorf("get", path, mapErr(ctx, err))

@@ -24,7 +24,7 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 	}
 	q, ch := watchq.New()
 	q.Send(ev)
-	go s.loop(ctx, q, fired, func(c context.Context) (coord.Event, <-chan zk.Event, error) {
+	go s.loop(ctx, q, fired, func(c context.Context, _ zk.EventType) (coord.Event, <-chan zk.Event, error) {
 		return s.armData(c, path)
 	})
 	return ch, nil
@@ -81,7 +81,11 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	q, ch := watchq.New()
 	q.Send(ev)
 	last := ev.Children
-	go s.loop(ctx, q, fired, func(c context.Context) (coord.Event, <-chan zk.Event, error) {
+	go s.loop(ctx, q, fired, func(c context.Context, why zk.EventType) (coord.Event, <-chan zk.Event, error) {
+		if why == zk.EventNodeDeleted {
+			// Ended, even if the node is back by now: it is another node.
+			return coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}, nil, nil
+		}
 		ev, fired, err := s.armChildren(c, path)
 		if err == nil && ev.Exists && slices.Equal(ev.Children, last) {
 			ev.Children = nil // unchanged: nothing to send
@@ -114,22 +118,26 @@ func (s *Store) armChildren(ctx context.Context, path string) (coord.Event, <-ch
 
 // loop waits for the armed watch to fire, then re-reads and re-arms. An
 // event with an empty Path from arm means "nothing to send".
-func (s *Store) loop(ctx context.Context, q *watchq.Q, fired <-chan zk.Event, arm func(context.Context) (coord.Event, <-chan zk.Event, error)) {
+// arm is told the type of the event that fired the watch (EventNotWatching
+// when the watch was dropped with its session).
+func (s *Store) loop(ctx context.Context, q *watchq.Q, fired <-chan zk.Event, arm func(context.Context, zk.EventType) (coord.Event, <-chan zk.Event, error)) {
 	defer q.Close()
 	backoff := 50 * time.Millisecond
 	for {
+		why := zk.EventNotWatching
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.life.Done():
 			q.Send(coord.Event{Err: coord.ErrClosed})
 			return
-		case <-fired:
+		case e := <-fired:
 			// Any firing (a change, or the watch dropped with an expired
 			// session) means: read again and re-arm.
+			why = e.Type
 		}
 		for {
-			ev, f, err := arm(ctx)
+			ev, f, err := arm(ctx, why)
 			if err == nil {
 				if ev.Path != "" {
 					q.Send(ev)
