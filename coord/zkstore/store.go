@@ -76,6 +76,7 @@ type Store struct {
 	life    lifecycle.State // the store's: ended by Close
 	sess    *session
 	newSess chan struct{} // closed and replaced when a session is established
+	watches watchSet
 }
 
 var _ coord.Store = (*Store)(nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -24,43 +25,59 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 	}
 	q, ch := watchq.New()
 	q.Send(ev)
-	go s.loop(ctx, q, fired, func(c context.Context, _ zk.EventType) (coord.Event, <-chan zk.Event, error) {
+	go s.loop(ctx, q, fired, func(c context.Context, _ zk.EventType) (coord.Event, *shared, error) {
 		return s.armData(c, path)
 	})
 	return ch, nil
 }
 
-// armData reads the node and arms a watch with the same request.
-func (s *Store) armData(ctx context.Context, path string) (coord.Event, <-chan zk.Event, error) {
+// armData reads the node and arms a watch with the same request, or reads
+// it under a shared watch that has not fired.
+func (s *Store) armData(ctx context.Context, path string) (coord.Event, *shared, error) {
 	for {
+		conn := s.zk()
+		sh := s.watches.get(wkey{path, false}, conn)
 		var data []byte
 		var st *zk.Stat
 		var fired <-chan zk.Event
 		err := s.read(ctx, func() error {
 			var err error
-			data, st, fired, err = s.zk().GetW(s.abs(path))
+			if sh != nil {
+				data, st, err = conn.Get(s.abs(path))
+			} else {
+				data, st, fired, err = conn.GetW(s.abs(path))
+			}
 			return err
 		})
 		if err == nil {
-			if path == "/" {
-				return coord.Event{Path: path, Exists: true}, fired, nil
+			if sh == nil {
+				sh = s.watches.add(wkey{path, false}, conn, fired)
 			}
-			return coord.Event{Path: path, Exists: true, Data: data, Stat: statOf(st)}, fired, nil
+			if path == "/" {
+				return coord.Event{Path: path, Exists: true}, sh, nil
+			}
+			return coord.Event{Path: path, Exists: true, Data: data, Stat: statOf(st)}, sh, nil
 		}
 		if !errors.Is(err, zk.ErrNoNode) {
 			return coord.Event{}, nil, mapErr(err)
 		}
+		if sh != nil {
+			// Missing under a watch that has not fired: it was missing
+			// when the watch was armed and still is.
+			return coord.Event{Path: path}, sh, nil
+		}
 		var ok bool
 		err = s.read(ctx, func() error {
 			var err error
-			ok, _, fired, err = s.zk().ExistsW(s.abs(path))
+			ok, _, fired, err = conn.ExistsW(s.abs(path))
 			return err
 		})
 		if err != nil {
 			return coord.Event{}, nil, mapErr(err)
 		}
+		sh = s.watches.add(wkey{path, false}, conn, fired)
 		if !ok {
-			return coord.Event{Path: path}, fired, nil
+			return coord.Event{Path: path}, sh, nil
 		}
 		// Created between the two reads: read it.
 	}
@@ -81,7 +98,7 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	q, ch := watchq.New()
 	q.Send(ev)
 	last := ev.Children
-	go s.loop(ctx, q, fired, func(c context.Context, why zk.EventType) (coord.Event, <-chan zk.Event, error) {
+	go s.loop(ctx, q, fired, func(c context.Context, why zk.EventType) (coord.Event, *shared, error) {
 		if why == zk.EventNodeDeleted {
 			// Ended, even if the node is back by now: it is another node.
 			return coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}, nil, nil
@@ -97,12 +114,18 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	return ch, nil
 }
 
-func (s *Store) armChildren(ctx context.Context, path string) (coord.Event, <-chan zk.Event, error) {
+func (s *Store) armChildren(ctx context.Context, path string) (coord.Event, *shared, error) {
+	conn := s.zk()
+	sh := s.watches.get(wkey{path, true}, conn)
 	var kids []string
 	var fired <-chan zk.Event
 	err := s.read(ctx, func() error {
 		var err error
-		kids, _, fired, err = s.zk().ChildrenW(s.abs(path))
+		if sh != nil {
+			kids, _, err = conn.Children(s.abs(path))
+		} else {
+			kids, _, fired, err = conn.ChildrenW(s.abs(path))
+		}
 		return err
 	})
 	if errors.Is(err, zk.ErrNoNode) {
@@ -111,16 +134,19 @@ func (s *Store) armChildren(ctx context.Context, path string) (coord.Event, <-ch
 	if err != nil {
 		return coord.Event{}, nil, mapErr(err)
 	}
+	if sh == nil {
+		sh = s.watches.add(wkey{path, true}, conn, fired)
+	}
 	kids = s.hide(path, kids)
 	sort.Strings(kids)
-	return coord.Event{Path: path, Exists: true, Children: kids}, fired, nil
+	return coord.Event{Path: path, Exists: true, Children: kids}, sh, nil
 }
 
 // loop waits for the armed watch to fire, then re-reads and re-arms. An
 // event with an empty Path from arm means "nothing to send".
 // arm is told the type of the event that fired the watch (EventNotWatching
 // when the watch was dropped with its session).
-func (s *Store) loop(ctx context.Context, q *watchq.Q, fired <-chan zk.Event, arm func(context.Context, zk.EventType) (coord.Event, <-chan zk.Event, error)) {
+func (s *Store) loop(ctx context.Context, q *watchq.Q, fired *shared, arm func(context.Context, zk.EventType) (coord.Event, *shared, error)) {
 	defer q.Close()
 	backoff := 50 * time.Millisecond
 	for {
@@ -131,10 +157,10 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, fired <-chan zk.Event, ar
 		case <-s.life.Done():
 			q.Send(coord.Event{Err: coord.ErrClosed})
 			return
-		case e := <-fired:
+		case <-fired.done:
 			// Any firing (a change, or the watch dropped with an expired
 			// session) means: read again and re-arm.
-			why = e.Type
+			why = fired.typ
 		}
 		for {
 			ev, f, err := arm(ctx, why)
@@ -166,4 +192,68 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, fired <-chan zk.Event, ar
 			}
 		}
 	}
+}
+
+// A ZooKeeper client keeps the channel of every watch it arms until the
+// watch fires; go-zookeeper cannot remove one. So that watches cancelled
+// by their callers do not pile up in the connection, the coord watches of a
+// path share one ZooKeeper watch of each kind: a watch armed and not yet
+// fired covers every later read of that path, which is then made without
+// arming another.
+type wkey struct {
+	path     string
+	children bool // ChildrenW; otherwise GetW or ExistsW
+}
+
+// shared is one armed ZooKeeper watch; done is closed when it fires, after
+// typ is set.
+type shared struct {
+	conn *zk.Conn
+	done chan struct{}
+	typ  zk.EventType
+}
+
+type watchSet struct {
+	mu    sync.Mutex
+	m     map[wkey]*shared
+	armed int // ZooKeeper watches armed, for tests
+}
+
+// get returns the unfired watch of k on conn, or nil.
+func (w *watchSet) get(k wkey, conn *zk.Conn) *shared {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sh := w.m[k]
+	if sh == nil || sh.conn != conn {
+		return nil
+	}
+	select {
+	case <-sh.done:
+		return nil
+	default:
+		return sh
+	}
+}
+
+// add records the watch just armed on conn with fired as k's.
+func (w *watchSet) add(k wkey, conn *zk.Conn, fired <-chan zk.Event) *shared {
+	sh := &shared{conn: conn, done: make(chan struct{})}
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = map[wkey]*shared{}
+	}
+	w.m[k] = sh
+	w.armed++
+	w.mu.Unlock()
+	go func() {
+		e := <-fired // every watch fires, at the latest when conn closes
+		w.mu.Lock()
+		if w.m[k] == sh {
+			delete(w.m, k)
+		}
+		w.mu.Unlock()
+		sh.typ = e.Type
+		close(sh.done)
+	}()
+	return sh
 }
