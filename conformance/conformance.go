@@ -106,6 +106,7 @@ func Run(t *testing.T, b Backend) {
 		{"Recipe/EmptyPrefix", testRecipeEmptyPrefix},
 		{"Fault/SessionLostFirst", testFaultSessionLostFirst},
 		{"Fault/ShortStall", testFaultShortStall},
+		{"Fault/Suspended", testFaultSuspended},
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
 		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},

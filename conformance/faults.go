@@ -101,7 +101,11 @@ func testFaultSessionLostFirst(t *testing.T, s *suite) {
 	if ev := <-events; !ev.Exists {
 		t.Fatal("the observer does not see the ephemeral node")
 	}
+	if on, _ := sess.Suspended(); on {
+		t.Fatal("a healthy session says it is suspended")
+	}
 	doneAt, doneCh := stamp(sess.Done())
+	suspAt, suspCh := stamp(suspension(sess, true))
 	stalled := time.Now()
 	f.Stall()
 	var gone time.Time
@@ -121,6 +125,14 @@ func testFaultSessionLostFirst(t *testing.T, s *suite) {
 			gone.Sub(stalled).Round(time.Millisecond))
 	}
 	done := *doneAt
+	select {
+	case <-suspCh:
+		if (*suspAt).After(done) {
+			t.Fatalf("suspended %v after the stall, after Done (%v)", suspAt.Sub(stalled), done.Sub(stalled))
+		}
+	default:
+		t.Fatal("the session ended without being suspended first")
+	}
 	if !done.Before(gone) {
 		t.Fatalf("Done closed %v after the stall, not before the node was deleted (%v)", done.Sub(stalled), gone.Sub(stalled))
 	}
@@ -176,6 +188,83 @@ func testFaultShortStall(t *testing.T, s *suite) {
 	}
 	if _, ok, err := obs.Exists(ctx, "/e"); err != nil || !ok {
 		t.Fatalf("the ephemeral node did not survive a short stall: %v %v", ok, err)
+	}
+}
+
+// suspension returns a channel closed once sess.Suspended() says want; it
+// stays open if the session ends first in the other state.
+func suspension(sess coord.Session, want bool) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for {
+			on, next := sess.Suspended()
+			if on == want {
+				close(ch)
+				return
+			}
+			select {
+			case <-next:
+			case <-sess.Done():
+				if on, _ := sess.Suspended(); on == want {
+					close(ch)
+				}
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// A stalled connection suspends the session before it is lost; when the
+// link heals in time the suspension ends and the session, its ephemeral
+// node and a watch carry on.
+func testFaultSuspended(t *testing.T, s *suite) {
+	ctx, st, f, obs, sess := s.faultyEphemeral(t)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := st.WatchData(wctx, "/w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-events
+	if on, _ := sess.Suspended(); on {
+		t.Fatal("a healthy session says it is suspended")
+	}
+	stalled := time.Now()
+	f.Stall()
+	select {
+	case <-suspension(sess, true):
+	case <-sess.Done():
+		t.Fatalf("the session ended %v after the stall without being suspended: %v", time.Since(stalled), sess.Err())
+	case <-time.After(Timeout):
+		t.Fatal("a stalled session was never suspended")
+	}
+	after := time.Since(stalled)
+	if _, err := obs.Create(ctx, "/w", []byte("during"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	resume(t, f)
+	select {
+	case <-suspension(sess, false):
+	case <-sess.Done():
+		t.Fatalf("suspended %v after the stall and resumed at once, the session still ended: %v", after, sess.Err())
+	case <-time.After(Timeout):
+		t.Fatal("the suspension did not end when the link healed")
+	}
+	t.Logf("suspended %v after the stall", after.Round(time.Millisecond))
+	for ev := range events {
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		if ev.Exists && string(ev.Data) == "during" {
+			break
+		}
+	}
+	if sess.Err() != nil {
+		t.Fatalf("the session ended: %v", sess.Err())
+	}
+	if _, ok, err := obs.Exists(ctx, "/e"); err != nil || !ok {
+		t.Fatalf("the ephemeral node did not survive: %v %v", ok, err)
 	}
 }
 

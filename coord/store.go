@@ -126,6 +126,14 @@ type Session interface {
 	Done() <-chan struct{}
 	// Err is nil while the session lives, then ErrSessionExpired or ErrClosed.
 	Err() error
+	// Suspended reports whether the session is in danger now, and returns a
+	// channel closed at the next change of that answer. It is in danger when
+	// the client has not been able to confirm it with the server for half of
+	// its timeout (the connection is down or stalled): unless contact comes
+	// back, Done closes soon, before the server can expire the session. An
+	// owner may stop starting work that needs what the session holds while
+	// it is suspended. Once Done is closed the answer no longer matters.
+	Suspended() (bool, <-chan struct{})
 }
 
 // Event is one state of a watched node.

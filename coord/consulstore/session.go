@@ -17,6 +17,7 @@ import (
 type session struct {
 	id string
 	lifecycle.State
+	lifecycle.Suspense
 }
 
 func (s *session) ID() string { return s.id }
@@ -81,7 +82,7 @@ func (s *Store) renew(sess *session, created time.Time) {
 			return false, err
 		}
 		return entry != nil, nil
-	})
+	}, sess.Suspend)
 	if err == nil { // the store closed: Close destroys the session
 		return
 	}

@@ -21,6 +21,7 @@ import (
 type session struct {
 	id clientv3.LeaseID
 	lifecycle.State
+	lifecycle.Suspense
 }
 
 func (s *session) ID() string { return leaseOwner(int64(s.id)) }
@@ -63,7 +64,7 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 				return false, nil
 			}
 			return err == nil, err
-		})
+		}, sess.Suspend)
 		if err == nil { // the store closed: Close revokes the lease
 			return
 		}

@@ -17,6 +17,7 @@ import (
 type session struct {
 	id int64
 	lifecycle.State
+	lifecycle.Suspense
 }
 
 func (s *session) ID() string { return owner(s.id) }
@@ -36,7 +37,10 @@ func (s *Store) watchSession(c *zk.Conn, events <-chan zk.Event) {
 			continue
 		}
 		switch ev.State {
+		case zk.StateDisconnected:
+			s.guard.setDown(true)
 		case zk.StateHasSession:
+			s.guard.setDown(false)
 			id := c.SessionID()
 			if s.sess == nil || s.sess.id != id {
 				if s.sess != nil {
@@ -83,6 +87,16 @@ func (s *Store) loseSession(g *guard) {
 	s.mu.Unlock()
 	g.stop()
 	go old.Close() // its watches fire and re-arm on the new connection
+}
+
+// suspend sets the suspension of the current session, if g is still the
+// current connection's guard.
+func (s *Store) suspend(g *guard, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.guard == g && s.sess != nil {
+		s.sess.Suspend(on)
+	}
 }
 
 // Session implements coord.Store. After an expiry it waits for the client
@@ -133,46 +147,84 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 // link only after two thirds of the timeout, and an expiry only when the
 // link heals.
 type guard struct {
-	mu      sync.Mutex
-	timeout time.Duration // negotiated; 0 until the first ConnectResponse
-	contact time.Time     // send time of the newest answered request
-	gen     int           // the TCP connection whose requests pending holds
-	pending []time.Time   // send times of its requests not answered yet
-	done    chan struct{}
-	once    sync.Once
+	mu        sync.Mutex
+	timeout   time.Duration // negotiated; 0 until the first ConnectResponse
+	contact   time.Time     // send time of the newest answered request
+	gen       int           // the TCP connection whose requests pending holds
+	pending   []time.Time   // send times of its requests not answered yet
+	down      bool          // the client library says it is disconnected
+	suspended bool          // what the watchdog last reported
+	kick      chan struct{} // wakes the watchdog when the suspension may end
+	done      chan struct{}
+	once      sync.Once
 }
 
-func newGuard() *guard { return &guard{done: make(chan struct{})} }
+func newGuard() *guard { return &guard{done: make(chan struct{}), kick: make(chan struct{}, 1)} }
 
 func (g *guard) stop() { g.once.Do(func() { close(g.done) }) }
 
 // margin is how long before the server's earliest expiry the session ends.
 func margin(timeout time.Duration) time.Duration { return timeout / 5 }
 
-// deadline is when the session must be taken as lost (zero: no session yet).
-func (g *guard) deadline() time.Time {
+// wake tells the watchdog to look again.
+func (g *guard) wake() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// setDown records what the client library says of the connection.
+func (g *guard) setDown(down bool) {
+	g.mu.Lock()
+	g.down = down
+	g.mu.Unlock()
+	g.wake()
+}
+
+// times returns when the session must be taken as lost (zero: no session
+// yet) and when it falls in danger: half the timeout after the newest
+// contact (the client library pings every third of it), or now if the
+// connection is down.
+func (g *guard) times() (deadline, danger time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.timeout == 0 {
-		return time.Time{}
+		return time.Time{}, time.Time{}
 	}
-	return g.contact.Add(g.timeout - margin(g.timeout))
+	danger = g.contact.Add(g.timeout / 2)
+	if g.down {
+		danger = time.Time{}
+	}
+	return g.contact.Add(g.timeout - margin(g.timeout)), danger
 }
 
-// watchdog ends the session when its deadline passes, until g is stopped.
+// watchdog ends the session when its deadline passes, and tells the session
+// when it falls in danger and when it comes out, until g is stopped.
 func (g *guard) watchdog(s *Store) {
 	for {
 		wait := 50 * time.Millisecond
-		if d := g.deadline(); !d.IsZero() {
-			wait = time.Until(d)
+		if d, danger := g.times(); !d.IsZero() {
+			now := time.Now()
+			wait = d.Sub(now)
 			if wait <= 0 {
 				s.loseSession(g)
 				return
 			}
+			on := !now.Before(danger)
+			if !on {
+				wait = min(wait, danger.Sub(now))
+			}
+			g.mu.Lock()
+			g.suspended = on
+			g.mu.Unlock()
+			s.suspend(g, on)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-g.kick:
+			t.Stop()
 		case <-g.done:
 			t.Stop()
 			return
@@ -224,6 +276,9 @@ func (g *guard) answered(gen int, connect bool, timeout time.Duration) {
 	}
 	if t.After(g.contact) {
 		g.contact = t
+		if g.suspended {
+			g.wake()
+		}
 	}
 }
 

@@ -32,22 +32,38 @@ func Margin(ttl time.Duration) time.Duration { return ttl / 5 }
 // was no answer (the call is tried again while time is left).
 type Renew func(ctx context.Context) (alive bool, err error)
 
+// SuspendAfter is how long after the send time of the newest confirmed
+// renewal the session is taken as in danger (suspended): half the TTL, when
+// a renewal due at a third of it has not been confirmed.
+func SuspendAfter(ttl time.Duration) time.Duration { return ttl / 2 }
+
 // Run renews the session every third of ttl, from created (the send time of
 // the request that created it) until stop is closed (it then returns nil) or
-// the session is lost (it returns an error wrapping ErrLost).
-func Run(stop <-chan struct{}, created time.Time, ttl time.Duration, renew Renew) error {
+// the session is lost (it returns an error wrapping ErrLost). suspend, when
+// not nil, is told when the session falls in danger (no renewal confirmed
+// for SuspendAfter) and when a renewal brings it out.
+func Run(stop <-chan struct{}, created time.Time, ttl time.Duration, renew Renew, suspend func(bool)) error {
+	if suspend == nil {
+		suspend = func(bool) {}
+	}
 	contact := created
 	interval := ttl / 3
 	next := created.Add(interval)
 	retry := 100 * time.Millisecond
 	for {
 		deadline := contact.Add(ttl - Margin(ttl))
-		if !time.Now().Before(deadline) {
+		now := time.Now()
+		if !now.Before(deadline) {
 			return fmt.Errorf("%w: no renewal confirmed since %v ago (TTL %v)", ErrLost, time.Since(contact).Round(time.Millisecond), ttl)
 		}
+		danger := contact.Add(SuspendAfter(ttl))
+		suspend(!now.Before(danger))
 		wake := next
 		if deadline.Before(wake) {
 			wake = deadline
+		}
+		if now.Before(danger) && danger.Before(wake) {
+			wake = danger
 		}
 		t := time.NewTimer(time.Until(wake))
 		select {
@@ -56,20 +72,31 @@ func Run(stop <-chan struct{}, created time.Time, ttl time.Duration, renew Renew
 			return nil
 		case <-t.C:
 		}
-		if !time.Now().Before(deadline) {
-			continue // lost: reported at the top
+		if !time.Now().Before(deadline) || time.Now().Before(next) {
+			continue // lost, or danger: handled at the top
 		}
 		sent := time.Now()
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		go func() {
-			select {
-			case <-stop:
-				cancel()
-			case <-ctx.Done():
+		watched := make(chan struct{})
+		go func() { // stop ends the renewal; danger passing during it suspends
+			defer close(watched)
+			t := time.NewTimer(time.Until(danger))
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					cancel()
+					return
+				case <-t.C:
+					suspend(true)
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 		alive, err := renew(ctx)
 		cancel()
+		<-watched
 		switch {
 		case err == nil && !alive:
 			return fmt.Errorf("%w: the server no longer knows it", ErrLost)

@@ -3,6 +3,7 @@ package keepalive
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestKeeps(t *testing.T) {
 		res <- Run(stop, time.Now(), 300*time.Millisecond, func(context.Context) (bool, error) {
 			n.Add(1)
 			return true, nil
-		})
+		}, nil)
 	}()
 	time.Sleep(time.Second)
 	close(stop)
@@ -52,7 +53,7 @@ func TestHangingRenewalLosesOnTime(t *testing.T) {
 		}
 		lastOK.Store(sent.UnixNano())
 		return true, nil
-	})
+	}, nil)
 	if !errors.Is(err, ErrLost) {
 		t.Fatalf("got %v, want ErrLost", err)
 	}
@@ -75,8 +76,80 @@ func TestGoneAndRetry(t *testing.T) {
 			return false, errors.New("unavailable")
 		}
 		return false, nil
-	})
+	}, nil)
 	if !errors.Is(err, ErrLost) || calls != 3 {
 		t.Fatalf("got %v after %d calls", err, calls)
+	}
+}
+
+// A renewal that hangs suspends the session while it hangs, before the
+// session is lost; its answer arriving before the deadline ends the
+// suspension and keeps the session.
+func TestSuspendedWhileRenewalHangs(t *testing.T) {
+	ttl := 3 * time.Second
+	stop := make(chan struct{})
+	release := make(chan struct{})
+	var hang atomic.Bool
+	susp := Suspender{ch: make(chan bool, 100)}
+	res := make(chan error, 1)
+	go func() {
+		res <- Run(stop, time.Now(), ttl, func(ctx context.Context) (bool, error) {
+			if hang.Load() {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return false, ctx.Err()
+				}
+			}
+			return true, nil
+		}, susp.set)
+	}()
+	hang.Store(true)
+	on := susp.wait(t, true, 5*time.Second)
+	select {
+	case err := <-res:
+		t.Fatalf("lost before the suspension was resolved: %v", err)
+	default:
+	}
+	hang.Store(false)
+	close(release)
+	off := susp.wait(t, false, 5*time.Second)
+	if !off.After(on) {
+		t.Fatal("suspension ended before it began")
+	}
+	close(stop)
+	if err := <-res; err != nil {
+		t.Fatalf("the session was lost: %v", err)
+	}
+}
+
+// Suspender records the changes of the suspension Run reports.
+type Suspender struct {
+	ch   chan bool
+	mu   sync.Mutex
+	last bool
+}
+
+func (s *Suspender) set(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on != s.last {
+		s.last = on
+		s.ch <- on
+	}
+}
+
+func (s *Suspender) wait(t *testing.T, want bool, within time.Duration) time.Time {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case on := <-s.ch:
+			if on == want {
+				return time.Now()
+			}
+		case <-timeout:
+			t.Fatalf("not told suspended=%v within %v", want, within)
+		}
 	}
 }

@@ -66,3 +66,37 @@ func Bound(ctx context.Context, timeout time.Duration) (context.Context, context
 	}
 	return context.WithTimeout(ctx, timeout)
 }
+
+// Suspense is a session's suspended flag (coord.Session.Suspended): set
+// while the client cannot reach the server and the session is in danger.
+// The zero value is not suspended.
+type Suspense struct {
+	mu   sync.Mutex
+	on   bool
+	next chan struct{}
+}
+
+// Suspended reports the flag and returns a channel closed at its next
+// change.
+func (s *Suspense) Suspended() (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next == nil {
+		s.next = make(chan struct{})
+	}
+	return s.on, s.next
+}
+
+// Suspend sets the flag to on; a change closes the channel handed out.
+func (s *Suspense) Suspend(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.on == on {
+		return
+	}
+	s.on = on
+	if s.next != nil {
+		close(s.next)
+		s.next = nil
+	}
+}
