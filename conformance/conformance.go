@@ -77,6 +77,7 @@ func Run(t *testing.T, b Backend) {
 		{"Session/Close", testSessionClose},
 		{"Session/Shared", testSessionShared},
 		{"Ephemeral/Owner", testEphemeralOwner},
+		{"Stat/Created", testStatCreated},
 		{"Watch/Data", testWatchData},
 		{"Watch/DataNoMiss", testWatchDataNoMiss},
 		{"Watch/Children", testWatchChildren},
@@ -111,6 +112,8 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
+		{"Fault/LostCreateReply", testFaultLostCreateReply},
+		{"Fault/LostWriteReply", testFaultLostWriteReply},
 		{"Fault/Linearizable", testLinearizable},
 	}
 	for _, c := range cases {

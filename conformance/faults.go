@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -20,7 +21,10 @@ type Faults interface {
 	Cut()
 	// Block refuses new connections, as a server that is down.
 	Block()
-	// Resume ends a Stall or a Block.
+	// LoseReplies lets the store's requests reach the server and throws the
+	// server's answers away: requests are applied, their replies lost.
+	LoseReplies()
+	// Resume ends a Stall, a Block or LoseReplies.
 	Resume() error
 }
 
@@ -429,5 +433,154 @@ func testFaultOutageRiddenOut(t *testing.T, s *suite) {
 	}
 	if len(kids) != 1 || kids[0] != "made" {
 		t.Fatalf("after the outage /dir holds %v, want [made]", kids)
+	}
+}
+
+// A create whose reply is lost (the server applied it, the connection died
+// before the answer came) is resolved, not guessed: Create returns the node
+// it made, and there is exactly that one node, for every mode.
+func testFaultLostCreateReply(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	for i, mode := range []coord.Mode{coord.Persistent, coord.Ephemeral, coord.Sequential, coord.EphemeralSequential} {
+		dir := fmt.Sprintf("/d%d", i)
+		if _, err := obs.Create(ctx, dir, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		// Nodes of the same parent made before, with the same data, are
+		// not the one this create made.
+		if _, err := obs.Create(ctx, dir+"/n-", []byte("x"), coord.Sequential); err != nil {
+			t.Fatal(err)
+		}
+		path := dir + "/n"
+		if mode&coord.Sequential != 0 {
+			path = dir + "/n-"
+		}
+		// Connected again after the last round, so the request is sent.
+		if _, _, err := st.Exists(ctx, dir); err != nil {
+			t.Fatal(err)
+		}
+		sess, err := st.Session(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.LoseReplies()
+		type result struct {
+			path string
+			err  error
+		}
+		res := make(chan result, 1)
+		go func() {
+			p, err := st.Create(ctx, path, []byte("x"), mode)
+			res <- result{p, err}
+		}()
+		// Wait until the server has applied it.
+		deadline := time.Now().Add(Timeout)
+		for {
+			kids, err := obs.Children(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(kids) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v: the create never reached the server", mode)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// The connection dies before the answer: no new one until the
+		// old one is gone, so the lost answer cannot come through.
+		f.Block()
+		f.Cut()
+		resume(t, f)
+		var r result
+		select {
+		case r = <-res:
+		case <-time.After(2 * Timeout):
+			t.Fatalf("%v: Create did not return after its reply was lost", mode)
+		}
+		if r.err != nil {
+			t.Fatalf("%v: a create applied on the server, its reply lost: %v", mode, r.err)
+		}
+		kids, err := obs.Children(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kids) != 2 {
+			t.Fatalf("%v: %d nodes after one create with a lost reply (and one before): %v", mode, len(kids), kids)
+		}
+		data, stat, err := obs.Get(ctx, r.path)
+		if err != nil || string(data) != "x" || stat.Version != 0 {
+			t.Fatalf("%v: Create returned %q: %q %+v %v", mode, r.path, data, stat, err)
+		}
+		if mode&coord.Sequential != 0 && r.path == dir+"/"+kids[0] {
+			t.Fatalf("%v: Create returned the node made before it, %s", mode, r.path)
+		}
+		if mode&coord.Ephemeral != 0 && stat.Owner != sess.ID() {
+			t.Fatalf("%v: the node is owned by %q, the session is %q", mode, stat.Owner, sess.ID())
+		}
+	}
+}
+
+// A Set, Delete or Txn whose reply is lost fails with ErrOutcomeUnknown
+// (and ErrUnavailable): the caller is told that it may have been applied,
+// which it was.
+func testFaultLostWriteReply(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	_, err := obs.Create(ctx, "/n", []byte("0"), coord.Persistent)
+	must(t, err)
+	writes := []struct {
+		name    string
+		do      func() error
+		applied func() bool
+	}{
+		{"set", func() error {
+			_, err := st.Set(ctx, "/n", []byte("1"), 0)
+			return err
+		}, func() bool {
+			data, _, err := obs.Get(ctx, "/n")
+			return err == nil && string(data) == "1"
+		}},
+		{"txn", func() error {
+			_, err := st.Txn(ctx, coord.SetOp("/n", []byte("2"), 1), coord.CreateOp("/m", nil, coord.Persistent))
+			return err
+		}, func() bool {
+			_, ok, err := obs.Exists(ctx, "/m")
+			return err == nil && ok
+		}},
+		{"delete", func() error { return st.Delete(ctx, "/m", 0) }, func() bool {
+			_, ok, err := obs.Exists(ctx, "/m")
+			return err == nil && !ok
+		}},
+	}
+	for _, w := range writes {
+		// Connected again after the last round, so the request is sent.
+		_, _, err := st.Exists(ctx, "/n")
+		must(t, err)
+		f.LoseReplies()
+		res := make(chan error, 1)
+		go func() { res <- w.do() }()
+		deadline := time.Now().Add(Timeout)
+		for !w.applied() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: never reached the server", w.name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		f.Block()
+		f.Cut()
+		resume(t, f)
+		select {
+		case err = <-res:
+		case <-time.After(2 * Timeout):
+			t.Fatalf("%s: did not return after its reply was lost", w.name)
+		}
+		if !errors.Is(err, coord.ErrOutcomeUnknown) || !errors.Is(err, coord.ErrUnavailable) {
+			t.Fatalf("%s applied, its reply lost: %v, want ErrOutcomeUnknown and ErrUnavailable", w.name, err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -431,4 +432,47 @@ func testChildrenMissing(t *testing.T, s *suite) {
 	_, err := st.Children(ctxT(t), "/none")
 	is(t, err, coord.ErrNoNode)
 	wantPathError(t, err, "/none")
+}
+
+// Stat.Created orders creations, stays across Sets, and changes when a node
+// is deleted and made again; Get, Exists and WatchData agree on it.
+func testStatCreated(t *testing.T, s *suite) {
+	st, other := s.open(t), s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/a", []byte("1"), coord.Persistent)
+	must(t, err)
+	_, a, err := st.Get(ctx, "/a")
+	must(t, err)
+	if a.Created <= 0 {
+		t.Fatalf("Created of a node: %d", a.Created)
+	}
+	_, err = other.Create(ctx, "/b", nil, coord.Ephemeral)
+	must(t, err)
+	b, ok, err := st.Exists(ctx, "/b")
+	must(t, err)
+	if !ok || b.Created <= a.Created {
+		t.Fatalf("a node made after another: Created %d, the other's %d", b.Created, a.Created)
+	}
+	_, err = st.Set(ctx, "/a", []byte("2"), coord.AnyVersion)
+	must(t, err)
+	_, a2, err := other.Get(ctx, "/a")
+	must(t, err)
+	if a2.Created != a.Created {
+		t.Fatalf("a Set changed Created from %d to %d", a.Created, a2.Created)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := st.WatchData(wctx, "/a")
+	must(t, err)
+	if ev := next(t, ch); ev.Stat.Created != a.Created {
+		t.Fatalf("WatchData says Created %d, Get %d", ev.Stat.Created, a.Created)
+	}
+	must(t, other.Delete(ctx, "/a", coord.AnyVersion))
+	_, err = other.Create(ctx, "/a", []byte("1"), coord.Persistent)
+	must(t, err)
+	_, a3, err := st.Get(ctx, "/a")
+	must(t, err)
+	if a3.Created <= b.Created {
+		t.Fatalf("a node deleted and made again: Created %d, want above %d", a3.Created, b.Created)
+	}
 }

@@ -31,6 +31,12 @@ var (
 	ErrTooLarge = errors.New("request too large")
 	// ErrUnavailable: the backend could not be reached or did not answer.
 	ErrUnavailable = errors.New("backend unavailable")
+	// ErrOutcomeUnknown: a write was sent and its answer never came (the
+	// connection died with it in flight); the server may or may not have
+	// applied it. It always comes with ErrUnavailable. Create resolves this
+	// itself (it finds the node it made, if it made one) and never returns
+	// it; Set, Delete and Txn return it, and the caller reads to find out.
+	ErrOutcomeUnknown = errors.New("outcome unknown: the write may have been applied")
 	// ErrPermission: the backend refused the credentials or the ACL.
 	ErrPermission = errors.New("permission denied")
 	// ErrInvalidArgument: an argument other than the path is not valid (an

@@ -55,6 +55,13 @@ type Stat struct {
 	// Session.ID() says), "" for a persistent node. Where a backend cannot
 	// tell (ZooKeeper's results of CheckOp and DeleteOp) it is "".
 	Owner string
+	// Created orders creations within one backend: a node made after
+	// another was made (and after any change this client has seen) has a
+	// larger Created, and a node deleted and made again gets a new one
+	// (ZooKeeper's czxid, etcd's create revision, Consul's CreateIndex).
+	// Get, Exists and WatchData events set it; Set and Txn results leave it
+	// 0.
+	Created int64
 }
 
 // Limits are the largest requests a store accepts. Larger ones fail with

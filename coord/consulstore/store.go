@@ -33,6 +33,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/resolve"
 	"github.com/coordkit/coord/internal/retry"
 )
 
@@ -91,6 +93,21 @@ type Store struct {
 	mu   sync.Mutex
 	life lifecycle.State // the store's: ended by Close
 	sess *session
+
+	seen      atomic.Int64   // the largest index a reply carried
+	claims    resolve.Claims // nodes that creates with lost replies took
+	loseReply atomic.Bool    // a test's fault: lose the next commit's answer
+}
+
+// saw records an index a reply carried: every later change has a larger
+// one.
+func (s *Store) saw(index uint64) {
+	for {
+		old := s.seen.Load()
+		if int64(index) <= old || s.seen.CompareAndSwap(old, int64(index)) {
+			return
+		}
+	}
 }
 
 var _ coord.Store = (*Store)(nil)
@@ -257,7 +274,8 @@ func mapErr(ctx context.Context, err error) error {
 		return ctx.Err()
 	}
 	for _, sentinel := range []error{coord.ErrNoNode, coord.ErrNodeExists, coord.ErrBadVersion, coord.ErrNotEmpty,
-		coord.ErrEphemeralParent, coord.ErrSessionExpired, coord.ErrClosed, coord.ErrTooLarge, coord.ErrPermission} {
+		coord.ErrEphemeralParent, coord.ErrSessionExpired, coord.ErrClosed, coord.ErrTooLarge, coord.ErrPermission,
+		coord.ErrUnavailable, coord.ErrInvalidArgument} {
 		if errors.Is(err, sentinel) {
 			return err
 		}
@@ -282,7 +300,7 @@ func mapErr(ctx context.Context, err error) error {
 }
 
 func statOf(kv *api.KVPair) coord.Stat {
-	return coord.Stat{Version: int64(kv.Flags), Ephemeral: kv.Session != "", Owner: kv.Session}
+	return coord.Stat{Version: int64(kv.Flags), Ephemeral: kv.Session != "", Owner: kv.Session, Created: int64(kv.CreateIndex)}
 }
 
 func (s *Store) get(ctx context.Context, path string) (*api.KVPair, *api.QueryMeta, error) {
@@ -301,6 +319,7 @@ func (s *Store) get(ctx context.Context, path string) (*api.KVPair, *api.QueryMe
 	if err != nil {
 		return nil, nil, mapErr(ctx, err)
 	}
+	s.saw(meta.LastIndex)
 	return kv, meta, nil
 }
 
@@ -417,11 +436,23 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 	if err := coord.CheckCall(ctx, "create", path, data, mode, 0, s.limits); err != nil {
 		return "", err
 	}
-	res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
-	if err != nil {
-		return "", coord.Errorf("create", path, unwrapTxn(err))
-	}
-	return res[0].Path, nil
+	return resolve.Create(ctx, s, &s.claims, s.reqTO, path, data, mode, s.seen.Load,
+		func() string {
+			if mode&coord.Ephemeral == 0 {
+				return ""
+			}
+			if sess, err := s.session(ctx); err == nil {
+				return sess.ID()
+			}
+			return ""
+		},
+		func() (string, error) {
+			res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
+			if err != nil {
+				return "", coord.Errorf("create", path, unwrapTxn(err))
+			}
+			return res[0].Path, nil
+		})
 }
 
 // Set implements coord.Store.

@@ -2,7 +2,9 @@ package consulstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -106,12 +108,14 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			if e == nil {
 				defer cancel()
 				var kv *api.KVPair
+				var meta *api.QueryMeta
 				e = retry.Do(q.Context(), transientRead, func() error {
 					var err error
-					kv, _, err = s.cli.KV().Get(j.key, q)
+					kv, meta, err = s.cli.KV().Get(j.key, q)
 					return err
 				})
 				if e == nil {
+					s.saw(meta.LastIndex)
 					j.m[j.path].kv = kv
 					if j.kids && kv != nil {
 						var kids []string
@@ -174,7 +178,15 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 			return err
 		})
 		cancel()
+		if err == nil && s.loseReply.CompareAndSwap(true, false) {
+			// A test's fault: applied, and the answer lost on the way.
+			ok, err = false, fmt.Errorf("Put %q: %w (reply lost by a test fault)", "/v1/txn", io.ErrUnexpectedEOF)
+		}
 		if err != nil {
+			if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
+				// Sent, and no answer: it may have been applied.
+				return nil, false, fmt.Errorf("%w: %w", coord.ErrOutcomeUnknown, mapped)
+			}
 			return nil, false, err
 		}
 		if ok {

@@ -25,7 +25,7 @@ func (s *Store) ResumeDataWatch(ctx context.Context, path string, rev int64, res
 	go s.loop(ctx, q, rev, func(c context.Context, rev int64) []clientv3.WatchChan {
 		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), clientv3.WithRev(rev+1))}
 	}, func(_ int, e *clientv3.Event) (coord.Event, bool) {
-		return coord.Event{Path: path, Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease)}, true
+		return coord.Event{Path: path, Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease, e.Kv.CreateRevision)}, true
 	}, func(c context.Context) (coord.Event, int64, error) {
 		*resyncs++
 		return s.readData(c, path)
@@ -42,3 +42,7 @@ func (s *Store) Compact(ctx context.Context) error {
 	_, err = s.cli.Compact(ctx, resp.Header.Revision)
 	return err
 }
+
+// LoseNextReply makes the next transaction the store commits get applied
+// and its answer lost, as when the connection dies in between.
+func LoseNextReply(s *Store) { s.loseReply.Store(true) }

@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/resolve"
 	"github.com/coordkit/coord/internal/retry"
 	"github.com/coordkit/coord/internal/txnplan"
 )
@@ -92,6 +94,20 @@ type Store struct {
 	mu        sync.Mutex
 	sess      *session
 	life      lifecycle.State // the store's: ended by Close
+	seen      atomic.Int64    // the largest revision a reply carried
+	claims    resolve.Claims  // nodes that creates with lost replies took
+	loseReply atomic.Bool     // a test's fault: lose the next commit's answer
+}
+
+// saw records a revision a reply carried: every later change has a larger
+// one.
+func (s *Store) saw(rev int64) {
+	for {
+		old := s.seen.Load()
+		if rev <= old || s.seen.CompareAndSwap(old, rev) {
+			return
+		}
+	}
 }
 
 var _ coord.Store = (*Store)(nil)
@@ -249,8 +265,8 @@ func mapErr(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %v", coord.ErrUnavailable, err)
 }
 
-func statOf(kvVersion, lease int64) coord.Stat {
-	return coord.Stat{Version: kvVersion - 1, Ephemeral: lease != 0, Owner: leaseOwner(lease)}
+func statOf(kvVersion, lease, created int64) coord.Stat {
+	return coord.Stat{Version: kvVersion - 1, Ephemeral: lease != 0, Owner: leaseOwner(lease), Created: created}
 }
 
 // leaseOwner is the session ID of lease ("" for none), as session.ID says.
@@ -266,15 +282,27 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 	if err := coord.CheckCall(ctx, "create", path, data, mode, 0, s.limits); err != nil {
 		return "", err
 	}
-	res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
-	if err != nil {
-		var te *coord.TxnError
-		if errors.As(err, &te) {
-			err = te.Err
-		}
-		return "", coord.Errorf("create", path, err)
-	}
-	return res[0].Path, nil
+	return resolve.Create(ctx, s, &s.claims, s.reqTO, path, data, mode, s.seen.Load,
+		func() string {
+			if mode&coord.Ephemeral == 0 {
+				return ""
+			}
+			if sess, err := s.session(ctx); err == nil {
+				return sess.ID()
+			}
+			return ""
+		},
+		func() (string, error) {
+			res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
+			if err != nil {
+				var te *coord.TxnError
+				if errors.As(err, &te) {
+					err = te.Err
+				}
+				return "", coord.Errorf("create", path, err)
+			}
+			return res[0].Path, nil
+		})
 }
 
 // Get implements coord.Store.
@@ -294,11 +322,12 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 	if err != nil {
 		return nil, coord.Stat{}, coord.Errorf("get", path, mapErr(ctx, err))
 	}
+	s.saw(resp.Header.Revision)
 	if len(resp.Kvs) == 0 {
 		return nil, coord.Stat{}, coord.Errorf("get", path, coord.ErrNoNode)
 	}
 	kv := resp.Kvs[0]
-	return kv.Value, statOf(kv.Version, kv.Lease), nil
+	return kv.Value, statOf(kv.Version, kv.Lease, kv.CreateRevision), nil
 }
 
 // Exists implements coord.Store.
@@ -504,6 +533,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (*plan
 		}
 		if start == 0 {
 			p.rev = resp.Header.Revision
+			s.saw(p.rev)
 		}
 		for i := range chunk {
 			fill[start+i](resp.Responses[i].GetResponseRange())
@@ -541,7 +571,15 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, lease clientv3.Leas
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.childPrefix(path)), "<", p.rev+1).WithPrefix())
 		}
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Commit()
+		if err == nil && s.loseReply.CompareAndSwap(true, false) {
+			// A test's fault: applied, and the answer lost on the way.
+			resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (reply lost by a test fault)")
+		}
 		if err != nil {
+			if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
+				// Sent, and no answer: it may have been applied.
+				return nil, false, fmt.Errorf("%w: %w", coord.ErrOutcomeUnknown, mapped)
+			}
 			return nil, false, err
 		}
 		return res, !resp.Succeeded, nil

@@ -32,7 +32,7 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 		if e.Type == clientv3.EventTypeDelete {
 			return coord.Event{Path: path}, true
 		}
-		return coord.Event{Path: path, Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease)}, true
+		return coord.Event{Path: path, Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease, e.Kv.CreateRevision)}, true
 	}, func(c context.Context) (coord.Event, int64, error) {
 		return s.readData(c, path)
 	})
@@ -59,7 +59,7 @@ func (s *Store) readData(ctx context.Context, path string) (coord.Event, int64, 
 	ev := coord.Event{Path: path}
 	if len(resp.Kvs) > 0 {
 		kv := resp.Kvs[0]
-		ev = coord.Event{Path: path, Exists: true, Data: kv.Value, Stat: statOf(kv.Version, kv.Lease)}
+		ev = coord.Event{Path: path, Exists: true, Data: kv.Value, Stat: statOf(kv.Version, kv.Lease, kv.CreateRevision)}
 	}
 	return ev, resp.Header.Revision, nil
 }

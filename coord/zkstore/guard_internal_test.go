@@ -23,7 +23,7 @@ func TestFramerChunks(t *testing.T) {
 			body[j] = byte(i*31 + j + 1)
 		}
 		stream = append(stream, frame(body)...)
-		head := make([]byte, 8)
+		head := make([]byte, 16)
 		copy(head, body)
 		want = append(want, head)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -153,13 +154,16 @@ type guard struct {
 	gen       int           // the TCP connection whose requests pending holds
 	pending   []time.Time   // send times of its requests not answered yet
 	down      bool          // the client library says it is disconnected
+	zxid      *atomic.Int64 // the largest zxid a reply carried (the store's)
 	suspended bool          // what the watchdog last reported
 	kick      chan struct{} // wakes the watchdog when the suspension may end
 	done      chan struct{}
 	once      sync.Once
 }
 
-func newGuard() *guard { return &guard{done: make(chan struct{}), kick: make(chan struct{}, 1)} }
+func newGuard(zxid *atomic.Int64) *guard {
+	return &guard{done: make(chan struct{}), kick: make(chan struct{}, 1), zxid: zxid}
+}
 
 func (g *guard) stop() { g.once.Do(func() { close(g.done) }) }
 
@@ -171,6 +175,17 @@ func (g *guard) wake() {
 	select {
 	case g.kick <- struct{}{}:
 	default:
+	}
+}
+
+// seen records the zxid of a reply: every transaction the server applies
+// later has a larger one.
+func (g *guard) seen(zxid int64) {
+	for {
+		old := g.zxid.Load()
+		if zxid <= old || g.zxid.CompareAndSwap(old, zxid) {
+			return
+		}
 	}
 }
 
@@ -317,7 +332,9 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 			if int32(binary.BigEndian.Uint32(head[0:4])) == -1 {
 				return // a watch notification: it answers no request
 			}
+			// A reply header: xid, the zxid the server had reached, err.
 			c.g.answered(c.gen, false, 0)
+			c.g.seen(int64(binary.BigEndian.Uint64(head[4:12])))
 		})
 		c.rmu.Unlock()
 	}
@@ -325,14 +342,14 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 }
 
 // framer follows frames across arbitrary chunks of a stream and calls
-// frame(index, head) once per frame, as soon as its first 8 body bytes (or
-// its whole body, if shorter) have arrived; head is zero-padded to 8 bytes.
+// frame(index, head) once per frame, as soon as its first 16 body bytes (or
+// its whole body, if shorter) have arrived; head is zero-padded to 16 bytes.
 type framer struct {
 	index   int     // frames seen so far
 	lenBuf  [4]byte // the length being read
 	lenN    int     // its bytes read
 	left    int     // body bytes still to skip in the current frame
-	head    [8]byte
+	head    [16]byte
 	headN   int
 	inFrame bool
 	told    bool
@@ -349,7 +366,7 @@ func (f *framer) feed(b []byte, frame func(index int, head []byte)) {
 			}
 			f.left = int(int32(binary.BigEndian.Uint32(f.lenBuf[:])))
 			f.lenN, f.headN, f.inFrame, f.told = 0, 0, true, false
-			f.head = [8]byte{}
+			f.head = [16]byte{}
 		}
 		k := min(len(b), f.left)
 		if f.headN < len(f.head) {

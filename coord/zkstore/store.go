@@ -22,12 +22,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/resolve"
 )
 
 // Config configures a Store.
@@ -77,6 +79,8 @@ type Store struct {
 	sess    *session
 	newSess chan struct{} // closed and replaced when a session is established
 	watches watchSet
+	zxid    atomic.Int64   // the largest zxid a reply carried
+	claims  resolve.Claims // nodes that creates with lost replies took
 }
 
 var _ coord.Store = (*Store)(nil)
@@ -120,7 +124,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		logger = nopLogger{}
 	}
 	st.dial = func() (*zk.Conn, <-chan zk.Event, *guard, error) {
-		g := newGuard()
+		g := newGuard(&st.zxid)
 		conn, events, err := connect(cfg.Servers, timeout, g.dialer(baseDialer(cfg.Dialer)), logger)
 		return conn, events, g, err
 	}
@@ -250,6 +254,10 @@ func (s *Store) call(ctx context.Context, idempotent bool, fn func() error) erro
 			return coord.ErrClosed
 		}
 		if !retryable(err, idempotent) {
+			if !idempotent && !s.life.Ended() && (errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrClosing)) {
+				// Sent, and the connection closed before the answer.
+				return fmt.Errorf("%w: %w: %v", coord.ErrUnavailable, coord.ErrOutcomeUnknown, err)
+			}
 			return err
 		}
 		t := time.NewTimer(backoff)
@@ -314,7 +322,7 @@ func statOf(st *zk.Stat) coord.Stat {
 	if st == nil {
 		return coord.Stat{}
 	}
-	return coord.Stat{Version: int64(st.Version), Ephemeral: st.EphemeralOwner != 0, Owner: owner(st.EphemeralOwner)}
+	return coord.Stat{Version: int64(st.Version), Ephemeral: st.EphemeralOwner != 0, Owner: owner(st.EphemeralOwner), Created: st.Czxid}
 }
 
 // owner is the session ID of a ZooKeeper session id ("" for 0), as
@@ -360,12 +368,22 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 	if data == nil {
 		data = []byte{}
 	}
-	var out string
-	err := s.do(ctx, func() error {
-		p, err := s.zk().Create(s.abs(path), data, zkFlags(mode), s.acl)
-		out = p
-		return err
-	})
+	return resolve.Create(ctx, s, &s.claims, s.reqTO, path, data, mode,
+		s.zxid.Load,
+		func() string { return owner(s.zk().SessionID()) },
+		func() (string, error) {
+			var out string
+			err := s.do(ctx, func() error {
+				p, err := s.zk().Create(s.abs(path), data, zkFlags(mode), s.acl)
+				out = p
+				return err
+			})
+			return s.created(path, out, err)
+		})
+}
+
+// created reports the outcome of a create.
+func (s *Store) created(path, out string, err error) (string, error) {
 	if err != nil {
 		err = mapErr(err)
 		if errors.Is(err, coord.ErrNoNode) {

@@ -2,8 +2,10 @@
 // client and a real server to inject network faults: Stall holds every byte
 // in both directions while the connections stay open (a partition the client
 // cannot see), Cut closes every connection (a lost link), Block closes the
-// listening port so that connecting is refused (a server that is down).
-// Resume undoes Stall and Block.
+// listening port so that connecting is refused (a server that is down),
+// LoseReplies lets requests through and throws the server's answers away
+// (a reply lost after the server applied the request). Resume undoes Stall,
+// Block and LoseReplies.
 package faultproxy
 
 import (
@@ -21,6 +23,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	stalled bool
+	losing  bool
 	blocked bool
 	closed  bool
 	conns   map[net.Conn]struct{}
@@ -51,6 +54,16 @@ func (p *Proxy) Stall() {
 	p.mu.Unlock()
 }
 
+// LoseReplies throws away every byte the server sends until Resume, while
+// the client's bytes still reach the server: requests are applied and their
+// answers never arrive. Follow it with Cut to make the client give up on
+// them, as when a connection dies between the server's apply and its reply.
+func (p *Proxy) LoseReplies() {
+	p.mu.Lock()
+	p.losing = true
+	p.mu.Unlock()
+}
+
 // Block closes the listening port until Resume: connecting is refused, as
 // when the server is down. Open connections stay (Cut closes them).
 func (p *Proxy) Block() {
@@ -63,12 +76,13 @@ func (p *Proxy) Block() {
 	p.blocked = true
 }
 
-// Resume ends Stall and Block: held bytes flow again and the port listens
-// again (the same port; Resume fails only if another program took it).
+// Resume ends Stall, LoseReplies and Block: held bytes flow again and the
+// port listens again (the same port; Resume fails only if another program
+// took it).
 func (p *Proxy) Resume() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.stalled = false
+	p.stalled, p.losing = false, false
 	p.cond.Broadcast()
 	if !p.blocked || p.closed {
 		return nil
@@ -146,14 +160,15 @@ func (p *Proxy) accept(l net.Listener) {
 			continue
 		}
 		p.wg.Add(2)
-		go p.pipe(client, server)
-		go p.pipe(server, client)
+		go p.pipe(client, server, false)
+		go p.pipe(server, client, true)
 	}
 }
 
-// pipe copies from src to dst, waiting while stalled; a read or write error
-// closes both ends.
-func (p *Proxy) pipe(src, dst net.Conn) {
+// pipe copies from src to dst, waiting while stalled, dropping the bytes
+// of a reply (from the server) while replies are lost; a read or write
+// error closes both ends.
+func (p *Proxy) pipe(src, dst net.Conn, reply bool) {
 	defer p.wg.Done()
 	defer p.untrack(dst)
 	defer p.untrack(src)
@@ -161,8 +176,12 @@ func (p *Proxy) pipe(src, dst net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !p.waitFlowing(src) {
+			flowing, lose := p.waitFlowing(src)
+			if !flowing {
 				return
+			}
+			if reply && lose {
+				continue
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -175,16 +194,16 @@ func (p *Proxy) pipe(src, dst net.Conn) {
 }
 
 // waitFlowing blocks while the proxy is stalled; false once the proxy is
-// closed or c was cut.
-func (p *Proxy) waitFlowing(c net.Conn) bool {
+// closed or c was cut. lose says whether replies are being lost.
+func (p *Proxy) waitFlowing(c net.Conn) (flowing, lose bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
 		if _, open := p.conns[c]; !open || p.closed {
-			return false
+			return false, false
 		}
 		if !p.stalled {
-			return true
+			return true, p.losing
 		}
 		p.cond.Wait()
 	}

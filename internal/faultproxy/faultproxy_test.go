@@ -104,3 +104,67 @@ func TestStallCutBlock(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	p.Cut()
 }
+
+// LoseReplies lets requests reach the server and throws its answers away,
+// until Resume.
+func TestLoseReplies(t *testing.T) {
+	got := make(chan string, 10)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			got <- line
+			if _, err := c.Write([]byte(line)); err != nil {
+				return
+			}
+		}
+	}()
+	p, err := New(l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	p.LoseReplies()
+	if ans, err := roundTrip(c, r, 300*time.Millisecond); err == nil {
+		t.Fatalf("an answer came through while replies are lost: %q", ans)
+	}
+	select {
+	case line := <-got:
+		if line != "ping\n" {
+			t.Fatalf("the server got %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the server")
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	r = bufio.NewReader(c)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("two\n")); err != nil {
+		t.Fatal(err)
+	}
+	if ans, err := r.ReadString('\n'); err != nil || ans != "two\n" {
+		t.Fatalf("after Resume: %q, %v (the lost answer must not come back)", ans, err)
+	}
+	p.Cut()
+}
