@@ -63,6 +63,7 @@ func Run(t *testing.T, b Backend) {
 		{"Create/All", testCreateAll},
 		{"Version/Sequence", testVersions},
 		{"Version/CASConflict", testCASConflict},
+		{"Version/Huge", testHugeVersions},
 		{"Version/ConcurrentWriters", testConcurrentCAS},
 		{"Delete/Missing", testDeleteMissing},
 		{"Delete/NotEmpty", testDeleteNotEmpty},
@@ -93,6 +94,7 @@ func Run(t *testing.T, b Backend) {
 		{"Txn/Order", testTxnOrder},
 		{"Txn/Sequential", testTxnSequential},
 		{"Txn/Limit", testTxnLimit},
+		{"Txn/LongPaths", testTxnLongPaths},
 		{"Txn/Invalid", testTxnInvalid},
 		{"Context/Canceled", testContextCanceled},
 		{"Closed/Calls", testClosedCalls},
@@ -114,6 +116,8 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
 		{"Fault/LostCreateReply", testFaultLostCreateReply},
 		{"Fault/LostWriteReply", testFaultLostWriteReply},
+		{"Fault/ReadCutInFlight", testFaultReadCutInFlight},
+		{"Fault/LostSessionReleases", testFaultLostSessionReleases},
 		{"Fault/Linearizable", testLinearizable},
 	}
 	for _, c := range cases {

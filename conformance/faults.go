@@ -377,6 +377,14 @@ func testFaultLockCancelledInFlight(t *testing.T, s *suite) {
 	case <-time.After(Timeout):
 		t.Fatal("Lock did not return")
 	}
+	// A create queued in the client while the link stalled is sent when it
+	// heals; a read through the same store comes after it.
+	if _, _, err := st.Exists(ctx, "/LOCK"); err != nil {
+		t.Fatal(err)
+	}
+	if kids, err := other.Children(ctx, "/LOCK"); err != nil || len(kids) != 1 {
+		t.Fatalf("after the cancelled Lock the lock holds %v (%v), want only x", kids, err)
+	}
 	m := coord.NewMutex(other, "/LOCK", "lock-", nil)
 	if err := m.TryLock(ctx); err != nil {
 		kids, _ := other.Children(ctx, "/LOCK")
@@ -582,5 +590,87 @@ func testFaultLostWriteReply(t *testing.T, s *suite) {
 		if !errors.Is(err, coord.ErrOutcomeUnknown) || !errors.Is(err, coord.ErrUnavailable) {
 			t.Fatalf("%s applied, its reply lost: %v, want ErrOutcomeUnknown and ErrUnavailable", w.name, err)
 		}
+	}
+}
+
+// A read in flight when the connection is cut is sent again, within its
+// context: it succeeds once the link is back.
+func testFaultReadCutInFlight(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	_, err := st.Create(ctx, "/n", []byte("v"), coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/n/k", nil, coord.Persistent)
+	must(t, err)
+	reads := []struct {
+		name string
+		do   func() error
+	}{
+		{"get", func() error {
+			data, _, err := st.Get(ctx, "/n")
+			if err == nil && string(data) != "v" {
+				err = fmt.Errorf("data %q", data)
+			}
+			return err
+		}},
+		{"exists", func() error {
+			_, ok, err := st.Exists(ctx, "/n")
+			if err == nil && !ok {
+				err = errors.New("not found")
+			}
+			return err
+		}},
+		{"children", func() error {
+			kids, err := st.Children(ctx, "/n")
+			if err == nil && len(kids) != 1 {
+				err = fmt.Errorf("children %v", kids)
+			}
+			return err
+		}},
+	}
+	for _, r := range reads {
+		f.Stall()
+		res := make(chan error, 1)
+		go func() { res <- r.do() }()
+		time.Sleep(100 * time.Millisecond) // sent, held by the stall
+		f.Cut()
+		resume(t, f)
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatalf("%s in flight when the connection was cut: %v", r.name, err)
+			}
+		case <-time.After(2 * Timeout):
+			t.Fatalf("%s did not return", r.name)
+		}
+	}
+}
+
+// A session lost while the link was down releases what it held once the
+// link is back, even if the server had not expired it yet: its ephemeral
+// nodes go, so that a lock held by a session its owner gave up does not
+// block everyone until the server's own expiry (or forever).
+func testFaultLostSessionReleases(t *testing.T, s *suite) {
+	ctx, _, f, obs, sess := s.faultyEphemeral(t)
+	f.Stall()
+	select {
+	case <-sess.Done():
+	case <-time.After(Timeout):
+		t.Fatal("the stalled session never ended")
+	}
+	// Back before the server expires the session (it waits the whole
+	// timeout after the last contact; Done came a margin earlier).
+	resume(t, f)
+	deadline := time.Now().Add(Timeout)
+	for {
+		_, ok, err := obs.Exists(ctx, "/e")
+		must(t, err)
+		if !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lost session's ephemeral node is still there %v after the link came back", Timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

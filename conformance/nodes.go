@@ -107,6 +107,36 @@ func testRoot(t *testing.T, s *suite) {
 	if fmt.Sprint(kids) != "[top]" {
 		t.Fatalf("root children %v, want [top]", kids)
 	}
+	// The root can be watched; it always exists.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := st.WatchData(wctx, "/")
+	must(t, err)
+	if ev := next(t, ch); !ev.Exists || ev.Err != nil {
+		t.Fatalf("first event of a watch on the root: %+v", ev)
+	}
+}
+
+// Versions far past any a node reaches (2^31, 2^32, 2^63-1) are conflicts,
+// never taken modulo 2^32 (which would turn 2^32 into 0, the version a new
+// node has).
+func testHugeVersions(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/v", []byte("0"), coord.Persistent)
+	must(t, err)
+	for _, v := range []int64{1 << 31, 1 << 32, 1<<32 + 1, 1<<63 - 1} {
+		_, err := st.Set(ctx, "/v", []byte("x"), v)
+		is(t, err, coord.ErrBadVersion)
+		is(t, st.Delete(ctx, "/v", v), coord.ErrBadVersion)
+		_, err = st.Txn(ctx, coord.CheckOp("/v", v))
+		wantTxnError(t, err, 0, coord.ErrBadVersion)
+	}
+	data, stat, err := st.Get(ctx, "/v")
+	must(t, err)
+	if string(data) != "0" || stat.Version != 0 {
+		t.Fatalf("after refused writes: %q version %d", data, stat.Version)
+	}
 }
 
 func roundTrip(t *testing.T, s *suite, data []byte) {

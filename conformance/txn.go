@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -327,4 +328,41 @@ func testClosedCalls(t *testing.T, s *suite) {
 	is(t, err, coord.ErrClosed)
 	_, err = st.Session(ctx)
 	is(t, err, coord.ErrClosed)
+}
+
+// A transaction whose data is within MaxTxnBytes but whose paths are long
+// (the largest number of ops, each with a path near MaxPathLen) is applied
+// whole or refused with ErrTooLarge before anything is sent; it never
+// breaks the connection, and the store goes on working.
+func testTxnLongPaths(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	lim := st.Limits()
+	_, err := st.Create(ctx, "/l", nil, coord.Persistent)
+	must(t, err)
+	n := lim.MaxTxnOps
+	per := lim.MaxTxnBytes / n
+	if per > lim.MaxValueSize {
+		per = lim.MaxValueSize
+	}
+	ops := make([]coord.Op, n)
+	for i := range ops {
+		name := fmt.Sprintf("%05d-%s", i, strings.Repeat("p", coord.MaxPathLen-len("/l/00000-")-200))
+		ops[i] = coord.CreateOp("/l/"+name, make([]byte, per), coord.Persistent)
+	}
+	_, err = st.Txn(ctx, ops...)
+	kids, kerr := st.Children(ctx, "/l")
+	must(t, kerr)
+	switch {
+	case err == nil:
+		if len(kids) != n {
+			t.Fatalf("an applied txn of %d creates made %d nodes", n, len(kids))
+		}
+	case errors.Is(err, coord.ErrTooLarge):
+		if len(kids) != 0 {
+			t.Fatalf("a refused txn made %d nodes", len(kids))
+		}
+	default:
+		t.Fatalf("a txn of %d ops with long paths and %d bytes of data: %v, want success or ErrTooLarge", n, n*per, err)
+	}
 }

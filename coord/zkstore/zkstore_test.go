@@ -249,3 +249,33 @@ func TestSeveralServersAndBadConfig(t *testing.T) {
 		t.Fatalf("bad chroot: %v, want ErrInvalidPath", err)
 	}
 }
+
+// Without a chroot the root's children leave out ZooKeeper's own
+// "/zookeeper" (quotas and config), which is not a coord node, in listings
+// and in children watches.
+func TestRootHidesZookeeperNode(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := open(t, addr, "")
+	defer s.Close()
+	if _, ok, err := s.Exists(ctx, "/zookeeper"); err != nil || !ok {
+		t.Fatalf("the server's /zookeeper node: %v %v", ok, err)
+	}
+	kids, err := s.Children(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.WatchChildren(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := <-ch
+	for _, list := range [][]string{kids, ev.Children} {
+		for _, k := range list {
+			if k == "zookeeper" {
+				t.Fatalf("the root lists ZooKeeper's own node: %v", list)
+			}
+		}
+	}
+}
