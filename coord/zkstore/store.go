@@ -57,6 +57,15 @@ type Config struct {
 	Dialer zk.Dialer
 	// Logger receives the client library's log lines (discarded when nil).
 	Logger zk.Logger
+	// StaleReads, when true, lets Get, Exists and Children answer from the
+	// connected server's state as it is, which on an ensemble may lag
+	// behind writes other clients have seen acknowledged. When false (the
+	// default) each of them first syncs that server with the leader
+	// (ZooKeeper's sync, one more round trip), so that it sees every write
+	// acknowledged before the call, as on the other backends. Watches are
+	// not synced: their first state may lag, and the events that follow
+	// bring them up to date.
+	StaleReads bool
 }
 
 // Auth is one credential for zk.Conn.AddAuth.
@@ -79,6 +88,7 @@ type Store struct {
 	sess    *session
 	newSess chan struct{} // closed and replaced when a session is established
 	watches watchSet
+	stale   bool // Config.StaleReads
 	zxid    atomic.Int64   // the largest zxid a reply carried
 	claims  resolve.Claims // nodes that creates with lost replies took
 }
@@ -108,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	st := &Store{chroot: strings.TrimSuffix(cfg.Chroot, "/"), acl: cfg.ACL, reqTO: cfg.RequestTimeout,
-		newSess: make(chan struct{})}
+		newSess: make(chan struct{}), stale: cfg.StaleReads}
 	if st.acl == nil {
 		st.acl = zk.WorldACL(zk.PermAll)
 	}
@@ -394,6 +404,18 @@ func (s *Store) created(path, out string, err error) (string, error) {
 	return s.rel(out), nil
 }
 
+// sync brings the connected server up to date with the leader before a
+// read, unless the store takes stale reads.
+func (s *Store) sync(ctx context.Context) error {
+	if s.stale {
+		return nil
+	}
+	return s.read(ctx, func() error {
+		_, err := s.zk().Sync(s.abs("/"))
+		return err
+	})
+}
+
 // Get implements coord.Store.
 func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error) {
 	if err := coord.CheckCall(ctx, "get", path, nil, 0, 0, s.Limits()); err != nil {
@@ -401,6 +423,9 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 	}
 	var data []byte
 	var st *zk.Stat
+	if err := s.sync(ctx); err != nil {
+		return nil, coord.Stat{}, coord.Errorf("get", path, mapErr(err))
+	}
 	err := s.read(ctx, func() error {
 		var err error
 		data, st, err = s.zk().Get(s.abs(path))
@@ -422,6 +447,9 @@ func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, erro
 	}
 	var ok bool
 	var st *zk.Stat
+	if err := s.sync(ctx); err != nil {
+		return coord.Stat{}, false, coord.Errorf("exists", path, mapErr(err))
+	}
 	err := s.read(ctx, func() error {
 		var err error
 		ok, st, err = s.zk().Exists(s.abs(path))
@@ -471,6 +499,9 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 		return nil, err
 	}
 	var kids []string
+	if err := s.sync(ctx); err != nil {
+		return nil, coord.Errorf("children", path, mapErr(err))
+	}
 	err := s.read(ctx, func() error {
 		var err error
 		kids, _, err = s.zk().Children(s.abs(path))

@@ -2,7 +2,12 @@ package zkstore
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,5 +68,66 @@ func TestWatchesShareOneZooKeeperWatch(t *testing.T) {
 	// watch re-armed by the live watch.
 	if armed > 4 {
 		t.Fatalf("%d watches of one path armed %d ZooKeeper watches", 2*n, armed)
+	}
+}
+
+// syncCounter counts the sync requests (op 9) a connection sends.
+type syncCounter struct {
+	net.Conn
+	mu    sync.Mutex
+	f     framer
+	syncs *atomic.Int32
+}
+
+func (c *syncCounter) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.f.feed(b, func(index int, head []byte) {
+		if index > 0 && int32(binary.BigEndian.Uint32(head[4:8])) == 9 {
+			c.syncs.Add(1)
+		}
+	})
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// Reads sync the server with the leader first, unless StaleReads: what
+// goes on the wire shows it (a single server cannot show a stale read).
+func TestReadsSyncFirst(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	for _, stale := range []bool{false, true} {
+		var syncs atomic.Int32
+		dial := func(network, address string, timeout time.Duration) (net.Conn, error) {
+			c, err := net.DialTimeout(network, address, timeout)
+			if err != nil {
+				return nil, err
+			}
+			return &syncCounter{Conn: c, syncs: &syncs}, nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		s, err := New(ctx, Config{Servers: []string{addr}, Dialer: dial, StaleReads: stale,
+			Chroot: fmt.Sprintf("/coordtest/sync-%d", time.Now().UnixNano())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Create(ctx, "/n", nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		before := syncs.Load()
+		_, _, err1 := s.Get(ctx, "/n")
+		_, _, err2 := s.Exists(ctx, "/n")
+		_, err3 := s.Children(ctx, "/n")
+		if err := errors.Join(err1, err2, err3); err != nil {
+			t.Fatal(err)
+		}
+		got := syncs.Load() - before
+		s.Close()
+		cancel()
+		want := int32(3)
+		if stale {
+			want = 0
+		}
+		if got != want {
+			t.Fatalf("StaleReads %v: %d syncs for three reads, want %d", stale, got, want)
+		}
 	}
 }
