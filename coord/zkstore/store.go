@@ -88,7 +88,7 @@ type Store struct {
 	sess    *session
 	newSess chan struct{} // closed and replaced when a session is established
 	watches watchSet
-	stale   bool // Config.StaleReads
+	stale   bool           // Config.StaleReads
 	zxid    atomic.Int64   // the largest zxid a reply carried
 	claims  resolve.Claims // nodes that creates with lost replies took
 }
