@@ -344,3 +344,139 @@ func testEphemeralOwner(t *testing.T, s *suite) {
 	must(t, err)
 	check("watch event", (<-events).Stat, want)
 }
+
+// A parent deleted and made again starts its sequence again at 0, as on
+// ZooKeeper (the counter goes with the node); sequential creates with
+// different prefixes under one parent share its counter, also when made
+// concurrently.
+func testSequentialParentRecreated(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	for range 3 {
+		_, err := st.Create(ctx, "/q/a-", nil, coord.Sequential)
+		must(t, err)
+	}
+	must(t, coord.DeleteAll(ctx, st, "/q"))
+	_, err = st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	p, err := st.Create(ctx, "/q/a-", nil, coord.Sequential)
+	must(t, err)
+	if p != "/q/a-0000000000" {
+		t.Fatalf("first sequential node of a parent made again: %s, want /q/a-0000000000", p)
+	}
+	// Under the root too, and after other creates there.
+	r1, err := st.Create(ctx, "/r-", nil, coord.Sequential)
+	must(t, err)
+	_, err = st.Create(ctx, "/plain", nil, coord.Persistent)
+	must(t, err)
+	r2, err := st.Create(ctx, "/r-", nil, coord.Sequential)
+	must(t, err)
+	if r2 <= r1 {
+		t.Fatalf("sequential nodes under the root: %s then %s", r1, r2)
+	}
+	// Different prefixes, concurrently, from several stores: one counter.
+	var mu sync.Mutex
+	seen := map[int64]string{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 4 {
+		w := s.open(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				prefix := fmt.Sprintf("/q/p%d-", i)
+				p, err := w.Create(ctx, prefix, nil, coord.Sequential)
+				if err != nil {
+					errs <- err
+					return
+				}
+				n, err := strconv.ParseInt(p[len(p)-10:], 10, 64)
+				if err != nil {
+					errs <- fmt.Errorf("sequential name %q", p)
+					return
+				}
+				mu.Lock()
+				if other, dup := seen[n]; dup {
+					errs <- fmt.Errorf("%s and %s share sequence number %d", other, p, n)
+				}
+				seen[n] = p
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// A parent deleted while a child is being created under it never leaves
+// the child behind without its parent.
+func testDeleteRacesChildCreate(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b := s.open(t), s.open(t)
+	for i := range 20 {
+		_, err := a.Create(ctx, "/p", nil, coord.Persistent)
+		must(t, err)
+		if i%2 == 1 { // /p has had a child before
+			_, err := a.Create(ctx, "/p/x", nil, coord.Persistent)
+			must(t, err)
+			must(t, a.Delete(ctx, "/p/x", 0))
+		}
+		var wg sync.WaitGroup
+		var delErr, createErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); delErr = a.Delete(ctx, "/p", coord.AnyVersion) }()
+		go func() { defer wg.Done(); _, createErr = b.Create(ctx, "/p/c", nil, coord.Persistent) }()
+		wg.Wait()
+		_, parent, err := a.Exists(ctx, "/p")
+		must(t, err)
+		_, child, err := a.Exists(ctx, "/p/c")
+		must(t, err)
+		switch {
+		case child && !parent:
+			t.Fatalf("round %d: /p/c exists without /p (delete: %v, create: %v)", i, delErr, createErr)
+		case delErr == nil && createErr == nil:
+			t.Fatalf("round %d: both the delete of /p and the create of /p/c succeeded", i)
+		case delErr != nil && !errors.Is(delErr, coord.ErrNotEmpty):
+			t.Fatalf("round %d: delete: %v", i, delErr)
+		case createErr != nil && !errors.Is(createErr, coord.ErrNoNode):
+			t.Fatalf("round %d: create: %v", i, createErr)
+		}
+		must(t, coord.DeleteAll(ctx, a, "/p"))
+	}
+}
+
+// A write that finds its session expired on the server ends the session at
+// once: the next ephemeral create gets a new session instead of failing
+// again on the dead one.
+func testSessionExpiredWrite(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	owner := s.open(t)
+	sess, err := owner.Session(ctx)
+	must(t, err)
+	_, err = owner.Create(ctx, "/e", nil, coord.Ephemeral)
+	must(t, err)
+	s.b.Expire(t, owner)
+	if _, err := owner.Create(ctx, "/e2", nil, coord.Ephemeral); err != nil {
+		if !errors.Is(err, coord.ErrSessionExpired) {
+			t.Fatalf("create on an expired session: %v, want ErrSessionExpired", err)
+		}
+		select {
+		case <-sess.Done():
+		default:
+			t.Fatal("a write was refused for an expired session, and the session is still not Done")
+		}
+		_, err = owner.Create(ctx, "/e2", nil, coord.Ephemeral)
+		must(t, err)
+	}
+	next, err := owner.Session(ctx)
+	must(t, err)
+	if next.ID() == sess.ID() {
+		t.Fatal("the expired session is still the store's")
+	}
+}

@@ -76,7 +76,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 		}
 	}
 	add := func(m map[string]*kvState, path, key string, counter bool) {
-		if _, ok := m[path]; ok || path == "/" {
+		if _, ok := m[path]; ok || (path == "/" && !counter) {
 			return
 		}
 		m[path] = &kvState{}
@@ -84,12 +84,15 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	}
 	for _, op := range ops {
 		add(nodes, op.Path, s.key(op.Path), false)
-		if op.Kind == coord.OpCreate {
+		switch op.Kind {
+		case coord.OpCreate:
+			// Every create moves its parent's child counter, which a
+			// delete of the parent checks.
 			par := coord.Parent(op.Path)
 			add(nodes, par, s.key(par), false)
-			if op.Mode&coord.Sequential != 0 {
-				add(seqs, par, s.seqKey(par), true)
-			}
+			add(seqs, par, s.seqKey(par), true)
+		case coord.OpDelete:
+			add(seqs, op.Path, s.seqKey(op.Path), true)
 		}
 	}
 	for _, p := range extra {
@@ -243,7 +246,7 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 	var txn api.TxnOps
 	kvOp := func(o api.KVTxnOp) { txn = append(txn, &api.TxnOp{KV: &o}) }
 	written := map[string]bool{}
-	var parents []string // of created nodes, rewritten unchanged to move their index
+	var parents []string // of created nodes, checked unchanged
 	for _, st := range steps {
 		key := s.key(st.Path)
 		switch st.Op.Kind {
@@ -265,30 +268,43 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 			}
 		case coord.OpDelete:
 			kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: key, Index: index(st.Path)})
-			kvOp(api.KVTxnOp{Verb: api.KVDelete, Key: s.seqKey(st.Path)})
+			// The child counter as read: a child created since has moved
+			// it (or made it), and fails the delete.
+			if c := seqs[st.Path]; c != nil && c.kv != nil {
+				kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: s.seqKey(st.Path), Index: c.kv.ModifyIndex})
+			} else {
+				kvOp(api.KVTxnOp{Verb: api.KVCheckNotExists, Key: s.seqKey(st.Path)})
+			}
 		}
 		if st.Op.Kind != coord.OpCheck {
 			written[st.Path] = true
 		}
-	}
-	size := 0
-	for _, op := range ops {
-		size += len(op.Data)
 	}
 	for _, par := range parents {
 		st := nodes[par]
 		if par == "/" || written[par] || st == nil || st.kv == nil {
 			continue // the root, or written (or created) by this txn: guarded already
 		}
-		size += len(st.kv.Value)
-		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: st.kv.Key, Value: st.kv.Value, Flags: st.kv.Flags, Index: st.kv.ModifyIndex})
+		kvOp(api.KVTxnOp{Verb: api.KVCheckIndex, Key: st.kv.Key, Index: st.kv.ModifyIndex})
 	}
+	// Each parent's child counter moves past every create under it (the
+	// sequence numbers handed out, and one per other create), under
+	// check-and-set. A concurrent delete of the parent, which checks the
+	// counter as it read it, then fails instead of orphaning the child.
+	// (Rewriting the parent unchanged would not do: Consul leaves the index
+	// of an unchanged key where it was.)
 	counters := txnplan.Counters(steps)
+	made := map[string]int64{}
+	for _, st := range steps {
+		if st.Op.Kind == coord.OpCreate {
+			made[coord.Parent(st.Path)]++
+		}
+	}
+	for par, n := range made {
+		counters[par] = max(counters[par], next[par]+n)
+	}
 	for _, par := range slices.Sorted(maps.Keys(counters)) {
 		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: s.seqKey(par), Value: []byte(strconv.FormatInt(counters[par], 10)), Index: seqIndex(seqs[par])})
-	}
-	if size > s.limits.MaxTxnBytes {
-		return nil, nil, nil, &coord.TxnError{Index: 0, Op: ops[0], Err: fmt.Errorf("%w: %d bytes with the parents rewritten, the limit is %d", coord.ErrTooLarge, size, s.limits.MaxTxnBytes)}
 	}
 	return res, txn, nil, nil
 }

@@ -480,7 +480,8 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (*plan
 	var gets []get
 	var fill []func(*pb.RangeResponse)
 	node := func(m map[string]*kvState, path, key string) {
-		if _, ok := m[path]; ok || path == "/" {
+		// The root is no key, but it has a sequence counter.
+		if _, ok := m[path]; ok || (path == "/" && key != s.seqKey(path)) {
 			return
 		}
 		st := &kvState{}
