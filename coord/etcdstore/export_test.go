@@ -46,3 +46,16 @@ func (s *Store) Compact(ctx context.Context) error {
 // LoseNextReply makes the next transaction the store commits get applied
 // and its answer lost, as when the connection dies in between.
 func LoseNextReply(s *Store) { s.loseReply.Store(true) }
+
+// ResumeChildrenWatch runs a children watch of path from revision rev,
+// starting from the children it had then (kids), as after a long
+// disconnect, and counts its resyncs in *resyncs.
+func (s *Store) ResumeChildrenWatch(ctx context.Context, path string, kids []string, rev int64, resyncs *int) <-chan coord.Event {
+	return s.watchKidsFrom(ctx, path, coord.Event{Path: path, Exists: true, Children: kids}, rev, resyncs)
+}
+
+// ChildrenRevision is the revision at which path's children were read.
+func (s *Store) ChildrenRevision(ctx context.Context, path string) ([]string, int64, error) {
+	ev, rev, err := s.readKids(ctx, path)
+	return ev.Children, rev, err
+}

@@ -76,6 +76,12 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	if !ev.Exists {
 		return nil, coord.Errorf("watch", path, coord.ErrNoNode)
 	}
+	return s.watchKidsFrom(ctx, path, ev, rev, nil), nil
+}
+
+// watchKidsFrom runs a children watch of path whose state ev was read at
+// revision rev; resyncs, when not nil, counts the reads after a compaction.
+func (s *Store) watchKidsFrom(ctx context.Context, path string, ev coord.Event, rev int64, resyncs *int) <-chan coord.Event {
 	kids := map[string]bool{}
 	for _, k := range ev.Children {
 		kids[k] = true
@@ -104,6 +110,9 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 		}
 		return coord.Event{Path: path, Exists: true, Children: sortedKeys(kids)}, true
 	}, func(c context.Context) (coord.Event, int64, error) {
+		if resyncs != nil {
+			*resyncs++
+		}
 		ev, rev, err := s.readKids(c, path)
 		if err == nil && ev.Exists {
 			clear(kids)
@@ -116,7 +125,7 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 		}
 		return ev, rev, err
 	})
-	return ch, nil
+	return ch
 }
 
 func (s *Store) readKids(ctx context.Context, path string) (coord.Event, int64, error) {

@@ -69,3 +69,75 @@ func TestWatchResumesAfterCompaction(t *testing.T) {
 		t.Fatal("the compacted revision did not make the watch read again")
 	}
 }
+
+// A children watch resumed after its revision was compacted away reads the
+// children again and forgets those deleted meanwhile: later events show
+// the set as it is, not the old one with the new child added.
+func TestChildrenWatchResumesAfterCompaction(t *testing.T) {
+	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := etcdstore.New(ctx, srv.Config("compact"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{"/d", "/d/a", "/d/b"} {
+		if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kids, rev, err := s.ChildrenRevision(ctx, "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/d/a", "/d/b"} {
+		if err := s.Delete(ctx, p, coord.AnyVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Create(ctx, "/d/c", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resyncs := 0
+	ch := s.ResumeChildrenWatch(ctx, "/d", kids, rev, &resyncs)
+	// The state read again after the compaction, then a change after it.
+	for ev := range ch {
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		if fmt.Sprint(ev.Children) == "[c]" {
+			break
+		}
+	}
+	if _, err := s.Create(ctx, "/d/e", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case ev := <-ch:
+			if ev.Err != nil {
+				t.Fatal(ev.Err)
+			}
+			got := fmt.Sprint(ev.Children)
+			if got == "[c e]" {
+				if resyncs == 0 {
+					t.Fatal("the compacted revision did not make the watch read again")
+				}
+				return
+			}
+			if got != "[a b]" && got != "[c]" {
+				t.Fatalf("children after a resync: %s (deleted children kept?)", got)
+			}
+		case <-ctx.Done():
+			t.Fatal("never saw [c e]")
+		}
+	}
+}
