@@ -94,6 +94,7 @@ type Store struct {
 	life lifecycle.State // the store's: ended by Close
 	sess *session
 
+	maxReq    int            // the agent's limit on a request body
 	seen      atomic.Int64   // the largest index a reply carried
 	claims    resolve.Claims // nodes that creates with lost replies took
 	loseReply atomic.Bool    // a test's fault: lose the next commit's answer
@@ -148,6 +149,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// Values travel base64-encoded inside the JSON body of /v1/txn.
 	data := (req - 16<<10) / 4 * 3
 	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnBytes: data}
+	s.maxReq = req
 	s.bg, s.stop = context.WithCancel(context.Background())
 	// Fail now, not at the first call, when the agent does not answer.
 	q, cancel, err := s.opts(ctx)

@@ -2,6 +2,7 @@ package consulstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -306,7 +307,32 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 	for _, par := range slices.Sorted(maps.Keys(counters)) {
 		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: s.seqKey(par), Value: []byte(strconv.FormatInt(counters[par], 10)), Index: seqIndex(seqs[par])})
 	}
+	if err := s.checkBody(txn); err != nil {
+		return nil, nil, nil, &coord.TxnError{Index: 0, Op: ops[0], Err: err}
+	}
 	return res, txn, nil, nil
+}
+
+// checkBody refuses, before it is sent, a transaction whose request body
+// would exceed the agent's limit: the agent drops the connection while the
+// body is still being written, which would look like a lost reply. Data is
+// counted against Limits already; long keys can still push the body over.
+func (s *Store) checkBody(txn api.TxnOps) error {
+	rough := 0
+	for _, op := range txn {
+		rough += len(op.KV.Key) + (len(op.KV.Value)+2)/3*4 + 128
+	}
+	if rough < s.maxReq/2 {
+		return nil
+	}
+	body, err := json.Marshal(txn)
+	if err != nil {
+		return fmt.Errorf("%w: %v", coord.ErrInvalidArgument, err)
+	}
+	if len(body) > s.maxReq-1024 {
+		return fmt.Errorf("%w: a request body of %d bytes (keys and data), the agent's limit is %d", coord.ErrTooLarge, len(body), s.maxReq)
+	}
+	return nil
 }
 
 func seqIndex(st *kvState) uint64 {
