@@ -203,40 +203,7 @@ func TestPrefixesIsolated(t *testing.T) {
 			t.Errorf("prefix %q: %v, want ErrInvalidArgument", bad, err)
 		}
 	}
-	all := []string{base, base + "/a", base + "/001", base + "/nodesx", base + ".seq", base + "x"}
-	stores := map[string]coord.Store{}
-	for _, p := range all {
-		st := open(p)
-		stores[p] = st
-		for _, path := range []string{"/001", "/a", "/seq"} {
-			if _, err := st.Create(ctx, path, []byte(p), coord.Persistent); err != nil {
-				t.Fatalf("%s: create %s: %v", p, path, err)
-			}
-			if _, err := st.Create(ctx, path+"/", nil, coord.Sequential); err != nil {
-				t.Fatalf("%s: create %s/: %v", p, path, err)
-			}
-		}
-	}
-	for _, p := range all {
-		st := stores[p]
-		kids, err := st.Children(ctx, "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.Join(kids, ",") != "001,a,seq" {
-			t.Errorf("store on %q lists %q, want its own 001,a,seq", p, kids)
-		}
-		for _, path := range []string{"/001", "/a", "/seq"} {
-			data, _, err := st.Get(ctx, path)
-			if err != nil || string(data) != p {
-				t.Errorf("store on %q: get %s = %q, %v; want its own data", p, path, data, err)
-			}
-			kids, err := st.Children(ctx, path)
-			if err != nil || strings.Join(kids, ",") != "0000000000" {
-				t.Errorf("store on %q: children of %s = %q, %v; want its one sequential node", p, path, kids, err)
-			}
-		}
-	}
+	conformance.CheckIsolation(t, open, []string{base, base + "/a", base + "/001", base + "/nodesx", base + ".seq", base + "x"})
 }
 
 // A session the store gave up on (its renewals stalled) is destroyed once

@@ -283,15 +283,6 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 		return "", err
 	}
 	return resolve.Create(ctx, s, &s.claims, s.reqTO, path, data, mode, s.seen.Load,
-		func() string {
-			if mode&coord.Ephemeral == 0 {
-				return ""
-			}
-			if sess, err := s.session(ctx); err == nil {
-				return sess.ID()
-			}
-			return ""
-		},
 		func() (string, error) {
 			res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
 			if err != nil {

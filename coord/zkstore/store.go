@@ -380,7 +380,6 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 	}
 	return resolve.Create(ctx, s, &s.claims, s.reqTO, path, data, mode,
 		s.zxid.Load,
-		func() string { return owner(s.zk().SessionID()) },
 		func() (string, error) {
 			var out string
 			err := s.do(ctx, func() error {

@@ -279,3 +279,16 @@ func TestRootHidesZookeeperNode(t *testing.T) {
 		}
 	}
 }
+
+// Sibling chroots never see each other's nodes. (Nested chroots share
+// nodes by design: the store on /p/a sees what the store on /p sees
+// under /a, as ZooKeeper's own chroot does.)
+func TestChrootsIsolated(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	base := fmt.Sprintf("/coordtest-iso-%d", time.Now().UnixNano())
+	conformance.CheckIsolation(t, func(p string) coord.Store {
+		s := open(t, addr, p)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}, []string{base, base + "x", base + "-001"})
+}

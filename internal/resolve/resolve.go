@@ -117,14 +117,20 @@ func Created(ctx context.Context, s coord.Store, c *Claims, path string, data []
 // Create runs a store's create with send, and resolves an unknown outcome:
 // when send fails with an error wrapping coord.ErrOutcomeUnknown, it looks
 // for the node (Created) and returns it, or sends the create again if it
-// was not applied. stamp and owner are read before each send: the largest
-// Stat.Created the store has seen, and the ID of the session an ephemeral
-// create goes under. Without a deadline on ctx it gives up after reqTO.
+// was not applied. Before each send it reads stamp, the largest
+// Stat.Created the store has seen, and for an ephemeral mode the ID of the
+// store's session, which the create goes under. Without a deadline on ctx
+// it gives up after reqTO.
 func Create(ctx context.Context, s coord.Store, c *Claims, reqTO time.Duration, path string, data []byte, mode coord.Mode,
-	stamp func() int64, owner func() string, send func() (string, error)) (string, error) {
+	stamp func() int64, send func() (string, error)) (string, error) {
 	start := time.Now()
 	for {
-		after, own := stamp(), owner()
+		after, own := stamp(), ""
+		if mode&coord.Ephemeral != 0 {
+			if sess, err := s.Session(ctx); err == nil {
+				own = sess.ID()
+			}
+		}
 		p, err := send()
 		if err == nil || !errors.Is(err, coord.ErrOutcomeUnknown) {
 			return p, err
