@@ -116,6 +116,7 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
 		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
+		{"Fault/WaiterStalled", testFaultWaiterStalled},
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
 		{"Fault/LostCreateReply", testFaultLostCreateReply},
 		{"Fault/LostWriteReply", testFaultLostWriteReply},

@@ -674,3 +674,33 @@ func testFaultLostSessionReleases(t *testing.T, s *suite) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A waiter cut off from its server (stalled: no error, no byte) gives up
+// with ErrLockLost when its session is lost, on its own clock, without
+// waiting for the link to heal.
+func testFaultWaiterStalled(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	holder := s.open(t)
+	st, f := s.openFaulty(t)
+	mh := coord.NewMutex(holder, "/LOCK", "lock-", nil)
+	must(t, mh.Lock(ctx))
+	sess, err := st.Session(ctx)
+	must(t, err)
+	got := make(chan error, 1)
+	go func() { got <- coord.NewMutex(st, "/LOCK", "lock-", nil).Lock(ctx) }()
+	waitFor(t, func() bool { return len(lockNodes(t, holder, "/LOCK")) == 2 })
+	f.Stall()
+	select {
+	case err := <-got:
+		if !errors.Is(err, coord.ErrLockLost) {
+			t.Fatalf("a stalled waiter whose session was lost got %v, want ErrLockLost", err)
+		}
+	case <-time.After(Timeout):
+		t.Fatalf("a stalled waiter is still waiting %v after the stall (session err: %v)", Timeout, sess.Err())
+	}
+	if sess.Err() == nil {
+		t.Fatal("the waiter gave up while its session lives")
+	}
+	resume(t, f)
+	must(t, mh.Unlock(ctx))
+}

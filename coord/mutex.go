@@ -104,12 +104,33 @@ func (m *Mutex) lock(ctx context.Context, try bool) error {
 	if err != nil {
 		return err
 	}
+	// Calls made until the lock is held end with the session: a contender
+	// cut off from its server gives up when its session is lost, not when
+	// the link heals.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	node, err := m.create(ctx, sess)
 	if err != nil {
+		if sess.Err() != nil {
+			return Errorf(op, m.dir, fmt.Errorf("%w: the session ended: %v", ErrLockLost, sess.Err()))
+		}
 		return err
 	}
 	if err := m.wait(ctx, sess, node, try); err != nil {
-		m.release(ctx, node)
+		if sess.Err() == nil {
+			m.release(ctx, node)
+		} else {
+			// The node goes with the session; deleting it could only wait
+			// for a server that cannot be reached.
+			m.forget(node)
+		}
 		return Errorf(op, node, err)
 	}
 	if err := m.hold(ctx, node, sess); err != nil {
@@ -174,11 +195,16 @@ func (m *Mutex) removeOrphans(ctx context.Context, sess Session) {
 	}
 }
 
-// release deletes a contender node that does not hold the lock.
-func (m *Mutex) release(ctx context.Context, node string) {
+// forget drops node from this process's contenders.
+func (m *Mutex) forget(node string) {
 	contenders.Lock()
 	delete(contenders.nodes, contenderKey{m.s, node})
 	contenders.Unlock()
+}
+
+// release deletes a contender node that does not hold the lock.
+func (m *Mutex) release(ctx context.Context, node string) {
+	m.forget(node)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	_ = m.s.Delete(cctx, node, AnyVersion)
@@ -188,10 +214,16 @@ func (m *Mutex) release(ctx context.Context, node string) {
 // when try is set and it is not.
 func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool) error {
 	me := Base(node)
+	lost := func(err error) error {
+		if sess.Err() != nil {
+			return fmt.Errorf("%w: the session ended while waiting: %v", ErrLockLost, sess.Err())
+		}
+		return err
+	}
 	for {
 		kids, err := m.s.Children(ctx, m.dir)
 		if err != nil {
-			return err
+			return lost(err)
 		}
 		order := SortBySequence(kids, m.prefix)
 		idx := -1
@@ -210,7 +242,7 @@ func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool) e
 			return fmt.Errorf("%w: %s is before %s", ErrLocked, order[0], me)
 		}
 		if err := m.waitGone(ctx, sess, Join(m.dir, order[idx-1])); err != nil {
-			return err
+			return lost(err)
 		}
 	}
 }
