@@ -120,6 +120,7 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
 		{"Fault/LostCreateReply", testFaultLostCreateReply},
 		{"Fault/LostWriteReply", testFaultLostWriteReply},
+		{"Fault/CreateCutBeforeServer", testFaultCreateCutBeforeServer},
 		{"Fault/ReadCutInFlight", testFaultReadCutInFlight},
 		{"Fault/LostSessionReleases", testFaultLostSessionReleases},
 		{"Fault/Linearizable", testLinearizable},

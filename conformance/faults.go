@@ -704,3 +704,51 @@ func testFaultWaiterStalled(t *testing.T, s *suite) {
 	resume(t, f)
 	must(t, mh.Unlock(ctx))
 }
+
+// A create cut off before it reached the server (its request held by a
+// stall, then the connection cut) was not applied: Create sends it again
+// and returns a new node, and does not take for its own a node with the
+// same data made earlier, nor one another client made meanwhile.
+func testFaultCreateCutBeforeServer(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	for i, mode := range []coord.Mode{coord.Sequential, coord.EphemeralSequential} {
+		dir := fmt.Sprintf("/d%d", i)
+		_, err := obs.Create(ctx, dir, nil, coord.Persistent)
+		must(t, err)
+		_, err = obs.Create(ctx, dir+"/n-", []byte("x"), coord.Sequential)
+		must(t, err)
+		_, _, err = st.Exists(ctx, dir)
+		must(t, err)
+		f.Stall()
+		res := make(chan error, 1)
+		var made string
+		go func() {
+			p, err := st.Create(ctx, dir+"/n-", []byte("x"), mode)
+			made = p
+			res <- err
+		}()
+		time.Sleep(100 * time.Millisecond) // sent, held by the stall
+		_, err = obs.Create(ctx, dir+"/n-", []byte("other"), coord.Sequential)
+		must(t, err)
+		f.Block()
+		f.Cut()
+		resume(t, f)
+		select {
+		case err := <-res:
+			must(t, err)
+		case <-time.After(2 * Timeout):
+			t.Fatalf("%v: Create did not return", mode)
+		}
+		kids, err := obs.Children(ctx, dir)
+		must(t, err)
+		if len(kids) != 3 {
+			t.Fatalf("%v: %d nodes after a create cut before the server and two others: %v", mode, len(kids), kids)
+		}
+		data, _, err := obs.Get(ctx, made)
+		if err != nil || string(data) != "x" || made == dir+"/"+kids[0] {
+			t.Fatalf("%v: Create returned %s (%q, %v), the nodes are %v", mode, made, data, err, kids)
+		}
+	}
+}
