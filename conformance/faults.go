@@ -270,6 +270,25 @@ func testFaultSuspended(t *testing.T, s *suite) {
 	if _, ok, err := obs.Exists(ctx, "/e"); err != nil || !ok {
 		t.Fatalf("the ephemeral node did not survive: %v %v", ok, err)
 	}
+	// The same when the server refuses connections (renewals fail at once
+	// instead of hanging).
+	f.Block()
+	f.Cut()
+	select {
+	case <-suspension(sess, true):
+	case <-sess.Done():
+		t.Fatalf("the session ended without being suspended while the server refused connections: %v", sess.Err())
+	case <-time.After(Timeout):
+		t.Fatal("a session whose server refuses connections was never suspended")
+	}
+	resume(t, f)
+	select {
+	case <-suspension(sess, false):
+	case <-sess.Done():
+		t.Fatalf("the session ended: %v", sess.Err())
+	case <-time.After(Timeout):
+		t.Fatal("the suspension did not end when the server was back")
+	}
 }
 
 // locker is what the no-overlap cases hold: a Mutex or an Election.
