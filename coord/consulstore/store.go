@@ -95,20 +95,9 @@ type Store struct {
 	sess *session
 
 	maxReq    int            // the agent's limit on a request body
-	seen      atomic.Int64   // the largest index a reply carried
+	seen      resolve.Stamp  // the largest index a reply carried
 	claims    resolve.Claims // nodes that creates with lost replies took
 	loseReply atomic.Bool    // a test's fault: lose the next commit's answer
-}
-
-// saw records an index a reply carried: every later change has a larger
-// one.
-func (s *Store) saw(index uint64) {
-	for {
-		old := s.seen.Load()
-		if int64(index) <= old || s.seen.CompareAndSwap(old, int64(index)) {
-			return
-		}
-	}
 }
 
 var _ coord.Store = (*Store)(nil)
@@ -321,7 +310,7 @@ func (s *Store) get(ctx context.Context, path string) (*api.KVPair, *api.QueryMe
 	if err != nil {
 		return nil, nil, mapErr(ctx, err)
 	}
-	s.saw(meta.LastIndex)
+	s.seen.See(int64(meta.LastIndex))
 	return kv, meta, nil
 }
 

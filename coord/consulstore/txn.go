@@ -119,7 +119,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 					return err
 				})
 				if e == nil {
-					s.saw(meta.LastIndex)
+					s.seen.See(int64(meta.LastIndex))
 					j.m[j.path].kv = kv
 					if j.kids && kv != nil {
 						var kids []string

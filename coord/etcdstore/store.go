@@ -94,20 +94,9 @@ type Store struct {
 	mu        sync.Mutex
 	sess      *session
 	life      lifecycle.State // the store's: ended by Close
-	seen      atomic.Int64    // the largest revision a reply carried
+	seen      resolve.Stamp   // the largest revision a reply carried
 	claims    resolve.Claims  // nodes that creates with lost replies took
 	loseReply atomic.Bool     // a test's fault: lose the next commit's answer
-}
-
-// saw records a revision a reply carried: every later change has a larger
-// one.
-func (s *Store) saw(rev int64) {
-	for {
-		old := s.seen.Load()
-		if rev <= old || s.seen.CompareAndSwap(old, rev) {
-			return
-		}
-	}
 }
 
 var _ coord.Store = (*Store)(nil)
@@ -313,7 +302,7 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 	if err != nil {
 		return nil, coord.Stat{}, coord.Errorf("get", path, mapErr(ctx, err))
 	}
-	s.saw(resp.Header.Revision)
+	s.seen.See(resp.Header.Revision)
 	if len(resp.Kvs) == 0 {
 		return nil, coord.Stat{}, coord.Errorf("get", path, coord.ErrNoNode)
 	}
@@ -525,7 +514,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (*plan
 		}
 		if start == 0 {
 			p.rev = resp.Header.Revision
-			s.saw(p.rev)
+			s.seen.See(p.rev)
 		}
 		for i := range chunk {
 			fill[start+i](resp.Responses[i].GetResponseRange())

@@ -5,9 +5,10 @@ import (
 	"io"
 	"math/rand"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coordkit/coord/internal/resolve"
 )
 
 func frame(body []byte) []byte {
@@ -63,7 +64,7 @@ func TestFramerChunks(t *testing.T) {
 // notification (xid -1) that arrives while a request waits answers nothing,
 // and must not move the contact time to that request's send time.
 func TestGuardNotificationIsNotReply(t *testing.T) {
-	var zxid atomic.Int64
+	var zxid resolve.Stamp
 	g := newGuard(&zxid)
 	client, server := net.Pipe()
 	defer client.Close()

@@ -5,13 +5,13 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/resolve"
 )
 
 // session is one ZooKeeper session of the connection.
@@ -149,19 +149,19 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 // link heals.
 type guard struct {
 	mu        sync.Mutex
-	timeout   time.Duration // negotiated; 0 until the first ConnectResponse
-	contact   time.Time     // send time of the newest answered request
-	gen       int           // the TCP connection whose requests pending holds
-	pending   []time.Time   // send times of its requests not answered yet
-	down      bool          // the client library says it is disconnected
-	zxid      *atomic.Int64 // the largest zxid a reply carried (the store's)
-	suspended bool          // what the watchdog last reported
-	kick      chan struct{} // wakes the watchdog when the suspension may end
+	timeout   time.Duration  // negotiated; 0 until the first ConnectResponse
+	contact   time.Time      // send time of the newest answered request
+	gen       int            // the TCP connection whose requests pending holds
+	pending   []time.Time    // send times of its requests not answered yet
+	down      bool           // the client library says it is disconnected
+	zxid      *resolve.Stamp // the largest zxid a reply carried (the store's)
+	suspended bool           // what the watchdog last reported
+	kick      chan struct{}  // wakes the watchdog when the suspension may end
 	done      chan struct{}
 	once      sync.Once
 }
 
-func newGuard(zxid *atomic.Int64) *guard {
+func newGuard(zxid *resolve.Stamp) *guard {
 	return &guard{done: make(chan struct{}), kick: make(chan struct{}, 1), zxid: zxid}
 }
 
@@ -175,17 +175,6 @@ func (g *guard) wake() {
 	select {
 	case g.kick <- struct{}{}:
 	default:
-	}
-}
-
-// seen records the zxid of a reply: every transaction the server applies
-// later has a larger one.
-func (g *guard) seen(zxid int64) {
-	for {
-		old := g.zxid.Load()
-		if zxid <= old || g.zxid.CompareAndSwap(old, zxid) {
-			return
-		}
 	}
 }
 
@@ -334,7 +323,7 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 			}
 			// A reply header: xid, the zxid the server had reached, err.
 			c.g.answered(c.gen, false, 0)
-			c.g.seen(int64(binary.BigEndian.Uint64(head[4:12])))
+			c.g.zxid.See(int64(binary.BigEndian.Uint64(head[4:12])))
 		})
 		c.rmu.Unlock()
 	}

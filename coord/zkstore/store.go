@@ -22,7 +22,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -89,7 +88,7 @@ type Store struct {
 	newSess chan struct{} // closed and replaced when a session is established
 	watches watchSet
 	stale   bool           // Config.StaleReads
-	zxid    atomic.Int64   // the largest zxid a reply carried
+	zxid    resolve.Stamp  // the largest zxid a reply carried
 	claims  resolve.Claims // nodes that creates with lost replies took
 }
 

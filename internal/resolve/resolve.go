@@ -25,10 +25,29 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coordkit/coord/coord"
 )
+
+// Stamp is the largest creation stamp (Stat.Created order: a ZooKeeper
+// zxid, an etcd revision, a Consul index) a store has seen in replies.
+// Every node made later has a larger one. The zero value is 0.
+type Stamp struct{ v atomic.Int64 }
+
+// See records a stamp a reply carried.
+func (s *Stamp) See(v int64) {
+	for {
+		old := s.v.Load()
+		if v <= old || s.v.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// Load returns the largest stamp seen.
+func (s *Stamp) Load() int64 { return s.v.Load() }
 
 // Claims records the nodes that resolutions of one store took, so that no
 // two take the same node. The zero value is ready.
