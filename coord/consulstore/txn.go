@@ -184,7 +184,7 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 		cancel()
 		if err == nil && s.loseReply.CompareAndSwap(true, false) {
 			// A test's fault: applied, and the answer lost on the way.
-			ok, err = false, fmt.Errorf("Put %q: %w (reply lost by a test fault)", "/v1/txn", io.ErrUnexpectedEOF)
+			ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
 		}
 		if err != nil {
 			if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
