@@ -34,6 +34,12 @@ type Backend struct {
 	// the test can stall and cut (this project's backends use a loopback TCP
 	// proxy). The Fault cases need it and skip without it.
 	OpenFaulty func(t testing.TB, ns string, sessionTimeout time.Duration) (coord.Store, Faults)
+	// KeepAlive, when set, renews the session with ID id once through
+	// other, another store of the backend, as a second client holding the
+	// session's credentials could. Fault/LostSessionReleases then keeps the
+	// session alive on the server all along, so that only the store's own
+	// ending of a session it gave up on can release its nodes.
+	KeepAlive func(ctx context.Context, other coord.Store, id string) error
 }
 
 // Timeout bounds every wait of the suite for something that must happen

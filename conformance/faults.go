@@ -177,14 +177,9 @@ func testFaultShortStall(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	resume(t, f)
-	for ev := range events {
-		if ev.Err != nil {
-			t.Fatal(ev.Err)
-		}
-		if ev.Exists && string(ev.Data) == "during" {
-			break
-		}
-	}
+	until(t, events, "the change made during the fault", func(ev coord.Event) bool {
+		return ev.Exists && string(ev.Data) == "during"
+	})
 	select {
 	case <-sess.Done():
 		t.Fatalf("a short stall ended the session: %v", sess.Err())
@@ -219,6 +214,20 @@ func suspension(sess coord.Session, want bool) <-chan struct{} {
 	return ch
 }
 
+// awaitSuspension waits until sess.Suspended() says want; the session
+// ending first, or Timeout passing, fails the test. who names the session
+// in the message.
+func awaitSuspension(t *testing.T, sess coord.Session, want bool, who string) {
+	t.Helper()
+	select {
+	case <-suspension(sess, want):
+	case <-sess.Done():
+		t.Fatalf("%s ended before its suspension became %v: %v", who, want, sess.Err())
+	case <-time.After(Timeout):
+		t.Fatalf("%s: its suspension never became %v", who, want)
+	}
+}
+
 // A stalled connection suspends the session before it is lost; when the
 // link heals in time the suspension ends and the session, its ephemeral
 // node and a watch carry on.
@@ -236,34 +245,17 @@ func testFaultSuspended(t *testing.T, s *suite) {
 	}
 	stalled := time.Now()
 	f.Stall()
-	select {
-	case <-suspension(sess, true):
-	case <-sess.Done():
-		t.Fatalf("the session ended %v after the stall without being suspended: %v", time.Since(stalled), sess.Err())
-	case <-time.After(Timeout):
-		t.Fatal("a stalled session was never suspended")
-	}
+	awaitSuspension(t, sess, true, "a stalled session")
 	after := time.Since(stalled)
 	if _, err := obs.Create(ctx, "/w", []byte("during"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
 	resume(t, f)
-	select {
-	case <-suspension(sess, false):
-	case <-sess.Done():
-		t.Fatalf("suspended %v after the stall and resumed at once, the session still ended: %v", after, sess.Err())
-	case <-time.After(Timeout):
-		t.Fatal("the suspension did not end when the link healed")
-	}
+	awaitSuspension(t, sess, false, fmt.Sprintf("a session suspended %v after the stall, the link healed at once,", after))
 	t.Logf("suspended %v after the stall", after.Round(time.Millisecond))
-	for ev := range events {
-		if ev.Err != nil {
-			t.Fatal(ev.Err)
-		}
-		if ev.Exists && string(ev.Data) == "during" {
-			break
-		}
-	}
+	until(t, events, "the change made during the fault", func(ev coord.Event) bool {
+		return ev.Exists && string(ev.Data) == "during"
+	})
 	if sess.Err() != nil {
 		t.Fatalf("the session ended: %v", sess.Err())
 	}
@@ -274,21 +266,9 @@ func testFaultSuspended(t *testing.T, s *suite) {
 	// instead of hanging).
 	f.Block()
 	f.Cut()
-	select {
-	case <-suspension(sess, true):
-	case <-sess.Done():
-		t.Fatalf("the session ended without being suspended while the server refused connections: %v", sess.Err())
-	case <-time.After(Timeout):
-		t.Fatal("a session whose server refuses connections was never suspended")
-	}
+	awaitSuspension(t, sess, true, "a session whose server refuses connections")
 	resume(t, f)
-	select {
-	case <-suspension(sess, false):
-	case <-sess.Done():
-		t.Fatalf("the session ended: %v", sess.Err())
-	case <-time.After(Timeout):
-		t.Fatal("the suspension did not end when the server was back")
-	}
+	awaitSuspension(t, sess, false, "a session whose server is back")
 }
 
 // locker is what the no-overlap cases hold: a Mutex or an Election.
@@ -671,6 +651,23 @@ func testFaultReadCutInFlight(t *testing.T, s *suite) {
 // block everyone until the server's own expiry (or forever).
 func testFaultLostSessionReleases(t *testing.T, s *suite) {
 	ctx, _, f, obs, sess := s.faultyEphemeral(t)
+	if s.b.KeepAlive != nil {
+		// The server never expires the session by itself.
+		stop := make(chan struct{})
+		renewed := make(chan struct{})
+		go func() {
+			defer close(renewed)
+			for {
+				_ = s.b.KeepAlive(ctx, obs, sess.ID())
+				select {
+				case <-stop:
+					return
+				case <-time.After(faultSessionTimeout / 6):
+				}
+			}
+		}()
+		defer func() { close(stop); <-renewed }()
+	}
 	f.Stall()
 	select {
 	case <-sess.Done():
@@ -688,7 +685,7 @@ func testFaultLostSessionReleases(t *testing.T, s *suite) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the lost session's ephemeral node is still there %v after the link came back", Timeout)
+			t.Fatalf("the lost session's ephemeral node is still there %v after the link came back (kept alive by another client: %v)", Timeout, s.b.KeepAlive != nil)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

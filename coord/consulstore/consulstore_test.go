@@ -60,6 +60,10 @@ func backend(addr string) conformance.Backend {
 			}
 			return s, faults{p, s}
 		},
+		KeepAlive: func(ctx context.Context, other coord.Store, id string) error {
+			_, _, err := other.(*consulstore.Store).Client().Session().Renew(id, (&api.WriteOptions{}).WithContext(ctx))
+			return err
+		},
 	}
 }
 
@@ -204,75 +208,6 @@ func TestPrefixesIsolated(t *testing.T) {
 		}
 	}
 	conformance.CheckIsolation(t, open, []string{base, base + "/a", base + "/001", base + "/nodesx", base + ".seq", base + "x"})
-}
-
-// A session the store gave up on (its renewals stalled) is destroyed once
-// the link is back, even while the server would keep it: here another
-// client renews it all along, and its key must still go.
-func TestLostSessionDestroyed(t *testing.T) {
-	addr := testenv.Addr(t, "consul")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := faultproxy.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	prefix := "coordtest/destroy-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: p.Addr(), Prefix: prefix, SessionTTL: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	obs, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obs.Close()
-	sess, err := s.Session(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Create(ctx, "/e", nil, coord.Ephemeral); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	renewed := make(chan struct{})
-	go func() { // the server never expires the session by itself
-		defer close(renewed)
-		for {
-			_, _, _ = obs.Client().Session().Renew(sess.ID(), (&api.WriteOptions{}).WithContext(ctx))
-			select {
-			case <-stop:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-	}()
-	defer func() { close(stop); <-renewed }()
-	p.Stall()
-	select {
-	case <-sess.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the stalled session never ended")
-	}
-	if err := p.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, ok, err := obs.Exists(ctx, "/e")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the key of a session the store gave up on is still there: the session was not destroyed")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // A sequence counter that is not a number (written by something else) is

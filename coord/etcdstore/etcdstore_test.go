@@ -73,6 +73,14 @@ func backend() conformance.Backend {
 			}
 			return s, faults{p, s}
 		},
+		KeepAlive: func(ctx context.Context, other coord.Store, id string) error {
+			lease, err := strconv.ParseInt(id, 16, 64)
+			if err != nil {
+				return err
+			}
+			_, err = other.(*etcdstore.Store).Client().KeepAliveOnce(ctx, clientv3.LeaseID(lease))
+			return err
+		},
 	}
 }
 
@@ -135,75 +143,6 @@ func TestPrefixesIsolated(t *testing.T) {
 		}
 	}
 	conformance.CheckIsolation(t, open, []string{base, base + "/a", base + "/0011", base + "/seqx", base + "x"})
-}
-
-// A lease the store gave up on (its renewals stalled) is revoked once the
-// link is back, even while the server would keep it: here another client
-// renews it all along, and its node must still go.
-func TestLostLeaseRevoked(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := faultproxy.New(strings.TrimPrefix(endpoints[0], "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	prefix := "revoke-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	s, err := etcdstore.New(ctx, etcdstore.Config{Endpoints: []string{"http://" + p.Addr()}, Prefix: prefix, SessionTTL: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	obs, err := etcdstore.New(ctx, etcdstore.Config{Endpoints: endpoints, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obs.Close()
-	sess, err := s.Session(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Create(ctx, "/e", nil, coord.Ephemeral); err != nil {
-		t.Fatal(err)
-	}
-	id, _ := strconv.ParseInt(sess.ID(), 16, 64)
-	stop := make(chan struct{})
-	renewed := make(chan struct{})
-	go func() { // the server never expires the lease by itself
-		defer close(renewed)
-		for {
-			_, _ = obs.Client().KeepAliveOnce(ctx, clientv3.LeaseID(id))
-			select {
-			case <-stop:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-	}()
-	defer func() { close(stop); <-renewed }()
-	p.Stall()
-	select {
-	case <-sess.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the stalled session never ended")
-	}
-	if err := p.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, ok, err := obs.Exists(ctx, "/e")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the node of a lease the store gave up on is still there: the lease was not revoked")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // A sequence counter that is not a number (written by something else) is
