@@ -40,6 +40,11 @@ type Backend struct {
 	// session alive on the server all along, so that only the store's own
 	// ending of a session it gave up on can release its nodes.
 	KeepAlive func(ctx context.Context, other coord.Store, id string) error
+	// Restartable, when set, returns a server of the backend of the suite's
+	// own, running, that a case may stop and start again (the Restart cases
+	// need it and skip without it). Cases run one at a time, so one server
+	// may serve them all.
+	Restartable func(t testing.TB) Server
 }
 
 // Timeout bounds every wait of the suite for something that must happen
@@ -130,6 +135,8 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/ReadCutInFlight", testFaultReadCutInFlight},
 		{"Fault/LostSessionReleases", testFaultLostSessionReleases},
 		{"Fault/Linearizable", testLinearizable},
+		{"Restart/RiddenOut", testRestartRiddenOut},
+		{"Restart/PastSession", testRestartPastSession},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,7 +9,12 @@
 #                                    holds ca.pem, server.pem and server-key.pem, the
 #                                    agent also serves HTTPS; its host:port is written
 #                                    to DIR/consul.https.
+#                                    With COORD_CONSUL_PERSIST=1 the agent is a
+#                                    single server (not -dev) keeping its state in
+#                                    DIR/data, so that restart finds it again.
 #   scripts/consul.sh stop DIR       stop the agent started in DIR
+#   scripts/consul.sh restart DIR    stop the agent started in DIR (if it runs) and
+#                                    start it again with the same config and ports
 #   scripts/consul.sh version        print the version of the cached binary
 #
 # Consul is not in Debian's packages, so the binary is built from the Go module
@@ -147,6 +152,23 @@ tls {
 HCL
 		echo "127.0.0.1:$https" >"$dir/consul.https"
 	fi
+	local mode=-dev
+	if [ "${COORD_CONSUL_PERSIST:-}" = 1 ]; then
+		# A real single-server agent: state on disk, kept across restarts.
+		# (-dev turns off the update check and anonymous signature; a
+		# server must be told, or it would dial out.)
+		mode=""
+		cat >>"$dir/agent.hcl" <<HCL
+server = true
+bootstrap_expect = 1
+disable_update_check = true
+disable_anonymous_signature = true
+performance {
+  raft_multiplier = 1
+}
+HCL
+	fi
+	echo "$mode" >"$dir/consul.mode"
 	if [ -n "$token" ]; then
 		cat >>"$dir/agent.hcl" <<HCL
 acl {
@@ -158,10 +180,19 @@ acl {
 }
 HCL
 	fi
+	launch "$dir" "127.0.0.1:$http" start
+}
+
+# launch DIR ADDR STEP runs the agent configured in DIR and waits until it has
+# a leader; STEP names what failed in the message.
+launch() {
+	local dir=$1 addr=$2 step=$3 mode
+	mode=$(cat "$dir/consul.mode")
 	local logfile=$dir/consul.log
-	"$bin" agent -dev -config-file "$dir/agent.hcl" >"$logfile" 2>&1 &
+	# shellcheck disable=SC2086 # $mode is empty or one flag
+	"$bin" agent $mode -config-file "$dir/agent.hcl" >>"$logfile" 2>&1 &
 	echo $! >"$dir/consul.pid"
-	local addr=127.0.0.1:$http leader _
+	local leader _
 	for _ in $(seq 1 300); do
 		if leader=$(leader_of "$addr") && [ -n "$leader" ] && [ "$leader" != '""' ]; then
 			echo "$addr" >"$dir/consul.addr"
@@ -170,12 +201,12 @@ HCL
 		fi
 		if ! kill -0 "$(cat "$dir/consul.pid")" 2>/dev/null; then
 			rm -f "$dir/consul.pid"
-			die "start" "the consul agent exited" "$logfile"
+			die "$step" "the consul agent exited" "$logfile"
 		fi
 		sleep 0.1
 	done
 	stop_pidfile "$dir/consul.pid"
-	die "start" "the consul agent elected no leader within 30s; stopped it" "$logfile"
+	die "$step" "the consul agent elected no leader within 30s; stopped it" "$logfile"
 }
 
 stop() {
@@ -183,15 +214,26 @@ stop() {
 	stop_pidfile "$dir/consul.pid"
 }
 
+restart() {
+	local dir=${1:?usage: consul.sh restart DIR}
+	[ -f "$dir/agent.hcl" ] && [ -f "$dir/consul.addr" ] && [ -f "$dir/consul.mode" ] ||
+		die "restart" "no agent was started in $dir"
+	dir=$(cd "$dir" && pwd)
+	install >/dev/null
+	stop_pidfile "$dir/consul.pid"
+	launch "$dir" "$(cat "$dir/consul.addr")" restart
+}
+
 case "${1:-}" in
 install) install ;;
 start) start "${2:-}" "${3:-}" ;;
 stop) stop "${2:-}" ;;
+restart) restart "${2:-}" ;;
 # sed reads all of its input: head would exit first and, under pipefail, the
 # writer's SIGPIPE would fail the command.
 version) "$(install)" version | sed -n 1p ;;
 *)
-	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | version" >&2
+	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | restart DIR | version" >&2
 	exit 2
 	;;
 esac

@@ -5,6 +5,9 @@
 #   scripts/zk.sh start DIR      start a standalone server with its config and data
 #                                in DIR, on a free loopback port; print host:port
 #   scripts/zk.sh stop DIR       stop the server started in DIR
+#   scripts/zk.sh restart DIR    stop the server started in DIR and start it again
+#                                on the same port with the same data (the
+#                                session and data survive, as on a real restart)
 #   scripts/zk.sh version DIR    print the version of the server started in DIR
 #
 # No system service is used or touched; nothing is written outside DIR (the
@@ -64,10 +67,17 @@ log4j.appender.FILE.File=${zookeeper.log.dir}/zookeeper.log
 log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
 log4j.appender.FILE.layout.ConversionPattern=%d %p [%t] %c: %m%n
 L4J
+	launch "$dir" "$port" start
+}
+
+# launch DIR PORT STEP runs the server configured in DIR and waits until it
+# serves; STEP names what failed in the message.
+launch() {
+	local dir=$1 port=$2 step=$3
 	local logfile=$dir/stdout.log
 	java -Dzookeeper.log.dir="$dir" -Dlog4j.configuration="file:$dir/log4j.properties" \
 		-Xmx256m -cp "$dir:$ZK_JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
-		>"$logfile" 2>&1 &
+		>>"$logfile" 2>&1 &
 	echo $! >"$dir/zk.pid"
 	local _
 	for _ in $(seq 1 300); do
@@ -82,17 +92,26 @@ L4J
 		fi
 		if ! kill -0 "$(cat "$dir/zk.pid")" 2>/dev/null; then
 			rm -f "$dir/zk.pid"
-			die "start" "the zookeeper server exited" "$logfile"
+			die "$step" "the zookeeper server exited" "$logfile"
 		fi
 		sleep 0.1
 	done
 	stop_pidfile "$dir/zk.pid"
-	die "start" "the zookeeper server did not serve within 30s; stopped it" "$logfile"
+	die "$step" "the zookeeper server did not serve within 30s; stopped it" "$logfile"
 }
 
 stop() {
 	local dir=${1:?usage: zk.sh stop DIR}
 	stop_pidfile "$dir/zk.pid"
+}
+
+restart() {
+	local dir=${1:?usage: zk.sh restart DIR} addr
+	[ -f "$dir/zoo.cfg" ] && [ -f "$dir/zk.addr" ] || die "restart" "no server was started in $dir"
+	dir=$(cd "$dir" && pwd)
+	addr=$(cat "$dir/zk.addr")
+	stop_pidfile "$dir/zk.pid"
+	launch "$dir" "${addr##*:}" restart
 }
 
 # version DIR prints "ZooKeeper X.Y.Z" of the server running in DIR.
@@ -106,9 +125,10 @@ case "${1:-}" in
 install) install ;;
 start) start "${2:-}" ;;
 stop) stop "${2:-}" ;;
+restart) restart "${2:-}" ;;
 version) version "${2:-}" ;;
 *)
-	echo "usage: $0 install | start DIR | stop DIR | version DIR" >&2
+	echo "usage: $0 install | start DIR | stop DIR | restart DIR | version DIR" >&2
 	exit 2
 	;;
 esac

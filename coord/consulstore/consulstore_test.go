@@ -78,7 +78,21 @@ type faults struct {
 func (f faults) LoseReplies() { consulstore.LoseNextReply(f.s) }
 
 func TestConformance(t *testing.T) {
-	conformance.Run(t, backend(testenv.Addr(t, "consul")))
+	b := backend(testenv.Addr(t, "consul"))
+	b.Restartable = func(t testing.TB) conformance.Server { return restartable{testenv.StartServer(t, "consul")} }
+	conformance.Run(t, b)
+}
+
+// restartable is a Consul server of the test's own, keeping its state on
+// disk.
+type restartable struct{ *testenv.Server }
+
+func (r restartable) Open(t testing.TB, ns string, ttl time.Duration) coord.Store {
+	s, err := consulstore.New(context.Background(), consulstore.Config{Address: r.Addr, Prefix: "coordtest/" + ns, SessionTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestACLToken runs against a second, ACL-enabled agent started by

@@ -25,6 +25,7 @@ type Server struct {
 	etcd      *embed.Etcd
 	dir       string
 	maxTxnOps int
+	ports     [2]int // client, peer
 }
 
 // Options tune Start; the zero value is fine.
@@ -36,6 +37,10 @@ type Options struct {
 	// LogLevel is etcd's log level (debug, info, warn, error); the server
 	// logs nothing when it is empty.
 	LogLevel string
+	// ClientPort and PeerPort are the loopback ports to listen on (a free
+	// port each when 0). Give a stopped server's ports (Server.Ports) to
+	// start it again where its clients look for it.
+	ClientPort, PeerPort int
 }
 
 // Start starts a single-member etcd server keeping its data in dir
@@ -46,8 +51,12 @@ func Start(dir string, opt Options) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("etcdembed: %w", err)
 	}
+	attempts := 5 // a free port may be taken before etcd binds it
+	if opt.ClientPort != 0 && opt.PeerPort != 0 {
+		attempts = 1 // the same ports would fail the same way
+	}
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ { // a free port may be taken before etcd binds it
+	for attempt := 0; attempt < attempts; attempt++ {
 		e, err := start(dir, opt)
 		if err == nil {
 			return e, nil
@@ -61,6 +70,12 @@ func start(dir string, opt Options) (*Server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
+	}
+	if opt.ClientPort != 0 {
+		ports[0] = opt.ClientPort
+	}
+	if opt.PeerPort != 0 {
+		ports[1] = opt.PeerPort
 	}
 	cfg := embed.NewConfig()
 	cfg.Name = "coord"
@@ -85,7 +100,7 @@ func start(dir string, opt Options) (*Server, error) {
 	}
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Server{etcd: e, dir: dir, maxTxnOps: int(cfg.MaxTxnOps)}, nil
+		return &Server{etcd: e, dir: dir, maxTxnOps: int(cfg.MaxTxnOps), ports: [2]int{ports[0], ports[1]}}, nil
 	case err := <-e.Err():
 		e.Close()
 		return nil, err
@@ -128,6 +143,9 @@ func (e *Server) Endpoints() []string {
 func (e *Server) Config(prefix string) etcdstore.Config {
 	return etcdstore.Config{Endpoints: e.Endpoints(), Prefix: prefix, MaxTxnOps: e.maxTxnOps}
 }
+
+// Ports are the client and peer ports the server listens on.
+func (e *Server) Ports() (client, peer int) { return e.ports[0], e.ports[1] }
 
 // Dir is the data directory.
 func (e *Server) Dir() string { return e.dir }

@@ -94,7 +94,50 @@ type faults struct {
 
 func (f faults) LoseReplies() { etcdstore.LoseNextReply(f.s) }
 
-func TestConformance(t *testing.T) { conformance.Run(t, backend()) }
+func TestConformance(t *testing.T) {
+	b := backend()
+	b.Restartable = func(t testing.TB) conformance.Server {
+		r := &restartable{dir: t.TempDir()}
+		r.Start(t)
+		t.Cleanup(func() { r.Stop(t) })
+		return r
+	}
+	conformance.Run(t, b)
+}
+
+// restartable is an embedded etcd server of the test's own.
+type restartable struct {
+	dir              string
+	e                *etcdembed.Server
+	client, peerPort int
+}
+
+func (r *restartable) Open(t testing.TB, ns string, ttl time.Duration) coord.Store {
+	cfg := r.e.Config(ns)
+	cfg.SessionTTL = ttl
+	s, err := etcdstore.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (r *restartable) Stop(testing.TB) {
+	if r.e != nil {
+		r.e.Close()
+		r.e = nil
+	}
+}
+
+// Start starts the server on the ports it had (free ones the first time).
+func (r *restartable) Start(t testing.TB) {
+	e, err := etcdembed.Start(r.dir, etcdembed.Options{ClientPort: r.client, PeerPort: r.peerPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.e = e
+	r.client, r.peerPort = e.Ports()
+}
 
 // A server that went away gives ErrUnavailable within the request timeout.
 func TestServerGone(t *testing.T) {

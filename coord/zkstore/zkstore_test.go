@@ -101,7 +101,22 @@ func backend(addr string) conformance.Backend {
 }
 
 func TestConformance(t *testing.T) {
-	conformance.Run(t, backend(testenv.Addr(t, "zk")))
+	b := backend(testenv.Addr(t, "zk"))
+	b.Restartable = func(t testing.TB) conformance.Server { return restartable{testenv.StartServer(t, "zk")} }
+	conformance.Run(t, b)
+}
+
+// restartable is a ZooKeeper server of the test's own.
+type restartable struct{ *testenv.Server }
+
+func (r restartable) Open(t testing.TB, ns string, timeout time.Duration) coord.Store {
+	s, err := zkstore.New(context.Background(), zkstore.Config{
+		Servers: []string{r.Addr}, Chroot: "/coordtest/" + ns, SessionTimeout: timeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // zkCli reads a node with ZooKeeper's own command-line client.

@@ -13,6 +13,8 @@ package testenv
 import (
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -56,4 +58,78 @@ func Addr(t testing.TB, backend string) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// root returns the module's root directory (the nearest go.mod upwards).
+func root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			t.Fatal("testenv: no go.mod above the test's directory")
+		}
+		dir = up
+	}
+}
+
+// Script runs the project's scripts/NAME with args, the environment plus
+// env, and returns its standard output without the trailing newline. The
+// test fails with the script's messages when it fails.
+func Script(t testing.TB, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(root(t), "scripts", name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scripts/%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Server is a ZooKeeper server or Consul agent of the test's own, run by
+// scripts/zk.sh or scripts/consul.sh (a single Consul server that keeps its
+// state on disk), that the test can stop and start again on the same
+// address with the same data. It is stopped when the test ends.
+type Server struct {
+	// Addr is the server's host:port.
+	Addr   string
+	script string
+	dir    string
+}
+
+// StartServer starts a server of backend ("zk" or "consul") in a temporary
+// directory of t. Like Addr, it skips (or fails, when the backend is
+// required) where the backend's shared test server is missing, since the
+// scripts then have not installed it.
+func StartServer(t testing.TB, backend string) *Server {
+	t.Helper()
+	Addr(t, backend)
+	s := &Server{script: backend + ".sh", dir: t.TempDir()}
+	s.Addr = Script(t, []string{"COORD_CONSUL_PERSIST=1"}, s.script, "start", s.dir)
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+// Stop stops the server; its data stays.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	Script(t, nil, s.script, "stop", s.dir)
+}
+
+// Start starts the stopped server again, on the same address with the same
+// data, and returns once it serves.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	if addr := Script(t, nil, s.script, "restart", s.dir); addr != s.Addr {
+		t.Fatalf("the restarted server is at %s, not %s", addr, s.Addr)
+	}
 }
