@@ -124,10 +124,18 @@ for _ in $(seq 1 20); do
 done
 
 # Warm: the cached binary is used; a broken build step is never reached.
-run consul-warm env COORD_CONSUL_BUILD=false "$repo/scripts/consul.sh" start "$t/consul-warm"
+# COORD_CONSUL_PERSIST: a server whose restart comes back on the same address.
+run consul-warm env COORD_CONSUL_BUILD=false COORD_CONSUL_PERSIST=1 "$repo/scripts/consul.sh" start "$t/consul-warm"
 expect_ok
+addr=$(cat "$t/consul-warm.out" 2>/dev/null || true)
+grep -q '^disable_update_check = true' "$t/consul-warm/agent.hcl" || fail "a persistent agent would check for updates (dial out)"
+run consul-restart "$repo/scripts/consul.sh" restart "$t/consul-warm"
+expect_ok
+[ "$(cat "$t/consul-restart.out" 2>/dev/null)" = "$addr" ] || fail "restarted at '$(cat "$t/consul-restart.out")', want '$addr'"
 "$repo/scripts/consul.sh" stop "$t/consul-warm"
 nothing_runs "$t/consul-warm"
+run consul-restart-none "$repo/scripts/consul.sh" restart "$t/consul-never"
+expect_fail restart nolog
 
 # The build fails: one line naming the step and the build log; nothing cached.
 export COORD_CACHE=$t/cache-broken
@@ -154,9 +162,17 @@ addr=$(cat "$t/zk-cold.out" 2>/dev/null || true)
 version=$("$repo/scripts/zk.sh" version "$t/zk-cold" || true)
 [[ "$version" =~ ^ZooKeeper\ [0-9]+\.[0-9]+ ]] || fail "version printed '$version'"
 home_untouched
+# restart: the same address again, a server that serves.
+run zk-restart "$repo/scripts/zk.sh" restart "$t/zk-cold"
+expect_ok
+[ "$(cat "$t/zk-restart.out" 2>/dev/null)" = "$addr" ] || fail "restarted at '$(cat "$t/zk-restart.out")', want '$addr'"
+[[ "$("$repo/scripts/zk.sh" version "$t/zk-cold" || true)" =~ ^ZooKeeper ]] || fail "the restarted server does not answer"
 run zk-stop "$repo/scripts/zk.sh" stop "$t/zk-cold"
 expect_ok
 nothing_runs "$t/zk-cold"
+
+run zk-restart-none "$repo/scripts/zk.sh" restart "$t/zk-never"
+expect_fail restart nolog
 
 export COORD_ZK_JAR=$t/zk-none/zookeeper.jar
 run zk-apt-fails env STANDIN_APT_FAIL=1 "$repo/scripts/zk.sh" start "$t/zk-apt"
