@@ -85,8 +85,10 @@ func NewAction(ctx context.Context, store coord.Store, productName string, actio
 // answered or timeoutInMs passed: receivers that did not answer are set to
 // mark_offline and ErrReceiverTimeout is returned.
 func NewActionWithTimeout(ctx context.Context, store coord.Store, productName string, actionType ActionType, target interface{}, desc string, needConfirm bool, timeoutInMs int) error {
-	_, err := newAction(ctx, store, productName, actionType, target, desc, needConfirm, time.Duration(timeoutInMs)*time.Millisecond)
-	return err
+	return locked(ctx, store, productName, "NewAction", func(ctx context.Context) error {
+		_, err := newAction(ctx, store, productName, actionType, target, desc, needConfirm, time.Duration(timeoutInMs)*time.Millisecond)
+		return err
+	})
 }
 
 // newAction is NewActionWithTimeout returning the action's sequence number.
@@ -222,74 +224,76 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 	if keep < 0 || (gcType != GC_TYPE_N && gcType != GC_TYPE_SEC) {
 		return errorf(op, productName, fmt.Errorf("%w: gc type %d, keep %d", ErrInvalidArgument, gcType, keep))
 	}
-	prefix, respPrefix := GetWatchActionPath(productName), GetActionResponsePath(productName)
-	actions, err := store.Children(ctx, prefix)
-	if errors.Is(err, coord.ErrNoNode) {
-		return nil
-	}
-	if err != nil {
-		return errorf(op, prefix, err)
-	}
-	seqs, err := ExtraSeqList(actions)
-	if err != nil {
-		return errorf(op, prefix, err)
-	}
-	var doomed []int
-	switch gcType {
-	case GC_TYPE_N:
-		if len(seqs) > keep {
-			doomed = seqs[:len(seqs)-keep]
+	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+		prefix, respPrefix := GetWatchActionPath(productName), GetActionResponsePath(productName)
+		actions, err := store.Children(ctx, prefix)
+		if errors.Is(err, coord.ErrNoNode) {
+			return nil
 		}
-	case GC_TYPE_SEC:
-		now := time.Now().Unix()
-		for _, seq := range seqs {
-			p := coord.Join(prefix, seqName(int64(seq)))
-			data, _, err := store.Get(ctx, p)
-			if errors.Is(err, coord.ErrNoNode) {
-				continue
-			}
-			if err != nil {
-				return errorf(op, p, err)
-			}
-			var act Action
-			if err := decode(p, data, &act); err != nil {
-				return err
-			}
-			ts, err := strconv.ParseInt(act.Ts, 10, 64)
-			if err != nil {
-				return errorf(op, p, fmt.Errorf("%w: ts %q", ErrMalformed, act.Ts))
-			}
-			if now-ts > int64(keep) {
-				doomed = append(doomed, seq)
-			}
+		if err != nil {
+			return errorf(op, prefix, err)
 		}
-	}
-	for _, seq := range doomed {
-		name := seqName(int64(seq))
-		if err := coord.DeleteAll(ctx, store, coord.Join(prefix, name)); err != nil {
-			return errorf(op, coord.Join(prefix, name), err)
+		seqs, err := ExtraSeqList(actions)
+		if err != nil {
+			return errorf(op, prefix, err)
 		}
-		if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, name)); err != nil {
-			return errorf(op, coord.Join(respPrefix, name), err)
-		}
-	}
-	// Response directories left without an action older than the oldest
-	// kept action (an action whose creation failed half-way, or an earlier
-	// GC interrupted) go too.
-	if len(seqs) > len(doomed) {
-		oldestKept := seqs[len(doomed)]
-		resp, err := store.Children(ctx, respPrefix)
-		if err != nil && !errors.Is(err, coord.ErrNoNode) {
-			return errorf(op, respPrefix, err)
-		}
-		for _, r := range resp {
-			n, err := strconv.Atoi(r)
-			if err == nil && n < oldestKept {
-				if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, r)); err != nil {
-					return errorf(op, coord.Join(respPrefix, r), err)
+		var doomed []int
+		switch gcType {
+		case GC_TYPE_N:
+			if len(seqs) > keep {
+				doomed = seqs[:len(seqs)-keep]
+			}
+		case GC_TYPE_SEC:
+			now := time.Now().Unix()
+			for _, seq := range seqs {
+				p := coord.Join(prefix, seqName(int64(seq)))
+				data, _, err := store.Get(ctx, p)
+				if errors.Is(err, coord.ErrNoNode) {
+					continue
+				}
+				if err != nil {
+					return errorf(op, p, err)
+				}
+				var act Action
+				if err := decode(p, data, &act); err != nil {
+					return err
+				}
+				ts, err := strconv.ParseInt(act.Ts, 10, 64)
+				if err != nil {
+					return errorf(op, p, fmt.Errorf("%w: ts %q", ErrMalformed, act.Ts))
+				}
+				if now-ts > int64(keep) {
+					doomed = append(doomed, seq)
 				}
 			}
 		}
-	}
-	return nil
+		for _, seq := range doomed {
+			name := seqName(int64(seq))
+			if err := coord.DeleteAll(ctx, store, coord.Join(prefix, name)); err != nil {
+				return errorf(op, coord.Join(prefix, name), err)
+			}
+			if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, name)); err != nil {
+				return errorf(op, coord.Join(respPrefix, name), err)
+			}
+		}
+		// Response directories left without an action older than the oldest
+		// kept action (an action whose creation failed half-way, or an earlier
+		// GC interrupted) go too.
+		if len(seqs) > len(doomed) {
+			oldestKept := seqs[len(doomed)]
+			resp, err := store.Children(ctx, respPrefix)
+			if err != nil && !errors.Is(err, coord.ErrNoNode) {
+				return errorf(op, respPrefix, err)
+			}
+			for _, r := range resp {
+				n, err := strconv.Atoi(r)
+				if err == nil && n < oldestKept {
+					if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, r)); err != nil {
+						return errorf(op, coord.Join(respPrefix, r), err)
+					}
+				}
+			}
+		}
+		return nil
+	})
 }

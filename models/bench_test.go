@@ -44,6 +44,7 @@ func BenchmarkConfirmedAction(b *testing.B) {
 				if err := models.SetProxyStatus(ctx, s, product, id, models.PROXY_STATE_ONLINE); err != nil {
 					b.Fatal(err)
 				}
+				<-p.Ready()
 			}
 			slot := models.NewSlot(product, 1)
 			// Warm up: the proxies load the slots when they go online.

@@ -113,13 +113,15 @@ func (g *ServerGroup) Create(ctx context.Context, store coord.Store) error {
 	if err := g.check(op); err != nil {
 		return err
 	}
-	if err := coord.MkdirAll(ctx, store, g.path()); err != nil {
-		return errorf(op, g.path(), err)
-	}
-	if g.Servers == nil {
-		g.Servers = []*Server{}
-	}
-	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false)
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+		if err := coord.MkdirAll(ctx, store, g.path()); err != nil {
+			return errorf(op, g.path(), err)
+		}
+		if g.Servers == nil {
+			g.Servers = []*Server{}
+		}
+		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false)
+	})
 }
 
 // GetServers reads the group's servers, ordered by address. A server
@@ -229,54 +231,56 @@ func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Serve
 	if err := validServer(s); err != nil {
 		return errorf(op, s.Addr, err)
 	}
-	s.GroupId = g.Id
-	for {
-		groupVersion, servers, versions, err := g.snapshot(ctx, store, op)
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+		s.GroupId = g.Id
+		for {
+			groupVersion, servers, versions, err := g.snapshot(ctx, store, op)
+			if err != nil {
+				return err
+			}
+			var masterAddr string
+			for _, srv := range servers {
+				if srv.Type == SERVER_TYPE_MASTER && srv.Addr != s.Addr {
+					masterAddr = srv.Addr
+				}
+			}
+			if s.Type == SERVER_TYPE_MASTER && masterAddr != "" {
+				return errorf(op, s.Addr, fmt.Errorf("%w: group %d already has master %s", ErrNodeExists, g.Id, masterAddr))
+			}
+			if len(servers) == 0 {
+				s.Type = SERVER_TYPE_MASTER
+			}
+			if s.Type == SERVER_TYPE_SLAVE && masterAddr != "" {
+				if err := redisc.SlaveOf(s.Addr, masterAddr, passwd, RedisTimeout); err != nil {
+					return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
+				}
+			}
+			p := coord.Join(g.path(), s.Addr)
+			// Rewriting the group node (it holds nothing) moves its version, so
+			// that two concurrent AddServers cannot both see "no master".
+			ops := []coord.Op{coord.SetOp(g.path(), nil, groupVersion)}
+			if v, ok := versions[s.Addr]; ok {
+				ops = append(ops, coord.SetOp(p, mustEncode(s), v))
+			} else {
+				ops = append(ops, coord.CreateOp(p, mustEncode(s), coord.Persistent))
+			}
+			if _, err := store.Txn(ctx, ops...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
+				continue // the group changed meanwhile: look again
+			} else if err != nil {
+				return errorf(op, p, err)
+			}
+			break
+		}
+		servers, err := g.GetServers(ctx, store)
 		if err != nil {
 			return err
 		}
-		var masterAddr string
-		for _, srv := range servers {
-			if srv.Type == SERVER_TYPE_MASTER && srv.Addr != s.Addr {
-				masterAddr = srv.Addr
-			}
+		g.Servers = servers
+		if s.Type == SERVER_TYPE_MASTER {
+			return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
 		}
-		if s.Type == SERVER_TYPE_MASTER && masterAddr != "" {
-			return errorf(op, s.Addr, fmt.Errorf("%w: group %d already has master %s", ErrNodeExists, g.Id, masterAddr))
-		}
-		if len(servers) == 0 {
-			s.Type = SERVER_TYPE_MASTER
-		}
-		if s.Type == SERVER_TYPE_SLAVE && masterAddr != "" {
-			if err := redisc.SlaveOf(s.Addr, masterAddr, passwd, RedisTimeout); err != nil {
-				return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
-			}
-		}
-		p := coord.Join(g.path(), s.Addr)
-		// Rewriting the group node (it holds nothing) moves its version, so
-		// that two concurrent AddServers cannot both see "no master".
-		ops := []coord.Op{coord.SetOp(g.path(), nil, groupVersion)}
-		if v, ok := versions[s.Addr]; ok {
-			ops = append(ops, coord.SetOp(p, mustEncode(s), v))
-		} else {
-			ops = append(ops, coord.CreateOp(p, mustEncode(s), coord.Persistent))
-		}
-		if _, err := store.Txn(ctx, ops...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
-			continue // the group changed meanwhile: look again
-		} else if err != nil {
-			return errorf(op, p, err)
-		}
-		break
-	}
-	servers, err := g.GetServers(ctx, store)
-	if err != nil {
-		return err
-	}
-	g.Servers = servers
-	if s.Type == SERVER_TYPE_MASTER {
-		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
-	}
-	return nil
+		return nil
+	})
 }
 
 // RemoveServer removes the server at addr from the group; the master is
@@ -290,34 +294,36 @@ func (g *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, addr 
 	if err := coord.ValidatePath(p); err != nil || coord.Base(p) != addr {
 		return errorf(op, addr, fmt.Errorf("%w: address %q", ErrInvalidServer, addr))
 	}
-	for {
-		data, st, err := store.Get(ctx, p)
-		if errors.Is(err, coord.ErrNoNode) {
-			return errorf(op, p, ErrServerNotFound)
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+		for {
+			data, st, err := store.Get(ctx, p)
+			if errors.Is(err, coord.ErrNoNode) {
+				return errorf(op, p, ErrServerNotFound)
+			}
+			if err != nil {
+				return errorf(op, p, err)
+			}
+			var s Server
+			if err := decode(p, data, &s); err != nil {
+				return err
+			}
+			if s.Type == SERVER_TYPE_MASTER {
+				return errorf(op, addr, ErrRemoveMaster)
+			}
+			if err := store.Delete(ctx, p, st.Version); errors.Is(err, coord.ErrBadVersion) {
+				continue
+			} else if err != nil {
+				return errorf(op, p, err)
+			}
+			break
 		}
+		servers, err := g.GetServers(ctx, store)
 		if err != nil {
-			return errorf(op, p, err)
-		}
-		var s Server
-		if err := decode(p, data, &s); err != nil {
 			return err
 		}
-		if s.Type == SERVER_TYPE_MASTER {
-			return errorf(op, addr, ErrRemoveMaster)
-		}
-		if err := store.Delete(ctx, p, st.Version); errors.Is(err, coord.ErrBadVersion) {
-			continue
-		} else if err != nil {
-			return errorf(op, p, err)
-		}
-		break
-	}
-	servers, err := g.GetServers(ctx, store)
-	if err != nil {
-		return err
-	}
-	g.Servers = servers
-	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false)
+		g.Servers = servers
+		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false)
+	})
 }
 
 // Promote makes the server at addr the group's master: SLAVEOF NO ONE to it
@@ -330,64 +336,68 @@ func (g *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, pass
 	if err := g.check(op); err != nil {
 		return err
 	}
-	servers, versions, err := g.servers(ctx, store)
-	if err != nil {
-		return err
-	}
-	var target, master *Server
-	for _, s := range servers {
-		if s.Addr == addr {
-			target = s
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+		servers, versions, err := g.servers(ctx, store)
+		if err != nil {
+			return err
 		}
-		if s.Type == SERVER_TYPE_MASTER {
-			master = s
+		var target, master *Server
+		for _, s := range servers {
+			if s.Addr == addr {
+				target = s
+			}
+			if s.Type == SERVER_TYPE_MASTER {
+				master = s
+			}
 		}
-	}
-	if target == nil {
-		return errorf(op, addr, fmt.Errorf("%w: not in group %d", ErrServerNotFound, g.Id))
-	}
-	if err := redisc.SlaveOf(addr, "NO ONE", passwd, RedisTimeout); err != nil {
-		return errorf(op, addr, fmt.Errorf("%w: %v", ErrRedis, err))
-	}
-	var ops []coord.Op
-	if master != nil && master.Addr != addr {
-		master.Type = SERVER_TYPE_OFFLINE
-		ops = append(ops, coord.SetOp(coord.Join(g.path(), master.Addr), mustEncode(master), versions[master.Addr]))
-	}
-	target.Type = SERVER_TYPE_MASTER
-	ops = append(ops, coord.SetOp(coord.Join(g.path(), addr), mustEncode(target), versions[addr]))
-	if _, err := store.Txn(ctx, ops...); err != nil {
-		return errorf(op, addr, err)
-	}
-	g.Servers = servers
-	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
+		if target == nil {
+			return errorf(op, addr, fmt.Errorf("%w: not in group %d", ErrServerNotFound, g.Id))
+		}
+		if err := redisc.SlaveOf(addr, "NO ONE", passwd, RedisTimeout); err != nil {
+			return errorf(op, addr, fmt.Errorf("%w: %v", ErrRedis, err))
+		}
+		var ops []coord.Op
+		if master != nil && master.Addr != addr {
+			master.Type = SERVER_TYPE_OFFLINE
+			ops = append(ops, coord.SetOp(coord.Join(g.path(), master.Addr), mustEncode(master), versions[master.Addr]))
+		}
+		target.Type = SERVER_TYPE_MASTER
+		ops = append(ops, coord.SetOp(coord.Join(g.path(), addr), mustEncode(target), versions[addr]))
+		if _, err := store.Txn(ctx, ops...); err != nil {
+			return errorf(op, addr, err)
+		}
+		g.Servers = servers
+		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
+	})
 }
 
 // RepointSlaves tells every slave of the group to replicate the current
 // master (what Codis 2 left to the operator after Promote).
 func (g *ServerGroup) RepointSlaves(ctx context.Context, store coord.Store, passwd string) error {
 	const op = "ServerGroup.RepointSlaves"
-	servers, err := g.GetServers(ctx, store)
-	if err != nil {
-		return err
-	}
-	var master string
-	for _, s := range servers {
-		if s.Type == SERVER_TYPE_MASTER {
-			master = s.Addr
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+		servers, err := g.GetServers(ctx, store)
+		if err != nil {
+			return err
 		}
-	}
-	if master == "" {
-		return errorf(op, g.path(), fmt.Errorf("%w: no master", ErrServerNotFound))
-	}
-	for _, s := range servers {
-		if s.Type == SERVER_TYPE_SLAVE {
-			if err := redisc.SlaveOf(s.Addr, master, passwd, RedisTimeout); err != nil {
-				return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
+		var master string
+		for _, s := range servers {
+			if s.Type == SERVER_TYPE_MASTER {
+				master = s.Addr
 			}
 		}
-	}
-	return nil
+		if master == "" {
+			return errorf(op, g.path(), fmt.Errorf("%w: no master", ErrServerNotFound))
+		}
+		for _, s := range servers {
+			if s.Type == SERVER_TYPE_SLAVE {
+				if err := redisc.SlaveOf(s.Addr, master, passwd, RedisTimeout); err != nil {
+					return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // Remove deletes the group and its servers in one transaction, unless a
@@ -398,37 +408,39 @@ func (g *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
 	if err := g.check(op); err != nil {
 		return err
 	}
-	slots, err := Slots(ctx, store, g.ProductName)
-	if err != nil {
-		return errorf(op, g.path(), err)
-	}
-	for _, s := range slots {
-		if s.GroupId == g.Id {
-			return errorf(op, g.path(), fmt.Errorf("%w: slot %d", ErrGroupInUse, s.Id))
-		}
-		migrating := s.State.Status == SLOT_STATUS_MIGRATE || s.State.Status == SLOT_STATUS_PRE_MIGRATE
-		if migrating && s.State.MigrateStatus.From == g.Id {
-			return errorf(op, g.path(), fmt.Errorf("%w: slot %d is migrating from it", ErrGroupInUse, s.Id))
-		}
-	}
-	for {
-		groupVersion, _, versions, err := g.snapshot(ctx, store, op)
-		if err != nil {
-			return err
-		}
-		var ops []coord.Op
-		for addr, v := range versions {
-			ops = append(ops, coord.DeleteOp(coord.Join(g.path(), addr), v))
-		}
-		ops = append(ops, coord.DeleteOp(g.path(), groupVersion))
-		err = applyBatches(ctx, store, ops)
-		if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNotEmpty) || errors.Is(err, coord.ErrNoNode) {
-			continue
-		}
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+		slots, err := Slots(ctx, store, g.ProductName)
 		if err != nil {
 			return errorf(op, g.path(), err)
 		}
-		break
-	}
-	return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_REMOVE, g, "", false)
+		for _, s := range slots {
+			if s.GroupId == g.Id {
+				return errorf(op, g.path(), fmt.Errorf("%w: slot %d", ErrGroupInUse, s.Id))
+			}
+			migrating := s.State.Status == SLOT_STATUS_MIGRATE || s.State.Status == SLOT_STATUS_PRE_MIGRATE
+			if migrating && s.State.MigrateStatus.From == g.Id {
+				return errorf(op, g.path(), fmt.Errorf("%w: slot %d is migrating from it", ErrGroupInUse, s.Id))
+			}
+		}
+		for {
+			groupVersion, _, versions, err := g.snapshot(ctx, store, op)
+			if err != nil {
+				return err
+			}
+			var ops []coord.Op
+			for addr, v := range versions {
+				ops = append(ops, coord.DeleteOp(coord.Join(g.path(), addr), v))
+			}
+			ops = append(ops, coord.DeleteOp(g.path(), groupVersion))
+			err = applyBatches(ctx, store, ops)
+			if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNotEmpty) || errors.Is(err, coord.ErrNoNode) {
+				continue
+			}
+			if err != nil {
+				return errorf(op, g.path(), err)
+			}
+			break
+		}
+		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_REMOVE, g, "", false)
+	})
 }

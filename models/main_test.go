@@ -55,6 +55,13 @@ func startProxy(t *testing.T, open func() coord.Store, id string, opt proxysim.O
 	t.Cleanup(p.Stop)
 	if online {
 		must(t, models.SetProxyStatus(ctx, open(), product, id, models.PROXY_STATE_ONLINE))
+		select { // as an operator waits for a proxy to come up
+		case <-p.Ready():
+		case <-p.Done():
+			t.Fatalf("proxy %s stopped going online: %v", id, p.Err())
+		case <-ctx.Done():
+			t.Fatalf("proxy %s not ready: %v", id, ctx.Err())
+		}
 	}
 	return p
 }

@@ -69,21 +69,23 @@ func GetFenceProxyMap(ctx context.Context, store coord.Store, productName string
 // ForceRemoveDeadFence deletes the fences with no online proxy behind them.
 func ForceRemoveDeadFence(ctx context.Context, store coord.Store, productName string) error {
 	const op = "ForceRemoveDeadFence"
-	proxies, err := onlineProxies(ctx, store, productName)
-	if err != nil {
-		return errorf(op, productName, err)
-	}
-	dead, err := deadFences(ctx, store, productName, proxies)
-	if err != nil {
-		return errorf(op, productName, err)
-	}
-	for _, addr := range dead {
-		p := coord.Join(GetProxyFencePath(productName), addr)
-		if err := coord.DeleteAll(ctx, store, p); err != nil {
-			return errorf(op, p, err)
+	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+		proxies, err := onlineProxies(ctx, store, productName)
+		if err != nil {
+			return errorf(op, productName, err)
 		}
-	}
-	return nil
+		dead, err := deadFences(ctx, store, productName, proxies)
+		if err != nil {
+			return errorf(op, productName, err)
+		}
+		for _, addr := range dead {
+			p := coord.Join(GetProxyFencePath(productName), addr)
+			if err := coord.DeleteAll(ctx, store, p); err != nil {
+				return errorf(op, p, err)
+			}
+		}
+		return nil
+	})
 }
 
 // onlineProxies returns the proxies in state online: the receivers of actions.
@@ -184,70 +186,72 @@ func SetProxyStatus(ctx context.Context, store coord.Store, productName string, 
 	if status != PROXY_STATE_ONLINE && status != PROXY_STATE_OFFLINE && status != PROXY_STATE_MARK_OFFLINE {
 		return errorf(op, proxyName, fmt.Errorf("%w: %q", ErrUnknownProxyStatus, status))
 	}
-	if _, _, err := getProxy(ctx, store, productName, proxyName); err != nil {
-		return errorf(op, proxyName, err)
-	}
-	if status == PROXY_STATE_ONLINE {
-		slots, err := Slots(ctx, store, productName)
-		if err != nil {
+	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+		if _, _, err := getProxy(ctx, store, productName, proxyName); err != nil {
 			return errorf(op, proxyName, err)
 		}
-		if len(slots) == 0 {
-			return errorf(op, proxyName, fmt.Errorf("%w: no slots; run InitSlotSet", ErrSlotsNotReady))
-		}
-		for _, s := range slots {
-			if s.State.Status != SLOT_STATUS_ONLINE && s.State.Status != SLOT_STATUS_MIGRATE {
-				return errorf(op, proxyName, fmt.Errorf("%w: slot %d is %s", ErrSlotsNotReady, s.Id, s.State.Status))
+		if status == PROXY_STATE_ONLINE {
+			slots, err := Slots(ctx, store, productName)
+			if err != nil {
+				return errorf(op, proxyName, err)
 			}
-			if s.GroupId == INVALID_ID {
-				return errorf(op, proxyName, fmt.Errorf("%w: slot %d has no group", ErrSlotsNotReady, s.Id))
+			if len(slots) == 0 {
+				return errorf(op, proxyName, fmt.Errorf("%w: no slots; run InitSlotSet", ErrSlotsNotReady))
+			}
+			for _, s := range slots {
+				if s.State.Status != SLOT_STATUS_ONLINE && s.State.Status != SLOT_STATUS_MIGRATE {
+					return errorf(op, proxyName, fmt.Errorf("%w: slot %d is %s", ErrSlotsNotReady, s.Id, s.State.Status))
+				}
+				if s.GroupId == INVALID_ID {
+					return errorf(op, proxyName, fmt.Errorf("%w: slot %d has no group", ErrSlotsNotReady, s.Id))
+				}
 			}
 		}
-	}
-	p := coord.Join(GetProxyPath(productName), proxyName)
-	for {
-		pi, version, err := getProxy(ctx, store, productName, proxyName)
-		if err != nil {
-			return errorf(op, proxyName, err)
+		p := coord.Join(GetProxyPath(productName), proxyName)
+		for {
+			pi, version, err := getProxy(ctx, store, productName, proxyName)
+			if err != nil {
+				return errorf(op, proxyName, err)
+			}
+			pi.State = status
+			_, err = store.Set(ctx, p, mustEncode(pi), version)
+			if errors.Is(err, coord.ErrBadVersion) {
+				continue // changed meanwhile: read again
+			}
+			if err != nil {
+				return errorf(op, p, err)
+			}
+			break
 		}
-		pi.State = status
-		_, err = store.Set(ctx, p, mustEncode(pi), version)
-		if errors.Is(err, coord.ErrBadVersion) {
-			continue // changed meanwhile: read again
+		if status != PROXY_STATE_MARK_OFFLINE {
+			return nil
 		}
+		wctx, cancel := context.WithTimeout(ctx, MarkOfflineTimeout)
+		defer cancel()
+		events, err := store.WatchData(wctx, p)
 		if err != nil {
 			return errorf(op, p, err)
 		}
-		break
-	}
-	if status != PROXY_STATE_MARK_OFFLINE {
-		return nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, MarkOfflineTimeout)
-	defer cancel()
-	events, err := store.WatchData(wctx, p)
-	if err != nil {
-		return errorf(op, p, err)
-	}
-	for ev := range events {
-		if ev.Err != nil {
-			return errorf(op, p, ev.Err)
+		for ev := range events {
+			if ev.Err != nil {
+				return errorf(op, p, ev.Err)
+			}
+			if !ev.Exists {
+				return nil
+			}
+			var pi ProxyInfo
+			if err := decode(p, ev.Data, &pi); err != nil {
+				return err
+			}
+			if pi.State == PROXY_STATE_OFFLINE {
+				return nil
+			}
 		}
-		if !ev.Exists {
-			return nil
+		if err := ctx.Err(); err != nil {
+			return errorf(op, p, err)
 		}
-		var pi ProxyInfo
-		if err := decode(p, ev.Data, &pi); err != nil {
-			return err
-		}
-		if pi.State == PROXY_STATE_OFFLINE {
-			return nil
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return errorf(op, p, err)
-	}
-	return errorf(op, p, fmt.Errorf("%w: still up after %v", ErrMarkOfflineTimeout, MarkOfflineTimeout))
+		return errorf(op, p, fmt.Errorf("%w: still up after %v", ErrMarkOfflineTimeout, MarkOfflineTimeout))
+	})
 }
 
 // forEach runs fn(0..n-1) with bounded concurrency and returns the first error.

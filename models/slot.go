@@ -128,34 +128,36 @@ func (s *Slot) Update(ctx context.Context, store coord.Store) error {
 	if !s.State.Status.valid() {
 		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %q", ErrUnknownSlotStatus, s.State.Status))
 	}
-	// Refuse before writing what could not be announced.
-	if err := checkFences(ctx, store, s.ProductName); err != nil {
-		return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
-	}
-	p := GetSlotPath(s.ProductName, s.Id)
-	data := mustEncode(s)
-	var st coord.Stat
-	var err error
-	if s.version > 0 {
-		st, err = store.Set(ctx, p, data, s.version-1)
-	} else {
-		st, err = store.Set(ctx, p, data, coord.AnyVersion)
-		if errors.Is(err, coord.ErrNoNode) {
-			_, err = coord.CreateAll(ctx, store, p, data, coord.Persistent)
+	return locked(ctx, store, s.ProductName, op, func(ctx context.Context) error {
+		// Refuse before writing what could not be announced.
+		if err := checkFences(ctx, store, s.ProductName); err != nil {
+			return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
 		}
-	}
-	if err != nil {
-		return errorf(op, p, err)
-	}
-	s.version = st.Version + 1
-	typ := ACTION_TYPE_SLOT_CHANGED
-	switch s.State.Status {
-	case SLOT_STATUS_MIGRATE:
-		typ = ACTION_TYPE_SLOT_MIGRATE
-	case SLOT_STATUS_PRE_MIGRATE:
-		typ = ACTION_TYPE_SLOT_PREMIGRATE
-	}
-	return NewAction(ctx, store, s.ProductName, typ, s, "", true)
+		p := GetSlotPath(s.ProductName, s.Id)
+		data := mustEncode(s)
+		var st coord.Stat
+		var err error
+		if s.version > 0 {
+			st, err = store.Set(ctx, p, data, s.version-1)
+		} else {
+			st, err = store.Set(ctx, p, data, coord.AnyVersion)
+			if errors.Is(err, coord.ErrNoNode) {
+				_, err = coord.CreateAll(ctx, store, p, data, coord.Persistent)
+			}
+		}
+		if err != nil {
+			return errorf(op, p, err)
+		}
+		s.version = st.Version + 1
+		typ := ACTION_TYPE_SLOT_CHANGED
+		switch s.State.Status {
+		case SLOT_STATUS_MIGRATE:
+			typ = ACTION_TYPE_SLOT_MIGRATE
+		case SLOT_STATUS_PRE_MIGRATE:
+			typ = ACTION_TYPE_SLOT_PREMIGRATE
+		}
+		return NewAction(ctx, store, s.ProductName, typ, s, "", true)
+	})
 }
 
 // SetMigrateStatus starts migrating the slot from group fromGroup to
@@ -166,20 +168,22 @@ func (s *Slot) SetMigrateStatus(ctx context.Context, store coord.Store, fromGrou
 	if fromGroup < 0 || toGroup < 0 {
 		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: from %d, to %d", ErrInvalidGroupId, fromGroup, toGroup))
 	}
-	if ok, err := GroupExists(ctx, store, s.ProductName, toGroup); err != nil {
-		return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
-	} else if !ok {
-		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %d", ErrGroupNotFound, toGroup))
-	}
-	s.State.Status = SLOT_STATUS_PRE_MIGRATE
-	if err := s.Update(ctx, store); err != nil {
-		return err
-	}
-	s.State.Status = SLOT_STATUS_MIGRATE
-	s.State.MigrateStatus.From = fromGroup
-	s.State.MigrateStatus.To = toGroup
-	s.GroupId = toGroup
-	return s.Update(ctx, store)
+	return locked(ctx, store, s.ProductName, op, func(ctx context.Context) error {
+		if ok, err := GroupExists(ctx, store, s.ProductName, toGroup); err != nil {
+			return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
+		} else if !ok {
+			return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %d", ErrGroupNotFound, toGroup))
+		}
+		s.State.Status = SLOT_STATUS_PRE_MIGRATE
+		if err := s.Update(ctx, store); err != nil {
+			return err
+		}
+		s.State.Status = SLOT_STATUS_MIGRATE
+		s.State.MigrateStatus.From = fromGroup
+		s.State.MigrateStatus.To = toGroup
+		s.GroupId = toGroup
+		return s.Update(ctx, store)
+	})
 }
 
 // InitSlotSet (a dangerous operation) overwrites slots 0..totalSlotNum-1 as
@@ -194,42 +198,44 @@ func InitSlotSet(ctx context.Context, store coord.Store, productName string, tot
 	if totalSlotNum <= 0 || totalSlotNum > DEFAULT_SLOT_NUM {
 		return errorf(op, productName, fmt.Errorf("%w: %d slots, want 1..%d", ErrInvalidSlotId, totalSlotNum, DEFAULT_SLOT_NUM))
 	}
-	if err := checkFences(ctx, store, productName); err != nil {
-		return errorf(op, productName, err)
-	}
-	base := GetSlotBasePath(productName)
-	if err := coord.MkdirAll(ctx, store, base); err != nil {
-		return errorf(op, base, err)
-	}
-	for {
-		kids, err := store.Children(ctx, base)
-		if err != nil {
-			return errorf(op, base, err)
-		}
-		have := map[string]bool{}
-		for _, k := range kids {
-			have[k] = true
-		}
-		ops := make([]coord.Op, totalSlotNum)
-		for i := range ops {
-			p := GetSlotPath(productName, i)
-			if have[coord.Base(p)] {
-				ops[i] = coord.SetOp(p, mustEncode(NewSlot(productName, i)), coord.AnyVersion)
-			} else {
-				ops[i] = coord.CreateOp(p, mustEncode(NewSlot(productName, i)), coord.Persistent)
-			}
-		}
-		err = applyBatches(ctx, store, ops)
-		if errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
-			continue // a slot appeared or vanished meanwhile: look again
-		}
-		if err != nil {
+	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+		if err := checkFences(ctx, store, productName); err != nil {
 			return errorf(op, productName, err)
 		}
-		break
-	}
-	param := SlotMultiSetParam{From: 0, To: totalSlotNum - 1, Status: SLOT_STATUS_OFFLINE, GroupId: INVALID_ID}
-	return NewAction(ctx, store, productName, ACTION_TYPE_MULTI_SLOT_CHANGED, param, "", true)
+		base := GetSlotBasePath(productName)
+		if err := coord.MkdirAll(ctx, store, base); err != nil {
+			return errorf(op, base, err)
+		}
+		for {
+			kids, err := store.Children(ctx, base)
+			if err != nil {
+				return errorf(op, base, err)
+			}
+			have := map[string]bool{}
+			for _, k := range kids {
+				have[k] = true
+			}
+			ops := make([]coord.Op, totalSlotNum)
+			for i := range ops {
+				p := GetSlotPath(productName, i)
+				if have[coord.Base(p)] {
+					ops[i] = coord.SetOp(p, mustEncode(NewSlot(productName, i)), coord.AnyVersion)
+				} else {
+					ops[i] = coord.CreateOp(p, mustEncode(NewSlot(productName, i)), coord.Persistent)
+				}
+			}
+			err = applyBatches(ctx, store, ops)
+			if errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
+				continue // a slot appeared or vanished meanwhile: look again
+			}
+			if err != nil {
+				return errorf(op, productName, err)
+			}
+			break
+		}
+		param := SlotMultiSetParam{From: 0, To: totalSlotNum - 1, Status: SLOT_STATUS_OFFLINE, GroupId: INVALID_ID}
+		return NewAction(ctx, store, productName, ACTION_TYPE_MULTI_SLOT_CHANGED, param, "", true)
+	})
 }
 
 // applyBatches applies ops in transactions that fit the store's limits.
@@ -274,67 +280,69 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 	if groupId < 0 {
 		return errorf(op, productName, fmt.Errorf("%w: %d", ErrInvalidGroupId, groupId))
 	}
-	if ok, err := GroupExists(ctx, store, productName, groupId); err != nil {
-		return errorf(op, productName, err)
-	} else if !ok {
-		return errorf(op, productName, fmt.Errorf("%w: %d", ErrGroupNotFound, groupId))
-	}
-	if err := checkFences(ctx, store, productName); err != nil {
-		return errorf(op, productName, err)
-	}
-	written := map[int]bool{}
-	for {
-		n := toSlot - fromSlot + 1
-		slots := make([]*Slot, n)
-		err := forEach(ctx, n, func(i int) error {
-			if written[fromSlot+i] {
-				return nil
-			}
-			s, err := GetSlot(ctx, store, productName, fromSlot+i)
-			slots[i] = s
-			return err
-		})
-		if err != nil {
+	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+		if ok, err := GroupExists(ctx, store, productName, groupId); err != nil {
+			return errorf(op, productName, err)
+		} else if !ok {
+			return errorf(op, productName, fmt.Errorf("%w: %d", ErrGroupNotFound, groupId))
+		}
+		if err := checkFences(ctx, store, productName); err != nil {
 			return errorf(op, productName, err)
 		}
-		var ops []coord.Op
-		var ids []int
-		for _, s := range slots {
-			if s == nil {
-				continue
-			}
-			if s.State.Status != SLOT_STATUS_OFFLINE {
-				return errorf(op, productName, fmt.Errorf("%w: slot %d is %s; to move a slot to another group, migrate it", ErrSlotNotOffline, s.Id, s.State.Status))
-			}
-			s.GroupId = groupId
-			s.State.Status = status
-			ops = append(ops, coord.SetOp(GetSlotPath(productName, s.Id), mustEncode(s), s.version-1))
-			ids = append(ids, s.Id)
-		}
-		batches, err := coord.Batches(ops, store.Limits())
-		if err != nil {
-			return errorf(op, productName, err)
-		}
-		conflict := false
-		done := 0
-		for _, b := range batches {
-			if _, err := store.Txn(ctx, b...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode) {
-				conflict = true
-				break
-			} else if err != nil {
+		written := map[int]bool{}
+		for {
+			n := toSlot - fromSlot + 1
+			slots := make([]*Slot, n)
+			err := forEach(ctx, n, func(i int) error {
+				if written[fromSlot+i] {
+					return nil
+				}
+				s, err := GetSlot(ctx, store, productName, fromSlot+i)
+				slots[i] = s
+				return err
+			})
+			if err != nil {
 				return errorf(op, productName, err)
 			}
-			for _, id := range ids[done : done+len(b)] {
-				written[id] = true
+			var ops []coord.Op
+			var ids []int
+			for _, s := range slots {
+				if s == nil {
+					continue
+				}
+				if s.State.Status != SLOT_STATUS_OFFLINE {
+					return errorf(op, productName, fmt.Errorf("%w: slot %d is %s; to move a slot to another group, migrate it", ErrSlotNotOffline, s.Id, s.State.Status))
+				}
+				s.GroupId = groupId
+				s.State.Status = status
+				ops = append(ops, coord.SetOp(GetSlotPath(productName, s.Id), mustEncode(s), s.version-1))
+				ids = append(ids, s.Id)
 			}
-			done += len(b)
+			batches, err := coord.Batches(ops, store.Limits())
+			if err != nil {
+				return errorf(op, productName, err)
+			}
+			conflict := false
+			done := 0
+			for _, b := range batches {
+				if _, err := store.Txn(ctx, b...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode) {
+					conflict = true
+					break
+				} else if err != nil {
+					return errorf(op, productName, err)
+				}
+				for _, id := range ids[done : done+len(b)] {
+					written[id] = true
+				}
+				done += len(b)
+			}
+			if !conflict {
+				break
+			}
 		}
-		if !conflict {
-			break
-		}
-	}
-	param := SlotMultiSetParam{From: fromSlot, To: toSlot, Status: status, GroupId: groupId}
-	return NewAction(ctx, store, productName, ACTION_TYPE_MULTI_SLOT_CHANGED, param, "", true)
+		param := SlotMultiSetParam{From: fromSlot, To: toSlot, Status: status, GroupId: groupId}
+		return NewAction(ctx, store, productName, ACTION_TYPE_MULTI_SLOT_CHANGED, param, "", true)
+	})
 }
 
 // checkFences fails with ErrFenceWithoutProxy when a fence has no online

@@ -133,6 +133,13 @@ func (a *app) demo(ctx context.Context, s coord.Store, nproxies int) ([]step, er
 			if err := models.SetProxyStatus(ctx, s, product, info.Id, models.PROXY_STATE_ONLINE); err != nil {
 				return err
 			}
+			select { // up and watching for actions
+			case <-p.Ready():
+			case <-p.Done():
+				return fmt.Errorf("proxy %s stopped going online: %v", info.Id, p.Err())
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		return nil
 	}); err != nil {

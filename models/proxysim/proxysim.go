@@ -1,9 +1,14 @@
 // Package proxysim plays the part of a Codis 2.x proxy towards the
-// coordination store, as CODIS2-LAYOUT.md describes it: it registers itself
-// (ephemeral node, offline, then its fence), waits to be set online, loads
-// the slots and checks them as a proxy does, answers the actions addressed to
-// it, and shuts down cleanly on mark_offline. It serves no Redis traffic; it
-// is what tests and the demo use to exercise confirmed actions for real.
+// coordination store, faithfully, faults included (docs/LAYOUT.md): it
+// registers itself (ephemeral node, offline, then its fence), waits to be set
+// online, loads the slots and checks them as a proxy does, and shuts down
+// cleanly on mark_offline. Like a real Codis 2 proxy it answers only the
+// newest action it finds at each change of R/actions (an older one that
+// appeared at the same time is never answered), exits when its node changes
+// otherwise or its session ends (leaving its fence), and "panics" (stops with
+// ErrPanicked) on a child of R/actions that is not a sequence number or an
+// action that vanishes before it reads it. It serves no Redis traffic; tests
+// and the demo use it to see what a real cluster would.
 package proxysim
 
 import (
@@ -45,12 +50,18 @@ type Proxy struct {
 	handled []int64
 	err     error
 	done    chan struct{}
+	ready   chan struct{}
 	cancel  context.CancelFunc
 }
 
 // ErrExited is the error of a proxy that exited the way a Codis proxy exits
 // on a state change other than mark_offline, or on bad slot data.
 var ErrExited = errors.New("proxy exited")
+
+// ErrPanicked is the error of a proxy that stopped where a Codis 2 proxy
+// panics: a child of R/actions that is not a number, or an action that is
+// gone when the proxy reads it.
+var ErrPanicked = errors.New("proxy panicked")
 
 // Start registers the proxy (R/proxy/<id> ephemeral with state offline, then
 // R/fence/<addr>) on store and runs it until ctx ends, it is set
@@ -71,7 +82,7 @@ func Start(ctx context.Context, store coord.Store, product string, info models.P
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	p := &Proxy{store: store, product: product, opt: opt, info: info, done: make(chan struct{}), cancel: cancel}
+	p := &Proxy{store: store, product: product, opt: opt, info: info, done: make(chan struct{}), ready: make(chan struct{}), cancel: cancel}
 	go func() {
 		err := p.run(rctx)
 		store.Close()
@@ -89,6 +100,10 @@ func (p *Proxy) Info() models.ProxyInfo {
 	defer p.mu.Unlock()
 	return p.info
 }
+
+// Ready is closed once the proxy, set online, watches R/actions: every
+// action announced from then on reaches it (the newest at each change).
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
 
 // Done is closed when the proxy has stopped.
 func (p *Proxy) Done() <-chan struct{} { return p.done }
@@ -133,18 +148,23 @@ func (p *Proxy) run(ctx context.Context) error {
 		}
 		online = pi.State == models.PROXY_STATE_ONLINE
 	}
-	p.mu.Lock()
-	p.info.State = models.PROXY_STATE_ONLINE
-	p.mu.Unlock()
-	if err := p.loadSlots(ctx); err != nil {
-		return err
-	}
+	// Online: watch R/actions at once (a Codis 2 proxy arms its watches as
+	// it sees itself online), then load the slots. An action that appears
+	// before the watch is armed is part of its first state, which a proxy
+	// does not act on: Ready tells a test when that window has closed.
 	actionsDir := models.GetWatchActionPath(p.product)
 	if err := coord.MkdirAll(ctx, p.store, actionsDir); err != nil {
 		return err
 	}
 	actions, err := p.store.WatchChildren(ctx, actionsDir)
 	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.info.State = models.PROXY_STATE_ONLINE
+	p.mu.Unlock()
+	close(p.ready)
+	if err := p.loadSlots(ctx); err != nil {
 		return err
 	}
 	last := int64(-1)
@@ -177,21 +197,23 @@ func (p *Proxy) run(ctx context.Context) error {
 			if ev.Err != nil {
 				return ev.Err
 			}
-			// 4. Every action above the last handled, in order; those that
-			// name this proxy and are not answered yet get an answer.
+			// 4. A Codis 2 proxy parses every name (a bad one is a panic)
+			// and takes only the newest action above the last it handled:
+			// an older one that appeared with it is never answered. (The
+			// watch coalesces states, as a ZooKeeper watch that is armed
+			// again after each event does.)
 			seqs, err := models.ExtraSeqList(ev.Children)
 			if err != nil {
+				return fmt.Errorf("%w: %v", ErrPanicked, err)
+			}
+			if len(seqs) == 0 || int64(seqs[len(seqs)-1]) <= last {
 				continue
 			}
-			for _, seq := range seqs {
-				if int64(seq) <= last {
-					continue
-				}
-				if err := p.handle(ctx, int64(seq)); err != nil {
-					return err
-				}
-				last = int64(seq)
+			newest := int64(seqs[len(seqs)-1])
+			if err := p.handle(ctx, newest); err != nil {
+				return err
 			}
+			last = newest
 		}
 	}
 }
@@ -248,18 +270,18 @@ func (p *Proxy) isReceiver(act *models.Action) bool {
 
 func (p *Proxy) handle(ctx context.Context, seq int64) error {
 	var act models.Action
+	resp := coord.Join(models.GetActionResponsePath(p.product), fmt.Sprintf("%010d", seq), p.info.Id)
+	if _, ok, err := p.store.Exists(ctx, resp); err != nil || ok {
+		return err // answered already
+	}
 	if err := models.GetActionObject(ctx, p.store, p.product, seq, &act, "zookeeper"); err != nil {
 		if errors.Is(err, coord.ErrNoNode) {
-			return nil // collected already
+			return fmt.Errorf("%w: action %d vanished before it was read: %v", ErrPanicked, seq, err)
 		}
 		return err
 	}
 	if !p.isReceiver(&act) || p.opt.Mute {
 		return nil
-	}
-	resp := coord.Join(models.GetActionResponsePath(p.product), fmt.Sprintf("%010d", seq), p.info.Id)
-	if _, ok, err := p.store.Exists(ctx, resp); err != nil || ok {
-		return err // answered already
 	}
 	// Reload what the action names, as a proxy does.
 	switch act.Type {
