@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -121,6 +122,12 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 	if err != nil {
 		return 0, errorf(op, productName, fmt.Errorf("%w: target cannot be encoded: %v", ErrInvalidArgument, err))
 	}
+	// A Codis 2 proxy answers only the newest action it finds: the last one
+	// announced (by anyone, locked or not) must have been answered by its
+	// receivers that are still online before another appears.
+	if err := waitPrevious(ctx, store, productName, proxies, timeout); err != nil {
+		return 0, errorf(op, productName, err)
+	}
 	respRoot := GetActionResponsePath(productName)
 	if err := coord.MkdirAll(ctx, store, respRoot); err != nil {
 		return 0, errorf(op, respRoot, err)
@@ -150,6 +157,79 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 		}
 	}
 	return seq, nil
+}
+
+// waitPrevious waits, up to timeout, until the newest action has been
+// answered by those of its receivers that are among online. An action still
+// unanswered after that is left to its writer (which marks the silent
+// proxies offline when it asked for confirmation).
+func waitPrevious(ctx context.Context, store coord.Store, productName string, online []ProxyInfo, timeout time.Duration) error {
+	kids, err := store.Children(ctx, GetWatchActionPath(productName))
+	if errors.Is(err, coord.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	seqs, err := ExtraSeqList(kids)
+	if err != nil {
+		// A proxy would panic on this name: announcing would not be heard.
+		return err
+	}
+	if len(seqs) == 0 || len(online) == 0 {
+		return nil
+	}
+	seq := int64(seqs[len(seqs)-1])
+	var prev Action
+	if err := GetActionObject(ctx, store, productName, seq, &prev, ""); err != nil {
+		if errors.Is(err, coord.ErrNoNode) {
+			return nil // collected
+		}
+		return err
+	}
+	isOnline := map[string]ProxyInfo{}
+	for _, p := range online {
+		isOnline[p.Id] = p
+	}
+	var pending []ProxyInfo
+	for _, r := range prev.Receivers {
+		var pi ProxyInfo
+		if json.Unmarshal([]byte(r), &pi) != nil {
+			pi.Id = r // a bare id, as old writers put it
+		}
+		if p, ok := isOnline[pi.Id]; ok && (pi.StartAt == "" || pi.StartAt == p.StartAt) {
+			pending = append(pending, p)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	events, err := store.WatchChildren(wctx, coord.Join(GetActionResponsePath(productName), seqName(seq)))
+	if errors.Is(err, coord.ErrNoNode) || (err != nil && ctx.Err() == nil && wctx.Err() != nil) {
+		return nil // collected, or the bound ran out already
+	}
+	if err != nil {
+		return err
+	}
+	for ev := range events {
+		if ev.Err != nil {
+			if errors.Is(ev.Err, coord.ErrNoNode) {
+				return nil // collected
+			}
+			return ev.Err
+		}
+		answered := map[string]bool{}
+		for _, c := range ev.Children {
+			answered[c] = true
+		}
+		pending = slices.DeleteFunc(pending, func(p ProxyInfo) bool { return answered[p.Id] })
+		if len(pending) == 0 {
+			return nil
+		}
+	}
+	return ctx.Err() // the bound ran out: go on, as Codis 2 would have
 }
 
 // WaitForReceiverWithTimeout waits until every proxy has answered under

@@ -99,7 +99,7 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 			return errorf(op, product, fmt.Errorf("%w: waited %v for the product lock, %s", coord.ErrLocked, DefaultLockWait, holderText(ctx, store, product)))
 		}
 		if ctx.Err() != nil {
-			return errorf(op, product, fmt.Errorf("%w waiting for the product lock, %s", ctx.Err(), holderText(context.WithoutCancel(ctx), store, product)))
+			return errorf(op, product, fmt.Errorf("%w: %w waiting for the product lock, %s", coord.ErrLocked, ctx.Err(), holderText(context.WithoutCancel(ctx), store, product)))
 		}
 		return errorf(op, product, err)
 	}

@@ -218,34 +218,56 @@ func (p *Proxy) run(ctx context.Context) error {
 	}
 }
 
-// loadSlots reads every slot and group and applies a proxy's checks.
+// loadSlots reads every slot and applies a proxy's checks to it.
 func (p *Proxy) loadSlots(ctx context.Context) error {
 	slots, err := models.Slots(ctx, p.store, p.product)
 	if err != nil {
 		return err
 	}
-	groups, err := models.ServerGroups(ctx, p.store, p.product)
-	if err != nil {
-		return err
+	for _, s := range slots {
+		if err := p.checkSlot(ctx, s); err != nil {
+			return err
+		}
 	}
-	masters := map[int]string{}
-	for _, g := range groups {
+	return nil
+}
+
+// checkSlot applies a proxy's checks to a slot it loads: its group (and, in
+// migration, the source group) exists with exactly one master, and a
+// migration's source and target masters differ. A Codis 2 proxy exits on
+// each.
+func (p *Proxy) checkSlot(ctx context.Context, s *models.Slot) error {
+	master := func(id int) (string, error) {
+		g, err := models.GetGroup(ctx, p.store, p.product, id)
+		if errors.Is(err, coord.ErrNoNode) || errors.Is(err, models.ErrGroupNotFound) {
+			return "", fmt.Errorf("%w: slot %d points to missing group %d", ErrExited, s.Id, id)
+		}
+		if err != nil {
+			return "", err
+		}
+		var addr string
 		n := 0
-		for _, s := range g.Servers {
-			if s.Type == models.SERVER_TYPE_MASTER {
+		for _, srv := range g.Servers {
+			if srv.Type == models.SERVER_TYPE_MASTER {
 				n++
-				masters[g.Id] = s.Addr
+				addr = srv.Addr
 			}
 		}
 		if n != 1 {
-			return fmt.Errorf("%w: group %d has %d masters", ErrExited, g.Id, n)
+			return "", fmt.Errorf("%w: slot %d: group %d has %d masters", ErrExited, s.Id, id, n)
 		}
+		return addr, nil
 	}
-	for _, s := range slots {
-		if _, ok := masters[s.GroupId]; !ok {
-			return fmt.Errorf("%w: slot %d points to missing group %d", ErrExited, s.Id, s.GroupId)
+	to, err := master(s.GroupId)
+	if err != nil {
+		return err
+	}
+	if s.State.Status == models.SLOT_STATUS_MIGRATE {
+		from, err := master(s.State.MigrateStatus.From)
+		if err != nil {
+			return err
 		}
-		if s.State.Status == models.SLOT_STATUS_MIGRATE && masters[s.State.MigrateStatus.From] == masters[s.State.MigrateStatus.To] {
+		if from == to {
 			return fmt.Errorf("%w: slot %d migrates between groups with the same master", ErrExited, s.Id)
 		}
 	}
@@ -291,12 +313,16 @@ func (p *Proxy) handle(ctx context.Context, seq int64) error {
 		}
 		b, _ := json.Marshal(act.Target)
 		if json.Unmarshal(b, &target) == nil {
-			if _, err := models.GetSlot(ctx, p.store, p.product, target.Id); err != nil && !errors.Is(err, coord.ErrNoNode) {
+			sl, err := models.GetSlot(ctx, p.store, p.product, target.Id)
+			if err != nil {
+				return err
+			}
+			if err := p.checkSlot(ctx, sl); err != nil {
 				return err
 			}
 		}
 	case models.ACTION_TYPE_MULTI_SLOT_CHANGED:
-		if _, err := models.Slots(ctx, p.store, p.product); err != nil {
+		if err := p.loadSlots(ctx); err != nil {
 			return err
 		}
 	}

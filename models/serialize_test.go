@@ -1,0 +1,305 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/backends"
+	"github.com/coordkit/coord/models"
+	"github.com/coordkit/coord/models/proxysim"
+)
+
+// healthy fails the test if a proxy stopped or was marked offline.
+func healthy(t *testing.T, s coord.Store, proxies ...*proxysim.Proxy) {
+	t.Helper()
+	for _, p := range proxies {
+		select {
+		case <-p.Done():
+			t.Errorf("proxy %s stopped: %v", p.Info().Id, p.Err())
+		default:
+		}
+		pi, err := models.GetProxyInfo(ctxT(t), s, product, p.Info().Id)
+		if err != nil {
+			t.Errorf("proxy %s: %v", p.Info().Id, err)
+		} else if pi.State != models.PROXY_STATE_ONLINE {
+			t.Errorf("healthy proxy %s is %s", p.Info().Id, pi.State)
+		}
+	}
+}
+
+// The faithful proxy model answers only the newest action: two actions
+// announced before it reads R/actions leave the older one unanswered, as a
+// real Codis 2 proxy does. (This is what the product lock is for; the test
+// makes sure the model shows it, so that the tests below could fail.)
+func TestFaithfulProxyMissesOlderAction(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		p := startProxy(t, open, "proxy_1", proxysim.Options{Delay: time.Second}, true)
+		// Action A, then while the proxy is still busy with A, B and C
+		// appear together, written as a tool that neither locks nor waits
+		// writes them: it answers C and never B.
+		a, err := models.GetSlot(ctx, s, product, 1)
+		must(t, err)
+		must(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, a, "", false))
+		seqs, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		data := raw(t, s, fmt.Sprintf("%s/%010d", models.GetWatchActionPath(product), seqs[len(seqs)-1]))
+		time.Sleep(200 * time.Millisecond) // A is being handled (a second)
+		b, c := rawAction(t, s, data), rawAction(t, s, data)
+		deadline := time.Now().Add(20 * time.Second)
+		for !contains(p.Handled(), c) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !contains(p.Handled(), c) {
+			t.Fatalf("the newest action %d was not answered: handled %v", c, p.Handled())
+		}
+		if contains(p.Handled(), b) {
+			t.Fatalf("the model answered action %d, which a Codis 2 proxy skips (handled %v)", b, p.Handled())
+		}
+	})
+}
+
+// rawAction announces an action as Codis 2's NewAction does, without the
+// product lock and without waiting: the response directory takes the
+// number, the action appears under it.
+func rawAction(t *testing.T, s coord.Store, data string) int64 {
+	t.Helper()
+	ctx := ctxT(t)
+	resp, err := s.Create(ctx, models.GetActionResponsePath(product)+"/", []byte(data), coord.Sequential)
+	must(t, err)
+	_, err = s.Create(ctx, models.GetWatchActionPath(product)+"/"+coord.Base(resp), []byte(data), coord.Persistent)
+	must(t, err)
+	seq, err := strconv.ParseInt(coord.Base(resp), 10, 64)
+	must(t, err)
+	return seq
+}
+
+// noGroup fails the test if group id exists.
+func noGroup(t *testing.T, s coord.Store, id int) {
+	t.Helper()
+	ok, err := models.GroupExists(ctxT(t), s, product, id)
+	must(t, err)
+	if ok {
+		t.Fatalf("a refused change made group %d", id)
+	}
+}
+
+func contains(list []int64, v int64) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Unconfirmed actions back to back (Codis 2 returns at once from them) are
+// each answered by a slow faithful proxy: the next waits for the previous.
+func TestUnconfirmedActionsAllAnswered(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		p := startProxy(t, open, "proxy_1", proxysim.Options{Delay: 200 * time.Millisecond}, true)
+		g, err := models.GetGroup(ctx, s, product, 1)
+		must(t, err)
+		var made []int64
+		for i := 0; i < 4; i++ {
+			must(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false))
+			seqs, err := models.GetActionSeqList(ctx, s, product)
+			must(t, err)
+			made = append(made, int64(seqs[len(seqs)-1]))
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !contains(p.Handled(), made[len(made)-1]) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, seq := range made {
+			if !contains(p.Handled(), seq) {
+				t.Errorf("unconfirmed action %d never answered (handled %v)", seq, p.Handled())
+			}
+		}
+		healthy(t, s, p)
+	})
+}
+
+// Many writers at once, in one process and from separate stores (as
+// separate processes are), beside faithful proxies: every change succeeds,
+// every confirmed action is answered by every proxy, no healthy proxy is
+// marked offline.
+func TestConcurrentWritersBesideFaithfulProxies(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		g2 := models.NewServerGroup(product, 2)
+		must(t, g2.Create(ctx, s))
+		must(t, g2.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6380"), ""))
+		var proxies []*proxysim.Proxy
+		for i := 1; i <= 3; i++ {
+			proxies = append(proxies, startProxy(t, open, fmt.Sprintf("proxy_%d", i), proxysim.Options{}, true))
+		}
+		const writers, rounds = 6, 3
+		stores := []coord.Store{s, open(), open()} // writers share some stores, not others
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*rounds)
+		start := make(chan struct{})
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				st := stores[w%len(stores)]
+				<-start
+				for r := 0; r < rounds; r++ {
+					id := w*rounds + r // a slot of its own
+					sl, err := models.GetSlot(ctx, st, product, id)
+					if err == nil {
+						sl.GroupId = 1 + (r+w)%2
+						err = sl.Update(ctx, st) // slot_changed, confirmed
+					}
+					if err != nil {
+						errs <- fmt.Errorf("writer %d, round %d: %w", w, r, err)
+					}
+				}
+			}(w)
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		healthy(t, s, proxies...)
+		// Every action made since the proxies came up was answered by all.
+		seqs, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		answered := 0
+		for _, seq := range seqs {
+			var act models.Action
+			must(t, models.GetActionObject(ctx, s, product, int64(seq), &act, ""))
+			if len(act.Receivers) == 0 {
+				continue // before the proxies
+			}
+			kids, err := s.Children(ctx, fmt.Sprintf("%s/%010d", models.GetActionResponsePath(product), seq))
+			must(t, err)
+			if len(kids) != len(proxies) {
+				t.Errorf("action %d answered by %v, want all %d proxies", seq, kids, len(proxies))
+			}
+			answered++
+		}
+		if answered != writers*rounds {
+			t.Errorf("%d actions with receivers, want %d", answered, writers*rounds)
+		}
+	})
+}
+
+// A Codis 2 dashboard holding R/LOCK (its persistent lock node) holds off
+// every change: the call waits, fails with ErrLocked naming the holder when
+// its context ends, writes nothing, and goes through once the lock is free.
+func TestChangesWaitForDashboardLock(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		must(t, coord.MkdirAll(ctx, s, models.GetLockPath(product)))
+		node, err := s.Create(ctx, models.GetLockPath(product)+"/lock-", []byte(`{"desc":"slot migrate","hostname":"dash-1","pid":4242}`), coord.Sequential)
+		must(t, err)
+		before, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		short, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		err = models.NewServerGroup(product, 3).Create(short, open())
+		is(t, err, coord.ErrLocked)
+		is(t, err, context.DeadlineExceeded)
+		for _, want := range []string{`"slot migrate"`, "dash-1", "4242", "ServerGroup.Create"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the error does not name %s: %v", want, err)
+			}
+		}
+		noGroup(t, s, 3)
+		after, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if len(after) != len(before) {
+			t.Fatalf("a refused change announced: %v, before %v", after, before)
+		}
+		info, holder, err := models.LockHolder(ctx, s, product)
+		must(t, err)
+		if holder != node || info.Hostname != "dash-1" || info.Pid != 4242 {
+			t.Fatalf("LockHolder = %+v at %s, want the dashboard's %s", info, holder, node)
+		}
+		// Released while a change waits: the change goes through.
+		done := make(chan error, 1)
+		go func() { done <- models.NewServerGroup(product, 3).Create(ctx, open()) }()
+		time.Sleep(300 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("the change did not wait for the lock: %v", err)
+		default:
+		}
+		must(t, s.Delete(ctx, node, coord.AnyVersion))
+		select {
+		case err := <-done:
+			must(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("the change did not go through after the lock was released")
+		}
+		if info, _, err := models.LockHolder(ctx, s, product); err != nil || info != nil {
+			t.Fatalf("the change left the lock held: %+v, %v", info, err)
+		}
+	})
+}
+
+// A caller holding the product lock passes it with WithLock: its changes go
+// through under it (no deadlock); a lock that was lost is refused before
+// anything is written.
+func TestWithLock(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		p := startProxy(t, open, "proxy_1", proxysim.Options{}, true)
+		lock, err := models.NewProductLock(s, product, "operator")
+		must(t, err)
+		must(t, lock.Lock(ctx))
+		lctx := models.WithLock(ctx, lock)
+		sl, err := models.GetSlot(ctx, s, product, 3)
+		must(t, err)
+		sl.GroupId = 2
+		g2 := models.NewServerGroup(product, 2)
+		must(t, g2.Create(lctx, s))
+		must(t, g2.AddServer(lctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6380"), ""))
+		must(t, sl.Update(lctx, s)) // confirmed by the proxy, under the lock
+		// Without WithLock, the same process waits like any other writer.
+		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		err = models.NewServerGroup(product, 4).Create(short, s)
+		is(t, err, coord.ErrLocked)
+		noGroup(t, s, 4)
+		if !strings.Contains(err.Error(), `"operator"`) {
+			t.Errorf("the error does not name the holder: %v", err)
+		}
+		// Lost (removed by an operator): refused, nothing written.
+		must(t, models.ForceRemoveLock(ctx, s, product))
+		select {
+		case <-lock.Lost():
+		case <-time.After(20 * time.Second):
+			t.Fatal("the removed lock was not lost")
+		}
+		err = models.NewServerGroup(product, 5).Create(lctx, s)
+		is(t, err, coord.ErrLockLost)
+		noGroup(t, s, 5)
+		healthy(t, s, p)
+		if err := lock.Unlock(ctx); err != nil && !errors.Is(err, coord.ErrNoNode) {
+			t.Fatal(err)
+		}
+	})
+}
