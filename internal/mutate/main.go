@@ -216,7 +216,11 @@ func main() {
 			verdict = "SURVIVED"
 			survivors = append(survivors, m.Name)
 		}
-		fmt.Printf("[%d/%d] %-8s %s (%s)\n", i+1, len(mutants), verdict, m.Name, time.Since(t0).Round(time.Second))
+		by := ""
+		if killed {
+			by = " by " + killer(string(out), ctx.Err() != nil)
+		}
+		fmt.Printf("[%d/%d] %-8s %s%s (%s)\n", i+1, len(mutants), verdict, m.Name, by, time.Since(t0).Round(time.Second))
 		if !killed && *verbose {
 			fmt.Println(string(out))
 		}
@@ -232,6 +236,32 @@ func main() {
 	for _, name := range survivors {
 		fmt.Println("survivor:", name)
 	}
+}
+
+var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
+
+// killer names what killed a mutant: the deepest failing test of the
+// output (the last "--- FAIL" line names a parent), a build failure or
+// the timeout. A kill by a test that fails without the mutant too (a flaky
+// test) is no kill: the name lets a reader check.
+func killer(out string, timedOut bool) string {
+	if timedOut {
+		return "the timeout"
+	}
+	m := failLine.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		if strings.Contains(out, "[build failed]") || strings.Contains(out, "[setup failed]") {
+			return "the build"
+		}
+		return "a failure outside a test"
+	}
+	deepest := m[0][1]
+	for _, x := range m {
+		if strings.Count(x[1], "/") > strings.Count(deepest, "/") {
+			deepest = x[1]
+		}
+	}
+	return deepest
 }
 
 func fail(err error) {

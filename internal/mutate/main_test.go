@@ -57,3 +57,16 @@ func TestListApplies(t *testing.T) {
 		}
 	}
 }
+
+func TestKiller(t *testing.T) {
+	out := "=== RUN   TestConformance\n    --- FAIL: TestConformance/Fault/Suspended (2.1s)\n--- FAIL: TestConformance (9s)\nFAIL\n"
+	if got := killer(out, false); got != "TestConformance/Fault/Suspended" {
+		t.Errorf("killer = %q", got)
+	}
+	if got := killer(out, true); got != "the timeout" {
+		t.Errorf("killer on a timeout = %q", got)
+	}
+	if got := killer("FAIL\tgithub.com/x [build failed]\n", false); got != "the build" {
+		t.Errorf("killer of a build failure = %q", got)
+	}
+}
