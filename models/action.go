@@ -293,9 +293,15 @@ func waitForReceivers(ctx context.Context, store coord.Store, productName, respP
 	return errorf(op, respPath, fmt.Errorf("%w: no answer from %s", ErrReceiverTimeout, strings.Join(ids, ", ")))
 }
 
+// ActionGCFloor is how many of the newest actions GC_TYPE_N keeps beyond
+// the number asked for, as Codis 2 does: proxies still reading recent
+// actions must find them (a Codis 2 proxy panics on an action that vanishes
+// as it reads it).
+const ActionGCFloor = 500
+
 // ActionGC deletes old actions with their response directories: with
-// GC_TYPE_N all but the newest keep; with GC_TYPE_SEC those older than keep
-// seconds. Response directories whose action is gone are deleted with them.
+// GC_TYPE_N all but the newest keep+ActionGCFloor; with GC_TYPE_SEC those
+// older than keep seconds. Response directories whose action is gone are deleted with them.
 func ActionGC(ctx context.Context, store coord.Store, productName string, gcType int, keep int) error {
 	const op = "ActionGC"
 	if err := ValidateProductName(productName); err != nil {
@@ -320,8 +326,8 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 		var doomed []int
 		switch gcType {
 		case GC_TYPE_N:
-			if len(seqs) > keep {
-				doomed = seqs[:len(seqs)-keep]
+			if len(seqs) > keep+ActionGCFloor {
+				doomed = seqs[:len(seqs)-keep-ActionGCFloor]
 			}
 		case GC_TYPE_SEC:
 			now := time.Now().Unix()
@@ -376,4 +382,14 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 		}
 		return nil
 	})
+}
+
+// GetActionWithSeq reads action seq of the product. provider is accepted
+// for compatibility and not used.
+func GetActionWithSeq(ctx context.Context, store coord.Store, productName string, seq int64, provider string) (*Action, error) {
+	var act Action
+	if err := GetActionObject(ctx, store, productName, seq, &act, provider); err != nil {
+		return nil, err
+	}
+	return &act, nil
 }

@@ -298,17 +298,46 @@ func TestActionGCAndLocks(t *testing.T) {
 		if len(seqs) != 6 {
 			t.Fatalf("%d actions", len(seqs))
 		}
+		// GC_TYPE_N keeps keep+500 (ActionGCFloor), as Codis 2 does.
+		must(t, models.ActionGC(ctx, s, product, models.GC_TYPE_N, 0))
+		if left, _ := models.GetActionSeqList(ctx, s, product); len(left) != 6 {
+			t.Fatalf("GC_TYPE_N 0 with 6 actions kept %v, want all (the floor of %d)", left, models.ActionGCFloor)
+		}
+		// Past the floor: 6 + 500 actions (written as plain nodes named as
+		// actions are), keep 2: the newest 502 stay.
+		var ops []coord.Op
+		for i := 100; i < 100+models.ActionGCFloor; i++ {
+			name := fmt.Sprintf("%010d", i)
+			ops = append(ops, coord.CreateOp(models.GetActionResponsePath(product)+"/"+name, nil, coord.Persistent),
+				coord.CreateOp(models.GetWatchActionPath(product)+"/"+name, []byte(`{"type":"slot_changed","ts":"0"}`), coord.Persistent))
+		}
+		txns := func(ops []coord.Op) {
+			batches, err := coord.Batches(ops, s.Limits())
+			must(t, err)
+			for _, b := range batches {
+				_, err := s.Txn(ctx, b...)
+				must(t, err)
+			}
+		}
+		txns(ops)
 		must(t, models.ActionGC(ctx, s, product, models.GC_TYPE_N, 2))
 		left, err := models.GetActionSeqList(ctx, s, product)
 		must(t, err)
-		if fmt.Sprint(left) != fmt.Sprint(seqs[4:]) {
-			t.Fatalf("GC_TYPE_N kept %v, want %v", left, seqs[4:])
+		if len(left) != 2+models.ActionGCFloor || left[0] != seqs[4] {
+			t.Fatalf("GC_TYPE_N 2 kept %d actions from %d, want %d from %d", len(left), left[0], 2+models.ActionGCFloor, seqs[4])
 		}
 		resp, err := s.Children(ctx, models.GetActionResponsePath(product))
 		must(t, err)
-		if len(resp) != 2 {
-			t.Fatalf("response directories left: %v", resp)
+		if len(resp) != 2+models.ActionGCFloor {
+			t.Fatalf("%d response directories left", len(resp))
 		}
+		ops = ops[:0] // the plain ones go again, so that the checks below see only real actions
+		for _, seq := range left[2:] {
+			name := fmt.Sprintf("%010d", seq)
+			ops = append(ops, coord.DeleteOp(models.GetWatchActionPath(product)+"/"+name, coord.AnyVersion),
+				coord.DeleteOp(models.GetActionResponsePath(product)+"/"+name, coord.AnyVersion))
+		}
+		txns(ops)
 		must(t, models.ActionGC(ctx, s, product, models.GC_TYPE_SEC, 3600))
 		if left, _ := models.GetActionSeqList(ctx, s, product); len(left) != 2 {
 			t.Fatalf("GC_TYPE_SEC 3600 removed fresh actions: %v", left)
@@ -376,5 +405,50 @@ func TestConcurrentMasters(t *testing.T) {
 		if ok != 1 || masters != 1 || len(servers) != 1 {
 			t.Fatalf("%d AddServer(master) succeeded, %d masters among %d servers", ok, masters, len(servers))
 		}
+	})
+}
+
+// Behaviours Codis 2 has that a Codis reader relies on: adding the master
+// again is "node already exists" and announces nothing; a slot already
+// migrating is not put back into pre_migrate.
+func TestCodisParity(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		g, err := models.GetGroup(ctx, s, product, 1)
+		must(t, err)
+		before, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		is(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""), models.ErrNodeExists)
+		after, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if len(after) != len(before) {
+			t.Fatalf("adding the master again announced %v", after[len(before):])
+		}
+		g2 := models.NewServerGroup(product, 2)
+		must(t, g2.Create(ctx, s))
+		must(t, g2.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6390"), ""))
+		p := startProxy(t, open, "proxy_1", proxysim.Options{}, true)
+		sl, err := models.GetSlot(ctx, s, product, 9)
+		must(t, err)
+		must(t, sl.SetMigrateStatus(ctx, s, 1, 2))
+		first, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		// Resumed: the slot is migrating already; only slot_migrate follows.
+		sl, err = models.GetSlot(ctx, s, product, 9)
+		must(t, err)
+		must(t, sl.SetMigrateStatus(ctx, s, 1, 2))
+		then, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if len(then) != len(first)+1 {
+			t.Fatalf("a resumed migration announced %d actions, want 1 (slot_migrate)", len(then)-len(first))
+		}
+		var act models.Action
+		must(t, models.GetActionObject(ctx, s, product, int64(then[len(then)-1]), &act, ""))
+		if act.Type != models.ACTION_TYPE_SLOT_MIGRATE {
+			t.Fatalf("a resumed migration announced %s", act.Type)
+		}
+		healthy(t, s, p)
 	})
 }

@@ -38,6 +38,13 @@ func TestGoldenBytes(t *testing.T) {
 		if got := raw(t, s, R+"/servers/group_1"); got != "" {
 			t.Fatalf("group node holds %q", got)
 		}
+		// Its group_changed action names a group whose servers are null
+		// (Codis 2's new group has a nil list).
+		seqs, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if got, want := raw(t, s, fmt.Sprintf("%s/actions/%010d", R, seqs[len(seqs)-1])), `"target":{"id":1,"product_name":"test","servers":null}`; !strings.Contains(got, want) {
+			t.Fatalf("group_changed of a new group:\n got %s\nwant it to hold %s", got, want)
+		}
 		must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_SLAVE, "127.0.0.1:6379"), ""))
 		if got, want := raw(t, s, R+"/servers/group_1/127.0.0.1:6379"), `{"type":"master","group_id":1,"addr":"127.0.0.1:6379"}`; got != want {
 			t.Fatalf("server node (first server becomes master):\n got %s\nwant %s", got, want)
@@ -65,7 +72,7 @@ func TestGoldenBytes(t *testing.T) {
 		slot, err := models.GetSlot(ctx, s, product, 5)
 		must(t, err)
 		must(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, slot, "", true))
-		seqs, err := models.GetActionSeqList(ctx, s, product)
+		seqs, err = models.GetActionSeqList(ctx, s, product)
 		must(t, err)
 		name := fmt.Sprintf("%010d", seqs[len(seqs)-1])
 		act := raw(t, s, R+"/actions/"+name)

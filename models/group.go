@@ -117,9 +117,6 @@ func (g *ServerGroup) Create(ctx context.Context, store coord.Store) error {
 		if err := coord.MkdirAll(ctx, store, g.path()); err != nil {
 			return errorf(op, g.path(), err)
 		}
-		if g.Servers == nil {
-			g.Servers = []*Server{}
-		}
 		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", false)
 	})
 }
@@ -219,7 +216,9 @@ func validServer(s *Server) error {
 
 // AddServer adds s to the group, or updates it if its address is there.
 // The group must exist; a second master is refused (ErrNodeExists); the
-// first server of an empty group becomes its master. A new slave is told to
+// first server of an empty group becomes its master; the current master added
+// again is refused (ErrNodeExists, as Codis 2 says "node already exists"). A
+// new slave is told to
 // replicate the master (SLAVEOF, authenticated with passwd) before it is
 // recorded. Adding a master announces group_changed (confirmed).
 // Concurrent AddServers on a group are serialized by the group node's version.
@@ -240,6 +239,10 @@ func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Serve
 			}
 			var masterAddr string
 			for _, srv := range servers {
+				if srv.Type == SERVER_TYPE_MASTER && srv.Addr == s.Addr && s.Type == SERVER_TYPE_MASTER {
+					// Codis 2: adding the master again is "node already exists".
+					return errorf(op, s.Addr, fmt.Errorf("%w: %s is already the master of group %d", ErrNodeExists, s.Addr, g.Id))
+				}
 				if srv.Type == SERVER_TYPE_MASTER && srv.Addr != s.Addr {
 					masterAddr = srv.Addr
 				}
@@ -443,4 +446,26 @@ func (g *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
 		}
 		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_REMOVE, g, "", false)
 	})
+}
+
+// GetServer reads the server whose node is at path (a
+// R/servers/group_<id>/<addr> path). Data that is not a server, or that
+// names another address than its node, is ErrMalformed.
+func GetServer(ctx context.Context, store coord.Store, path string) (*Server, error) {
+	const op = "GetServer"
+	if err := coord.ValidatePath(path); err != nil {
+		return nil, errorf(op, path, err)
+	}
+	data, _, err := store.Get(ctx, path)
+	if err != nil {
+		return nil, errorf(op, path, err)
+	}
+	var s Server
+	if err := decode(path, data, &s); err != nil {
+		return nil, err
+	}
+	if s.Addr != coord.Base(path) {
+		return nil, errorf(op, path, fmt.Errorf("%w: the node holds server %q", ErrMalformed, s.Addr))
+	}
+	return &s, nil
 }

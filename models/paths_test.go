@@ -37,8 +37,11 @@ func TestPaths(t *testing.T) {
 	if compact, _ := json.Marshal(g); string(compact) != `{"id":2,"product_name":"p","servers":[{"type":"master","group_id":2,"addr":"h:1"}]}` {
 		t.Fatalf("ServerGroup JSON inside actions: %s", compact)
 	}
-	if s := models.NewServer(models.SERVER_TYPE_SLAVE, "h:2").String(); s != `{"type":"slave","group_id":-1,"addr":"h:2"}` {
-		t.Fatalf("Server.String: %s", s)
+	if s := models.NewServer(models.SERVER_TYPE_SLAVE, "h:2").String(); s != "{\n  \"type\": \"slave\",\n  \"group_id\": -1,\n  \"addr\": \"h:2\"\n}" {
+		t.Fatalf("Server.String (Codis 2 indents it): %s", s)
+	}
+	if s := models.NewSlot("p", 7).String(); !strings.HasPrefix(s, "{\n  \"product_name\": \"p\",\n  \"id\": 7,") {
+		t.Fatalf("Slot.String (Codis 2 indents it): %s", s)
 	}
 }
 

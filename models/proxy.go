@@ -2,8 +2,11 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -291,4 +294,65 @@ func forEach(ctx context.Context, n int, fn func(i int) error) error {
 		first = ctx.Err()
 	}
 	return first
+}
+
+// DebugVarsTimeout bounds DebugVars and Ops when their context has no
+// deadline.
+const DebugVarsTimeout = 5 * time.Second
+
+// DebugVars reads the proxy's expvar page, http://<debug_var_addr>/debug/vars,
+// as a JSON object. An unreachable proxy is ErrUnavailable; an answer that is
+// not a JSON object is ErrMalformed.
+func (p *ProxyInfo) DebugVars(ctx context.Context) (map[string]interface{}, error) {
+	const op = "ProxyInfo.DebugVars"
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DebugVarsTimeout)
+		defer cancel()
+	}
+	url := "http://" + p.DebugVarAddr + "/debug/vars"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, errorf(op, p.Id, fmt.Errorf("%w: debug_var_addr %q: %v", ErrInvalidArgument, p.DebugVarAddr, err))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, errorf(op, p.Id, fmt.Errorf("%w: %v", coord.ErrUnavailable, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, errorf(op, p.Id, fmt.Errorf("%w: %s answered %s", coord.ErrUnavailable, url, resp.Status))
+	}
+	m := map[string]interface{}{}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&m); err != nil {
+		return nil, errorf(op, p.Id, fmt.Errorf("%w: %s: %v", ErrMalformed, url, err))
+	}
+	return m, nil
+}
+
+// Ops is the number of operations the proxy has served: "ops" of the
+// "router" object of its DebugVars (0 when it publishes none, as Codis 2
+// says). A value that is not a number is ErrMalformed (Codis 2 panics).
+func (p *ProxyInfo) Ops(ctx context.Context) (int64, error) {
+	m, err := p.DebugVars(ctx)
+	if err != nil {
+		return -1, err
+	}
+	router, ok := m["router"]
+	if !ok {
+		return 0, nil
+	}
+	r, ok := router.(map[string]interface{})
+	if !ok {
+		return -1, errorf("ProxyInfo.Ops", p.Id, fmt.Errorf("%w: router is %T, not an object", ErrMalformed, router))
+	}
+	ops, ok := r["ops"]
+	if !ok {
+		return 0, nil
+	}
+	n, ok := ops.(float64)
+	if !ok {
+		return -1, errorf("ProxyInfo.Ops", p.Id, fmt.Errorf("%w: router.ops is %T, not a number", ErrMalformed, ops))
+	}
+	return int64(n), nil
 }

@@ -162,7 +162,9 @@ func (s *Slot) Update(ctx context.Context, store coord.Store) error {
 
 // SetMigrateStatus starts migrating the slot from group fromGroup to
 // toGroup: pre_migrate (confirmed by the proxies, which then hold requests
-// for the slot), then migrate with the new group (confirmed).
+// for the slot), then migrate with the new group (confirmed). A slot
+// already migrating skips pre_migrate, as in Codis 2: a resumed migration
+// must not hold the slot's requests again.
 func (s *Slot) SetMigrateStatus(ctx context.Context, store coord.Store, fromGroup, toGroup int) error {
 	const op = "Slot.SetMigrateStatus"
 	if fromGroup < 0 || toGroup < 0 {
@@ -174,9 +176,11 @@ func (s *Slot) SetMigrateStatus(ctx context.Context, store coord.Store, fromGrou
 		} else if !ok {
 			return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %d", ErrGroupNotFound, toGroup))
 		}
-		s.State.Status = SLOT_STATUS_PRE_MIGRATE
-		if err := s.Update(ctx, store); err != nil {
-			return err
+		if s.State.Status != SLOT_STATUS_MIGRATE {
+			s.State.Status = SLOT_STATUS_PRE_MIGRATE
+			if err := s.Update(ctx, store); err != nil {
+				return err
+			}
 		}
 		s.State.Status = SLOT_STATUS_MIGRATE
 		s.State.MigrateStatus.From = fromGroup

@@ -52,8 +52,9 @@ func NewServer(serverType string, addr string) *Server {
 	return &Server{Type: serverType, GroupId: INVALID_ID, Addr: addr}
 }
 
+// String is the server's JSON, indented, as Codis 2 prints it.
 func (s Server) String() string {
-	b, _ := json.Marshal(s)
+	b, _ := json.MarshalIndent(s, "", "  ")
 	return string(b)
 }
 
@@ -117,6 +118,12 @@ type Slot struct {
 	// version of the node this value was read from (-1: not read), so
 	// that Update is a compare-and-set.
 	version int64
+}
+
+// String is the slot's JSON, indented, as Codis 2 prints it.
+func (s *Slot) String() string {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	return string(b)
 }
 
 // SlotMultiSetParam is the target of a multi_slot_changed action.
