@@ -63,7 +63,9 @@ func TestProxyDebugVars(t *testing.T) {
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	ctx := context.Background()
-	pi := func(page string) *models.ProxyInfo { return &models.ProxyInfo{Id: "proxy_1", DebugVarAddr: host + page} }
+	pi := func(page string) *models.ProxyInfo {
+		return &models.ProxyInfo{Id: "proxy_1", DebugVarAddr: host + page}
+	}
 	if n, err := pi("/ops").Ops(ctx); err != nil || n != 1234 {
 		t.Fatalf("Ops = %d, %v", n, err)
 	}
