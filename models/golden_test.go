@@ -14,7 +14,7 @@ import (
 	"github.com/coordkit/coord/models/proxysim"
 )
 
-// The bytes Codis 2 writes for each node kind (CODIS2-LAYOUT.md).
+// The bytes Codis 2 writes for each node kind (docs/LAYOUT.md).
 func TestGoldenBytes(t *testing.T) {
 	backends.Run(t, func(t *testing.T, open func() coord.Store) {
 		s := open()

@@ -303,3 +303,35 @@ func TestWithLock(t *testing.T) {
 		}
 	})
 }
+
+// A stray child of R/actions makes a Codis 2 proxy panic at the next change,
+// so NewAction refuses to announce over it (ErrMalformed naming it) and
+// writes nothing; the faithful proxy model panics on it.
+func TestStrayActionChild(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		p := startProxy(t, open, "proxy_1", proxysim.Options{}, true)
+		before, err := s.Children(ctx, models.GetActionResponsePath(product))
+		must(t, err)
+		_, err = s.Create(ctx, models.GetWatchActionPath(product)+"/abc", nil, coord.Persistent)
+		must(t, err)
+		select {
+		case <-p.Done():
+			is(t, p.Err(), proxysim.ErrPanicked)
+		case <-time.After(20 * time.Second):
+			t.Fatal("the proxy model did not panic on a stray action name")
+		}
+		err = models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", false)
+		is(t, err, models.ErrMalformed)
+		if !strings.Contains(err.Error(), "abc") {
+			t.Fatalf("the error does not name the stray node: %v", err)
+		}
+		after, err := s.Children(ctx, models.GetActionResponsePath(product))
+		must(t, err)
+		if len(after) != len(before) {
+			t.Fatalf("a refused action wrote a response directory: %v", after)
+		}
+	})
+}
