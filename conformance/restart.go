@@ -44,6 +44,13 @@ func (s *suite) restartable(t *testing.T) Server {
 	return srv
 }
 
+// openOn opens a store on the case's namespace of srv, closed at the end.
+func (s *suite) openOn(t *testing.T, srv Server, sessionTimeout time.Duration) coord.Store {
+	st := srv.Open(t, s.ns, sessionTimeout)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 // tracked knows whether its server is down.
 type tracked struct {
 	Server
@@ -75,12 +82,7 @@ type result struct {
 func testRestartRiddenOut(t *testing.T, s *suite) {
 	srv := s.restartable(t)
 	ctx := ctxT(t)
-	open := func() coord.Store {
-		st := srv.Open(t, s.ns, restartSessionTimeout)
-		t.Cleanup(func() { _ = st.Close() })
-		return st
-	}
-	st, other := open(), open()
+	st, other := s.openOn(t, srv, restartSessionTimeout), s.openOn(t, srv, restartSessionTimeout)
 	if _, err := st.Create(ctx, "/dir", []byte("before"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
@@ -197,11 +199,7 @@ func testRestartRiddenOut(t *testing.T, s *suite) {
 func testRestartPastSession(t *testing.T, s *suite) {
 	srv := s.restartable(t)
 	ctx := ctxT(t)
-	open := func() coord.Store {
-		st := srv.Open(t, s.ns, faultSessionTimeout)
-		t.Cleanup(func() { _ = st.Close() })
-		return st
-	}
+	open := func() coord.Store { return s.openOn(t, srv, faultSessionTimeout) }
 	st := open()
 	holder := coord.NewMutex(st, "/lock", "lock-", nil)
 	if err := holder.Lock(ctx); err != nil {
