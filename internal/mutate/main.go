@@ -199,6 +199,7 @@ func main() {
 		cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-failfast", m.Pkg)
 		cmd.Dir = scratch
 		out, err := cmd.CombinedOutput()
+		timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if werr := os.WriteFile(path, orig, 0o644); werr != nil {
 			fail(werr)
@@ -218,7 +219,7 @@ func main() {
 		}
 		by := ""
 		if killed {
-			by = " by " + killer(string(out), ctx.Err() != nil)
+			by = " by " + killer(string(out), timedOut)
 		}
 		fmt.Printf("[%d/%d] %-8s %s%s (%s)\n", i+1, len(mutants), verdict, m.Name, by, time.Since(t0).Round(time.Second))
 		if !killed && *verbose {
