@@ -388,7 +388,7 @@ func (a *app) actionCmd() *cobra.Command {
 			return a.done(fmt.Sprintf("deleted %d actions, %d left", len(before)-len(after), len(after)), map[string]interface{}{"deleted": len(before) - len(after), "left": len(after)})
 		})
 	}}
-	gc.Flags().IntVar(&keep, "keep", 500, "keep the newest N actions")
+	gc.Flags().IntVar(&keep, "keep", 0, "keep the newest N actions, plus the 500 newest that Codis 2 proxies may still be reading")
 	gc.Flags().DurationVar(&olderThan, "older-than", 0, "delete actions older than this")
 	c.AddCommand(list, show, gc)
 	return c

@@ -117,7 +117,8 @@ func TestCommands(t *testing.T) {
 				t.Fatalf("action list:\n%s", actions)
 			}
 			run("action", "show", strings.Fields(strings.Split(actions, "\n")[1])[0])
-			if out := run("action", "gc", "--keep", "2"); !strings.Contains(out, "2 left") {
+			// Fewer actions than the 500 proxies may still read: none go.
+			if out := run("action", "gc", "--keep", "2"); !strings.Contains(out, "deleted 0 actions") {
 				t.Fatalf("gc: %s", out)
 			}
 			run("lock", "force-remove")
