@@ -92,9 +92,10 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 		wctx, cancel = context.WithTimeout(ctx, DefaultLockWait)
 	}
 	err = l.Lock(wctx)
+	ownBound := ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil && wctx.Err() != nil {
+		if ownBound {
 			// Our own bound ran out, not the caller's context.
 			return errorf(op, product, fmt.Errorf("%w: waited %v for the product lock, %s", coord.ErrLocked, DefaultLockWait, holderText(ctx, store, product)))
 		}

@@ -335,3 +335,17 @@ func TestStrayActionChild(t *testing.T) {
 		}
 	})
 }
+
+// A lock that cannot be taken for another reason than a holder (here the
+// store is closed) says so, not that the lock was held.
+func TestLockFailureNotTakenForHolder(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		must(t, s.Close())
+		err := models.NewServerGroup(product, 3).Create(context.Background(), s)
+		is(t, err, coord.ErrClosed)
+		if errors.Is(err, coord.ErrLocked) {
+			t.Fatalf("a closed store's failure reads as a held lock: %v", err)
+		}
+	})
+}
