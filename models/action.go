@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -206,30 +205,45 @@ func waitPrevious(ctx context.Context, store coord.Store, productName string, on
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	events, err := store.WatchChildren(wctx, coord.Join(GetActionResponsePath(productName), seqName(seq)))
+	left, err := awaitAnswers(wctx, store, coord.Join(GetActionResponsePath(productName), seqName(seq)), pending)
 	if errors.Is(err, coord.ErrNoNode) || (err != nil && ctx.Err() == nil && wctx.Err() != nil) {
 		return nil // collected, or the bound ran out already
 	}
-	if err != nil {
+	if err != nil || len(left) == 0 {
 		return err
+	}
+	return ctx.Err() // the bound ran out: go on, as Codis 2 would have
+}
+
+// awaitAnswers watches the children of respPath (R/ActionResponse/<seq>)
+// until every proxy of proxies has answered there, or ctx ends. It returns
+// the ids of those that have not answered, sorted (none when all have).
+func awaitAnswers(ctx context.Context, store coord.Store, respPath string, proxies []ProxyInfo) ([]string, error) {
+	pending := map[string]bool{}
+	for _, p := range proxies {
+		pending[p.Id] = true
+	}
+	events, err := store.WatchChildren(ctx, respPath)
+	if err != nil {
+		return nil, err
 	}
 	for ev := range events {
 		if ev.Err != nil {
-			if errors.Is(ev.Err, coord.ErrNoNode) {
-				return nil // collected
-			}
-			return ev.Err
+			return nil, ev.Err
 		}
-		answered := map[string]bool{}
 		for _, c := range ev.Children {
-			answered[c] = true
+			delete(pending, c)
 		}
-		pending = slices.DeleteFunc(pending, func(p ProxyInfo) bool { return answered[p.Id] })
 		if len(pending) == 0 {
-			return nil
+			return nil, nil
 		}
 	}
-	return ctx.Err() // the bound ran out: go on, as Codis 2 would have
+	ids := make([]string, 0, len(pending))
+	for id := range pending {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids, nil
 }
 
 // WaitForReceiverWithTimeout waits until every proxy has answered under
@@ -250,40 +264,17 @@ func waitForReceivers(ctx context.Context, store coord.Store, productName, respP
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	events, err := store.WatchChildren(wctx, respPath)
+	ids, err := awaitAnswers(wctx, store, respPath, proxies)
 	if err != nil {
 		return errorf(op, respPath, err)
 	}
-	pending := map[string]bool{}
-	for _, p := range proxies {
-		pending[p.Id] = true
-	}
-	for ev := range events {
-		if ev.Err != nil {
-			return errorf(op, respPath, ev.Err)
-		}
-		answered := map[string]bool{}
-		for _, c := range ev.Children {
-			answered[c] = true
-		}
-		for id := range pending {
-			if answered[id] {
-				delete(pending, id)
-			}
-		}
-		if len(pending) == 0 {
-			return nil
-		}
+	if len(ids) == 0 {
+		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return errorf(op, respPath, err)
 	}
 	// Timed out: the proxies that did not answer are taken out of service.
-	ids := make([]string, 0, len(pending))
-	for id := range pending {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
 	for _, id := range ids {
 		err := SetProxyStatus(ctx, store, productName, id, PROXY_STATE_MARK_OFFLINE)
 		if err != nil && !errors.Is(err, coord.ErrNoNode) {
