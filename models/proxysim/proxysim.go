@@ -149,9 +149,8 @@ func (p *Proxy) run(ctx context.Context) error {
 		online = pi.State == models.PROXY_STATE_ONLINE
 	}
 	// Online: watch R/actions at once (a Codis 2 proxy arms its watches as
-	// it sees itself online), then load the slots. An action that appears
-	// before the watch is armed is part of its first state, which a proxy
-	// does not act on: Ready tells a test when that window has closed.
+	// it sees itself online), then load the slots. The watch's first state
+	// is handled like any change: its newest action only.
 	actionsDir := models.GetWatchActionPath(p.product)
 	if err := coord.MkdirAll(ctx, p.store, actionsDir); err != nil {
 		return err
@@ -218,52 +217,79 @@ func (p *Proxy) run(ctx context.Context) error {
 	}
 }
 
-// loadSlots reads every slot and applies a proxy's checks to it.
+// loadSlots reads every slot and applies a proxy's checks to it, reading
+// each group the slots name once.
 func (p *Proxy) loadSlots(ctx context.Context) error {
 	slots, err := models.Slots(ctx, p.store, p.product)
 	if err != nil {
 		return err
 	}
+	gs := p.groups()
 	for _, s := range slots {
-		if err := p.checkSlot(ctx, s); err != nil {
+		if err := gs.checkSlot(ctx, s); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// group is what a proxy learns of a group it loads: whether it exists, how
+// many masters it has and the (last) master's address.
+type group struct {
+	found   bool
+	masters int
+	master  string
+}
+
+// groups reads the groups of one load of slots, each once.
+type groups struct {
+	p    *Proxy
+	seen map[int]group
+}
+
+func (p *Proxy) groups() *groups { return &groups{p: p, seen: map[int]group{}} }
+
+// master returns the address of the one master of group id that slot s
+// names, or the error a Codis 2 proxy exits with.
+func (gs *groups) master(ctx context.Context, s *models.Slot, id int) (string, error) {
+	g, ok := gs.seen[id]
+	if !ok {
+		sg, err := models.GetGroup(ctx, gs.p.store, gs.p.product, id)
+		switch {
+		case errors.Is(err, coord.ErrNoNode) || errors.Is(err, models.ErrGroupNotFound):
+		case err != nil:
+			return "", err
+		default:
+			g.found = true
+			for _, srv := range sg.Servers {
+				if srv.Type == models.SERVER_TYPE_MASTER {
+					g.masters++
+					g.master = srv.Addr
+				}
+			}
+		}
+		gs.seen[id] = g
+	}
+	if !g.found {
+		return "", fmt.Errorf("%w: slot %d points to missing group %d", ErrExited, s.Id, id)
+	}
+	if g.masters != 1 {
+		return "", fmt.Errorf("%w: slot %d: group %d has %d masters", ErrExited, s.Id, id, g.masters)
+	}
+	return g.master, nil
+}
+
 // checkSlot applies a proxy's checks to a slot it loads: its group (and, in
 // migration, the source group) exists with exactly one master, and a
 // migration's source and target masters differ. A Codis 2 proxy exits on
 // each.
-func (p *Proxy) checkSlot(ctx context.Context, s *models.Slot) error {
-	master := func(id int) (string, error) {
-		g, err := models.GetGroup(ctx, p.store, p.product, id)
-		if errors.Is(err, coord.ErrNoNode) || errors.Is(err, models.ErrGroupNotFound) {
-			return "", fmt.Errorf("%w: slot %d points to missing group %d", ErrExited, s.Id, id)
-		}
-		if err != nil {
-			return "", err
-		}
-		var addr string
-		n := 0
-		for _, srv := range g.Servers {
-			if srv.Type == models.SERVER_TYPE_MASTER {
-				n++
-				addr = srv.Addr
-			}
-		}
-		if n != 1 {
-			return "", fmt.Errorf("%w: slot %d: group %d has %d masters", ErrExited, s.Id, id, n)
-		}
-		return addr, nil
-	}
-	to, err := master(s.GroupId)
+func (gs *groups) checkSlot(ctx context.Context, s *models.Slot) error {
+	to, err := gs.master(ctx, s, s.GroupId)
 	if err != nil {
 		return err
 	}
 	if s.State.Status == models.SLOT_STATUS_MIGRATE {
-		from, err := master(s.State.MigrateStatus.From)
+		from, err := gs.master(ctx, s, s.State.MigrateStatus.From)
 		if err != nil {
 			return err
 		}
@@ -317,7 +343,7 @@ func (p *Proxy) handle(ctx context.Context, seq int64) error {
 			if err != nil {
 				return err
 			}
-			if err := p.checkSlot(ctx, sl); err != nil {
+			if err := p.groups().checkSlot(ctx, sl); err != nil {
 				return err
 			}
 		}
