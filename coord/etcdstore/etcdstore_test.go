@@ -107,9 +107,9 @@ func TestConformance(t *testing.T) {
 
 // restartable is an embedded etcd server of the test's own.
 type restartable struct {
-	dir              string
-	e                *etcdembed.Server
-	client, peerPort int
+	dir                  string
+	e                    *etcdembed.Server
+	clientPort, peerPort int // 0 until the first start
 }
 
 func (r *restartable) Open(t testing.TB, ns string, ttl time.Duration) coord.Store {
@@ -131,12 +131,12 @@ func (r *restartable) Stop(testing.TB) {
 
 // Start starts the server on the ports it had (free ones the first time).
 func (r *restartable) Start(t testing.TB) {
-	e, err := etcdembed.Start(r.dir, etcdembed.Options{ClientPort: r.client, PeerPort: r.peerPort})
+	e, err := etcdembed.Start(r.dir, etcdembed.Options{ClientPort: r.clientPort, PeerPort: r.peerPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.e = e
-	r.client, r.peerPort = e.Ports()
+	r.clientPort, r.peerPort = e.Ports()
 }
 
 // A server that went away gives ErrUnavailable within the request timeout.

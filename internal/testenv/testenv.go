@@ -114,7 +114,11 @@ func StartServer(t testing.TB, backend string) *Server {
 	t.Helper()
 	Addr(t, backend)
 	s := &Server{script: backend + ".sh", dir: t.TempDir()}
-	s.Addr = Script(t, []string{"COORD_CONSUL_PERSIST=1"}, s.script, "start", s.dir)
+	var env []string
+	if backend == "consul" {
+		env = []string{"COORD_CONSUL_PERSIST=1"} // a server that keeps its state, not -dev
+	}
+	s.Addr = Script(t, env, s.script, "start", s.dir)
 	t.Cleanup(func() { s.Stop(t) })
 	return s
 }
