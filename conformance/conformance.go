@@ -85,6 +85,7 @@ func Run(t *testing.T, b Backend) {
 		{"Sequential/Format", testSequentialFormat},
 		{"Sequential/Concurrent", testSequentialConcurrent},
 		{"Sequential/AfterDelete", testSequentialAfterDelete},
+		{"Sequential/Planted", testSequentialPlanted},
 		{"Sequential/ParentRecreated", testSequentialParentRecreated},
 		{"Ephemeral/Close", testEphemeralClose},
 		{"Ephemeral/Expire", testEphemeralExpire},

@@ -157,6 +157,65 @@ func testSequentialAfterDelete(t *testing.T, s *suite) {
 	}
 }
 
+// testSequentialPlanted: nodes created by name where sequential names go
+// (the next name, and one further ahead) never make a sequential create
+// fail, in a call or in a transaction, and no name is made twice.
+func testSequentialPlanted(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	a, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
+	must(t, err)
+	na := seqOf(t, coord.Base(a))
+	planted := map[string]bool{}
+	for _, n := range []int64{na + 1, na + 2, na + 4} {
+		p := fmt.Sprintf("/q/item-%010d", n)
+		_, err := st.Create(ctx, p, []byte("planted"), coord.Persistent)
+		must(t, err)
+		planted[coord.Base(p)] = true
+	}
+	seen := map[string]bool{coord.Base(a): true}
+	for i := 0; i < 8; i++ {
+		var p string
+		if i%2 == 0 {
+			p, err = st.Create(ctx, "/q/item-", []byte("mine"), coord.Sequential)
+		} else {
+			var res []coord.OpResult
+			res, err = st.Txn(ctx, coord.CreateOp("/q/item-", []byte("mine"), coord.Sequential))
+			if err == nil {
+				p = res[0].Path
+			}
+		}
+		if err != nil {
+			t.Fatalf("sequential create %d after nodes were planted under its parent: %v", i, err)
+		}
+		name := coord.Base(p)
+		seqOf(t, name)
+		if planted[name] || seen[name] {
+			t.Fatalf("sequential create %d made %s, a name already taken", i, name)
+		}
+		seen[name] = true
+		data, _, err := st.Get(ctx, p)
+		must(t, err)
+		if string(data) != "mine" {
+			t.Fatalf("%s holds %q, not the data of the create", p, data)
+		}
+	}
+	for name := range planted {
+		data, _, err := st.Get(ctx, "/q/"+name)
+		must(t, err)
+		if string(data) != "planted" {
+			t.Fatalf("planted %s now holds %q", name, data)
+		}
+	}
+	kids, err := st.Children(ctx, "/q")
+	must(t, err)
+	if want := 1 + len(planted) + 8; len(kids) != want {
+		t.Fatalf("/q has children %v, want %d (no helper node left behind)", kids, want)
+	}
+}
+
 // waitGone waits until path does not exist, as seen by st, through a watch.
 func waitGone(t *testing.T, st coord.Store, path string) {
 	t.Helper()

@@ -18,7 +18,8 @@ const (
 	// Sequential nodes get the given path plus a 10-digit, zero-padded number
 	// that is unique and strictly increasing among the children of the parent,
 	// as ZooKeeper names them ("/q/item-0000000042"). The prefix may be
-	// empty: "/q/" makes "/q/0000000042".
+	// empty: "/q/" makes "/q/0000000042". A name already taken by a node
+	// created by name is skipped, never reported as ErrNodeExists.
 	Sequential Mode = 1 << 1
 	// EphemeralSequential is Ephemeral|Sequential.
 	EphemeralSequential = Ephemeral | Sequential

@@ -52,6 +52,10 @@ type Config struct {
 	// ACL is given to every node created (world:anyone with all permissions
 	// when nil, which is what Codis 2 tools expect).
 	ACL []zk.ACL
+	// ACLFor, when set, gives the ACL of each node created, by its path in
+	// the store (below Chroot); a nil result means ACL. Codis 2 gives its
+	// leaf nodes read, write and admin only: see models.ZKACL.
+	ACLFor func(path string) []zk.ACL
 	// Dialer, when set, makes the TCP connections (for tunnels and tests).
 	Dialer zk.Dialer
 	// Logger receives the client library's log lines (discarded when nil).
@@ -77,6 +81,7 @@ type Auth struct {
 type Store struct {
 	chroot string
 	acl    []zk.ACL
+	aclFn  func(path string) []zk.ACL
 	reqTO  time.Duration
 	dial   func() (*zk.Conn, <-chan zk.Event, *guard, error)
 
@@ -116,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, coord.Errorf("connect", cfg.Chroot, err)
 		}
 	}
-	st := &Store{chroot: strings.TrimSuffix(cfg.Chroot, "/"), acl: cfg.ACL, reqTO: cfg.RequestTimeout,
+	st := &Store{chroot: strings.TrimSuffix(cfg.Chroot, "/"), acl: cfg.ACL, aclFn: cfg.ACLFor, reqTO: cfg.RequestTimeout,
 		newSess: make(chan struct{}), stale: cfg.StaleReads}
 	if st.acl == nil {
 		st.acl = zk.WorldACL(zk.PermAll)
@@ -382,12 +387,65 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 		func() (string, error) {
 			var out string
 			err := s.do(ctx, func() error {
-				p, err := s.zk().Create(s.abs(path), data, zkFlags(mode), s.acl)
+				p, err := s.zk().Create(s.abs(path), data, zkFlags(mode), s.aclFor(path))
 				out = p
 				return err
 			})
+			for try := 0; mode&coord.Sequential != 0 && errors.Is(err, zk.ErrNodeExists) && try < maxSeqSkips; try++ {
+				// The name ZooKeeper made is taken by a node created by
+				// name: move the parent's counter past it and try again.
+				if err = s.skipSeq(ctx, coord.Parent(path)); err == nil {
+					err = s.do(ctx, func() error {
+						p, err := s.zk().Create(s.abs(path), data, zkFlags(mode), s.aclFor(path))
+						out = p
+						return err
+					})
+				}
+			}
 			return s.created(path, out, err)
 		})
+}
+
+// maxSeqSkips bounds how many taken sequence numbers a sequential create
+// moves past before it reports ErrNodeExists.
+const maxSeqSkips = 64
+
+// skipSeq moves parent's sequence counter (its child-change count) on by
+// creating and deleting a child no sequential create can be named: ZooKeeper
+// names a sequential node from that counter and, unlike the other backends,
+// fails with NodeExists when a node of that name was created by name. The
+// child is ephemeral, so a crash between the two steps leaves nothing behind
+// once the session ends.
+func (s *Store) skipSeq(ctx context.Context, parent string) error {
+	var made string
+	err := s.do(ctx, func() error {
+		p, err := s.zk().Create(s.abs(coord.Join(parent, seqSkipName)), []byte{}, zk.FlagEphemeral|zk.FlagSequence, s.acl)
+		made = p
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return s.do(ctx, func() error {
+		err := s.zk().Delete(made, -1)
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		return err
+	})
+}
+
+// seqSkipName is the prefix of the short-lived child skipSeq makes.
+const seqSkipName = ".coord-seq-skip-"
+
+// aclFor is the ACL of a node created at path.
+func (s *Store) aclFor(path string) []zk.ACL {
+	if s.aclFn != nil {
+		if acl := s.aclFn(path); acl != nil {
+			return acl
+		}
+	}
+	return s.acl
 }
 
 // created reports the outcome of a create.
@@ -543,7 +601,7 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 		}
 		switch op.Kind {
 		case coord.OpCreate:
-			reqs[i] = &zk.CreateRequest{Path: p, Data: data, Acl: s.acl, Flags: zkFlags(op.Mode)}
+			reqs[i] = &zk.CreateRequest{Path: p, Data: data, Acl: s.aclFor(op.Path), Flags: zkFlags(op.Mode)}
 		case coord.OpSet:
 			reqs[i] = &zk.SetDataRequest{Path: p, Data: data, Version: zkVersion(op.Version)}
 		case coord.OpDelete:
@@ -557,26 +615,38 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 	}
 	var resp []zk.MultiResponse
 	var sid int64 // the session the multi ran in: it owns the ephemeral nodes made
-	err := s.do(ctx, func() error {
-		var err error
-		conn := s.zk()
-		resp, err = conn.Multi(reqs...)
-		sid = conn.SessionID()
-		return err
-	})
-	if err == nil {
-		for _, r := range resp {
-			if r.Error != nil {
-				err = r.Error
-				break
+multi:
+	for try := 0; ; try++ {
+		err := s.do(ctx, func() error {
+			var err error
+			conn := s.zk()
+			resp, err = conn.Multi(reqs...)
+			sid = conn.SessionID()
+			return err
+		})
+		if err == nil {
+			for _, r := range resp {
+				if r.Error != nil {
+					err = r.Error
+					break
+				}
 			}
 		}
-	}
-	if err != nil {
+		if err == nil {
+			break
+		}
 		// The failing op is the first with a real error; the others report
 		// "ok, rolled back" or a runtime inconsistency.
 		for i, r := range resp {
 			if r.Error != nil && !strings.Contains(r.Error.Error(), "unknown error") {
+				if ops[i].Kind == coord.OpCreate && ops[i].Mode&coord.Sequential != 0 && errors.Is(r.Error, zk.ErrNodeExists) && try < maxSeqSkips {
+					// A sequential name taken by a node created by name
+					// (see skipSeq): nothing was applied; skip it, retry.
+					if err := s.skipSeq(ctx, coord.Parent(ops[i].Path)); err != nil {
+						return nil, coord.Errorf("txn", ops[i].Path, mapErr(err))
+					}
+					continue multi
+				}
 				return nil, &coord.TxnError{Index: i, Op: ops[i], Err: mapErr(r.Error)}
 			}
 		}

@@ -85,6 +85,12 @@ func Plan(ops []coord.Op, owner string, read func(path string) (Node, bool), nex
 				if !ok {
 					n = next(par)
 				}
+				// A name already taken (a plain node someone created with
+				// that name) is skipped, as ZooKeeper's counter would have
+				// moved past it: sequential names never collide.
+				for get(coord.SequenceName(op.Path, n)).Exists {
+					n++
+				}
 				seq[par] = n + 1
 				st.Seq, path = n, coord.SequenceName(op.Path, n)
 				st.Path = path
