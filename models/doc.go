@@ -32,9 +32,9 @@ package models
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
-
-	"github.com/coordkit/coord/coord"
 )
 
 // Garbage collection kinds for ActionGC.
@@ -136,14 +136,81 @@ func errorf(op, what string, err error) error {
 	return &Error{Op: op, What: what, Err: err}
 }
 
-// ValidateProductName checks that name can name a product: not empty, not
-// "." or "..", and a valid path component (no "/", no control characters).
+// MaxProductNameLen is the longest product name, in bytes.
+const MaxProductNameLen = 128
+
+// ValidateProductName checks that name can name a product on every backend:
+// 1 to MaxProductNameLen bytes of ASCII letters, digits, '_', '-' and '.',
+// and not "." or "..". The rule is the same whatever the store, so that a
+// product that can be made on one backend can be copied to any other; and it
+// is checked before anything is written.
 func ValidateProductName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
-		return fmt.Errorf("%w: %q", ErrInvalidProductName, name)
-	}
-	if err := coord.ValidatePath("/db_" + name); err != nil {
+	if err := validName(name, MaxProductNameLen, ""); err != nil {
 		return fmt.Errorf("%w: %q: %v", ErrInvalidProductName, name, err)
+	}
+	return nil
+}
+
+// validName checks a name used as one path component: 1 to max bytes of
+// ASCII letters, digits, '_', '-', '.' and the bytes of extra; not "." or "..".
+func validName(name string, max int, extra string) error {
+	switch {
+	case name == "":
+		return errors.New("empty")
+	case len(name) > max:
+		return fmt.Errorf("%d bytes, longer than %d", len(name), max)
+	case name == "." || name == "..":
+		return errors.New("a relative path component")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || strings.IndexByte(extra, c) >= 0 {
+			continue
+		}
+		return fmt.Errorf("byte %d is %q: only ASCII letters, digits and _-.%s are allowed", i, rune(c), extra)
+	}
+	return nil
+}
+
+// MaxProxyIdLen is the longest proxy id, in bytes.
+const MaxProxyIdLen = 128
+
+// validProxyId checks a proxy id (the name of its node): the product-name
+// rule, with ':' and '@' allowed too.
+func validProxyId(id string) error {
+	if err := validName(id, MaxProxyIdLen, ":@"); err != nil {
+		return fmt.Errorf("%w: proxy id %q: %v", ErrInvalidArgument, id, err)
+	}
+	return nil
+}
+
+// ValidateAddr checks a Redis or proxy address: host:port where host is a
+// DNS name (letters, digits, '-', '_' and '.'), an IPv4 address or a
+// bracketed IPv6 address, and port is a number from 1 to 65535.
+func ValidateAddr(addr string) error {
+	bad := func(why string) error { return fmt.Errorf("address %q is not host:port: %s", addr, why) }
+	if len(addr) > 255 {
+		return bad("longer than 255 bytes")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return bad(strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || port != strconv.Itoa(n) {
+		return bad(fmt.Sprintf("port %q is not a number from 1 to 65535", port))
+	}
+	if host == "" {
+		return bad("no host")
+	}
+	if strings.HasPrefix(addr, "[") { // IPv6: net.SplitHostPort took off the brackets
+		if ip := net.ParseIP(host); ip == nil {
+			return bad(fmt.Sprintf("host %q is not an IPv6 address", host))
+		}
+		return nil
+	}
+	if err := validName(host, 253, ""); err != nil {
+		return bad(fmt.Sprintf("host %q: %v", host, err))
 	}
 	return nil
 }

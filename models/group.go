@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,8 +207,8 @@ func validServer(s *Server) error {
 	default:
 		return fmt.Errorf("%w: type %q", ErrInvalidServer, s.Type)
 	}
-	if _, _, err := net.SplitHostPort(s.Addr); err != nil || strings.Contains(s.Addr, "/") {
-		return fmt.Errorf("%w: address %q is not host:port", ErrInvalidServer, s.Addr)
+	if err := ValidateAddr(s.Addr); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidServer, err)
 	}
 	return nil
 }

@@ -27,10 +27,13 @@ func CreateProxyInfo(ctx context.Context, store coord.Store, productName string,
 	if err := ValidateProductName(productName); err != nil {
 		return "", errorf(op, "", err)
 	}
-	p := coord.Join(GetProxyPath(productName), pi.Id)
-	if err := coord.ValidatePath(p); err != nil || pi.Id == "" || coord.Base(p) != pi.Id {
-		return "", errorf(op, pi.Id, fmt.Errorf("%w: proxy id %q", ErrInvalidArgument, pi.Id))
+	if err := validProxyId(pi.Id); err != nil {
+		return "", errorf(op, pi.Id, err)
 	}
+	if err := ValidateAddr(pi.Addr); err != nil {
+		return "", errorf(op, pi.Id, fmt.Errorf("%w: proxy %v", ErrInvalidArgument, err))
+	}
+	p := coord.Join(GetProxyPath(productName), pi.Id)
 	out, err := coord.CreateAll(ctx, store, p, mustEncode(pi), coord.Ephemeral)
 	return out, errorf(op, p, err)
 }
@@ -42,10 +45,10 @@ func CreateProxyFenceNode(ctx context.Context, store coord.Store, productName st
 	if err := ValidateProductName(productName); err != nil {
 		return "", errorf(op, "", err)
 	}
-	p := coord.Join(GetProxyFencePath(productName), pi.Addr)
-	if err := coord.ValidatePath(p); err != nil || pi.Addr == "" || coord.Base(p) != pi.Addr {
-		return "", errorf(op, pi.Addr, fmt.Errorf("%w: proxy addr %q", ErrInvalidArgument, pi.Addr))
+	if err := ValidateAddr(pi.Addr); err != nil {
+		return "", errorf(op, pi.Addr, fmt.Errorf("%w: proxy %v", ErrInvalidArgument, err))
 	}
+	p := coord.Join(GetProxyFencePath(productName), pi.Addr)
 	_, err := coord.CreateAll(ctx, store, p, nil, coord.Persistent)
 	if errors.Is(err, coord.ErrNodeExists) {
 		err = nil
@@ -200,6 +203,15 @@ func SetProxyStatus(ctx context.Context, store coord.Store, productName string, 
 			}
 			if len(slots) == 0 {
 				return errorf(op, proxyName, fmt.Errorf("%w: no slots; run InitSlotSet", ErrSlotsNotReady))
+			}
+			// A proxy loads every slot and exits on one missing.
+			for i, s := range slots {
+				if s.Id != i {
+					return errorf(op, proxyName, fmt.Errorf("%w: slot %d is missing", ErrSlotsNotReady, i))
+				}
+			}
+			if len(slots) != DEFAULT_SLOT_NUM {
+				return errorf(op, proxyName, fmt.Errorf("%w: slot %d is missing", ErrSlotsNotReady, len(slots)))
 			}
 			for _, s := range slots {
 				if s.State.Status != SLOT_STATUS_ONLINE && s.State.Status != SLOT_STATUS_MIGRATE {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,12 +51,16 @@ func decodeSlot(p string, data []byte, version int64) (*Slot, error) {
 	if !s.State.Status.valid() {
 		return nil, errorf("decode", p, fmt.Errorf("%w: %w: %q", ErrMalformed, ErrUnknownSlotStatus, s.State.Status))
 	}
+	if want := coord.Base(p); want != "slot_"+strconv.Itoa(s.Id) || ProductPath(s.ProductName) != coord.Parent(coord.Parent(p)) {
+		return nil, errorf("decode", p, fmt.Errorf("%w: the node holds slot %d of product %q", ErrMalformed, s.Id, s.ProductName))
+	}
 	s.version = version + 1
 	return &s, nil
 }
 
 // Slots reads every slot of the product, ordered by id. A slot deleted
-// during the scan is left out.
+// during the scan fails it (coord.ErrNoNode), as does a child of R/slots that
+// is not a slot node or a slot node holding another slot (ErrMalformed).
 func Slots(ctx context.Context, store coord.Store, productName string) ([]*Slot, error) {
 	const op = "Slots"
 	if err := ValidateProductName(productName); err != nil {
@@ -77,7 +82,8 @@ func Slots(ctx context.Context, store coord.Store, productName string) ([]*Slot,
 		}
 		data, st, err := store.Get(ctx, p)
 		if errors.Is(err, coord.ErrNoNode) {
-			return nil
+			// Codis 2 fails too: a slot table with a hole is no slot table.
+			return errorf(op, p, fmt.Errorf("%w: the slot vanished while the slots were read", err))
 		}
 		if err != nil {
 			return errorf(op, p, err)
@@ -128,6 +134,10 @@ func (s *Slot) Update(ctx context.Context, store coord.Store) error {
 	if !s.State.Status.valid() {
 		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %q", ErrUnknownSlotStatus, s.State.Status))
 	}
+	groups, err := s.groups()
+	if err != nil {
+		return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
+	}
 	return locked(ctx, store, s.ProductName, op, func(ctx context.Context) error {
 		// Refuse before writing what could not be announced.
 		if err := checkFences(ctx, store, s.ProductName); err != nil {
@@ -135,20 +145,30 @@ func (s *Slot) Update(ctx context.Context, store coord.Store) error {
 		}
 		p := GetSlotPath(s.ProductName, s.Id)
 		data := mustEncode(s)
-		var st coord.Stat
-		var err error
+		// The groups the slot names must exist when it is written (a proxy
+		// exits on a slot of a missing group): checked in the same
+		// transaction, so that a group removed meanwhile refuses the write.
+		var checks []coord.Op
+		for _, g := range groups {
+			checks = append(checks, coord.CheckOp(GetGroupPath(s.ProductName, g), coord.AnyVersion))
+		}
+		version := coord.AnyVersion
 		if s.version > 0 {
-			st, err = store.Set(ctx, p, data, s.version-1)
-		} else {
-			st, err = store.Set(ctx, p, data, coord.AnyVersion)
-			if errors.Is(err, coord.ErrNoNode) {
-				_, err = coord.CreateAll(ctx, store, p, data, coord.Persistent)
+			version = s.version - 1
+		}
+		res, err := store.Txn(ctx, append(checks, coord.SetOp(p, data, version))...)
+		if errors.Is(err, coord.ErrNoNode) && s.version <= 0 && !groupMissing(err, len(checks)) {
+			if err = coord.MkdirAll(ctx, store, GetSlotBasePath(s.ProductName)); err == nil {
+				res, err = store.Txn(ctx, append(checks, coord.CreateOp(p, data, coord.Persistent))...)
 			}
+		}
+		if groupMissing(err, len(checks)) {
+			return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: %d", ErrGroupNotFound, groups[txnIndex(err)]))
 		}
 		if err != nil {
 			return errorf(op, p, err)
 		}
-		s.version = st.Version + 1
+		s.version = res[len(checks)].Stat.Version + 1
 		typ := ACTION_TYPE_SLOT_CHANGED
 		switch s.State.Status {
 		case SLOT_STATUS_MIGRATE:
@@ -158,6 +178,46 @@ func (s *Slot) Update(ctx context.Context, store coord.Store) error {
 		}
 		return NewAction(ctx, store, s.ProductName, typ, s, "", true)
 	})
+}
+
+// groups returns the groups the slot names (its group, and the two of a
+// migration), checking that its state can be served: a slot that is not
+// offline needs a group, and a migration two different groups.
+func (s *Slot) groups() ([]int, error) {
+	var out []int
+	add := func(g int) {
+		if g >= 0 && !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	add(s.GroupId)
+	if s.State.Status != SLOT_STATUS_OFFLINE && s.GroupId < 0 {
+		return nil, fmt.Errorf("%w: a slot %s needs a group, not %d", ErrInvalidGroupId, s.State.Status, s.GroupId)
+	}
+	if s.State.Status == SLOT_STATUS_MIGRATE {
+		m := s.State.MigrateStatus
+		if m.From < 0 || m.To < 0 || m.From == m.To {
+			return nil, fmt.Errorf("%w: a migration from group %d to group %d", ErrInvalidGroupId, m.From, m.To)
+		}
+		add(m.From)
+		add(m.To)
+	}
+	return out, nil
+}
+
+// groupMissing reports whether err is a transaction failing at one of its
+// first n ops (the group checks) with ErrNoNode.
+func groupMissing(err error, n int) bool {
+	return errors.Is(err, coord.ErrNoNode) && txnIndex(err) >= 0 && txnIndex(err) < n
+}
+
+// txnIndex is the index of the failing op of a *coord.TxnError, else -1.
+func txnIndex(err error) int {
+	var te *coord.TxnError
+	if errors.As(err, &te) {
+		return te.Index
+	}
+	return -1
 }
 
 // SetMigrateStatus starts migrating the slot from group fromGroup to
@@ -322,14 +382,22 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 				ops = append(ops, coord.SetOp(GetSlotPath(productName, s.Id), mustEncode(s), s.version-1))
 				ids = append(ids, s.Id)
 			}
-			batches, err := coord.Batches(ops, store.Limits())
+			// Each transaction also checks that the group still exists.
+			lim := store.Limits()
+			if lim.MaxTxnOps > 0 {
+				lim.MaxTxnOps--
+			}
+			batches, err := coord.Batches(ops, lim)
 			if err != nil {
 				return errorf(op, productName, err)
 			}
 			conflict := false
 			done := 0
+			check := coord.CheckOp(GetGroupPath(productName, groupId), coord.AnyVersion)
 			for _, b := range batches {
-				if _, err := store.Txn(ctx, b...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode) {
+				if _, err := store.Txn(ctx, append([]coord.Op{check}, b...)...); groupMissing(err, 1) {
+					return errorf(op, productName, fmt.Errorf("%w: %d (removed while slots were written)", ErrGroupNotFound, groupId))
+				} else if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode) {
 					conflict = true
 					break
 				} else if err != nil {

@@ -104,7 +104,7 @@ var _ coord.Store = (*Store)(nil)
 const (
 	maxPacket    = 1<<20 - 1
 	maxValueSize = maxPacket - 8<<10
-	maxTxnOps    = 1024
+	maxTxnOps    = 2048
 )
 
 type nopLogger struct{}
@@ -200,7 +200,7 @@ func (s *Store) zk() *zk.Conn {
 }
 
 // Limits implements coord.Store. ZooKeeper bounds a request by
-// jute.maxbuffer (1 MiB by default); this store allows 1024 ops per multi.
+// jute.maxbuffer (1 MiB by default); this store allows 2048 ops per multi.
 func (s *Store) Limits() coord.Limits {
 	return coord.Limits{MaxValueSize: maxValueSize, MaxTxnOps: maxTxnOps, MaxTxnBytes: maxValueSize}
 }

@@ -224,6 +224,16 @@ func (p *Proxy) loadSlots(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A Codis 2 proxy reads slot 0 to 1023 one by one and panics on one it
+	// cannot read.
+	for i, s := range slots {
+		if s.Id != i {
+			return fmt.Errorf("%w: get slot by index %d failed: %v", ErrPanicked, i, coord.ErrNoNode)
+		}
+	}
+	if len(slots) != models.DEFAULT_SLOT_NUM {
+		return fmt.Errorf("%w: get slot by index %d failed: %v", ErrPanicked, len(slots), coord.ErrNoNode)
+	}
 	gs := p.groups()
 	for _, s := range slots {
 		if err := gs.checkSlot(ctx, s); err != nil {
