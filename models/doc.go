@@ -184,6 +184,33 @@ func validProxyId(id string) error {
 	return nil
 }
 
+// IsLeafNode reports whether path, a path in the store, is one of the nodes
+// Codis 2 makes as leaves: R/dashboard, a lock node, a slot, a server, a
+// proxy, a fence, an action, an answer under R/ActionResponse/<seq>, a
+// migrate task. On ZooKeeper Codis 2 gives leaves the ACL world:anyone with
+// read, write and admin only (no create or delete below them) and every other
+// node all permissions; zkstore.Config{ACLFor: zkstore.LeafACL(IsLeafNode)}
+// writes the same.
+func IsLeafNode(path string) bool {
+	const root = "/zk/codis/db_"
+	if !strings.HasPrefix(path, root) {
+		return false
+	}
+	parts := strings.Split(path[len(root):], "/") // product, kind, ...
+	if len(parts) < 2 || parts[0] == "" {
+		return false
+	}
+	switch parts[1] {
+	case "dashboard":
+		return len(parts) == 2
+	case "LOCK", "slots", "proxy", "fence", "actions", "migrate_tasks":
+		return len(parts) == 3
+	case "servers", "ActionResponse":
+		return len(parts) == 4
+	}
+	return false
+}
+
 // ValidateAddr checks a Redis or proxy address: host:port where host is a
 // DNS name (letters, digits, '-', '_' and '.'), an IPv4 address or a
 // bracketed IPv6 address, and port is a number from 1 to 65535.

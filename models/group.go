@@ -217,9 +217,9 @@ func validServer(s *Server) error {
 // The group must exist; a second master is refused (ErrNodeExists); the
 // first server of an empty group becomes its master; the current master added
 // again is refused (ErrNodeExists, as Codis 2 says "node already exists"). A
-// new slave is told to
-// replicate the master (SLAVEOF, authenticated with passwd) before it is
-// recorded. Adding a master announces group_changed (confirmed).
+// slave is told to replicate the master (SLAVEOF, authenticated with passwd)
+// once it is recorded; when Redis refuses, the record is set back and
+// ErrRedis returned. Adding a master announces group_changed (confirmed).
 // Concurrent AddServers on a group are serialized by the group node's version.
 func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Server, passwd string) error {
 	const op = "ServerGroup.AddServer"
@@ -252,24 +252,36 @@ func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Serve
 			if len(servers) == 0 {
 				s.Type = SERVER_TYPE_MASTER
 			}
-			if s.Type == SERVER_TYPE_SLAVE && masterAddr != "" {
-				if err := redisc.SlaveOf(s.Addr, masterAddr, passwd, RedisTimeout); err != nil {
-					return errorf(op, s.Addr, fmt.Errorf("%w: %v", ErrRedis, err))
-				}
-			}
 			p := coord.Join(g.path(), s.Addr)
 			// Rewriting the group node (it holds nothing) moves its version, so
 			// that two concurrent AddServers cannot both see "no master".
 			ops := []coord.Op{coord.SetOp(g.path(), nil, groupVersion)}
+			var prev *Server
 			if v, ok := versions[s.Addr]; ok {
 				ops = append(ops, coord.SetOp(p, mustEncode(s), v))
+				for _, srv := range servers {
+					if srv.Addr == s.Addr {
+						prev = srv
+					}
+				}
 			} else {
 				ops = append(ops, coord.CreateOp(p, mustEncode(s), coord.Persistent))
 			}
-			if _, err := store.Txn(ctx, ops...); errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
+			res, err := store.Txn(ctx, ops...)
+			if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNodeExists) || errors.Is(err, coord.ErrNoNode) {
 				continue // the group changed meanwhile: look again
 			} else if err != nil {
 				return errorf(op, p, err)
+			}
+			// Recorded: only now is the slave pointed at the master.
+			if s.Type == SERVER_TYPE_SLAVE && masterAddr != "" {
+				if err := redisc.SlaveOf(s.Addr, masterAddr, passwd, RedisTimeout); err != nil {
+					undo := []coord.Op{coord.DeleteOp(p, 0)}
+					if prev != nil {
+						undo[0] = coord.SetOp(p, mustEncode(prev), 0)
+					}
+					return errorf(op, s.Addr, undoAfterRedis(ctx, store, undo, res[1:], err))
+				}
 			}
 			break
 		}
@@ -328,49 +340,76 @@ func (g *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, addr 
 	})
 }
 
-// Promote makes the server at addr the group's master: SLAVEOF NO ONE to it
-// (authenticated with passwd), then in one transaction the old master
-// becomes offline and addr master, then group_changed is announced
-// (confirmed). Other slaves keep replicating the old master, as in Codis 2;
-// RepointSlaves moves them.
+// Promote makes the server at addr the group's master: in one transaction
+// the old master becomes offline and addr master; only once that change has
+// won (a concurrent writer makes it read the group again) is addr told
+// SLAVEOF NO ONE (authenticated with passwd), and then group_changed is
+// announced (confirmed). When Redis refuses, the store is set back and
+// ErrRedis returned, with nothing announced. Other slaves keep replicating
+// the old master, as in Codis 2; RepointSlaves moves them.
 func (g *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, passwd string) error {
 	const op = "ServerGroup.Promote"
 	if err := g.check(op); err != nil {
 		return err
 	}
 	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
-		servers, versions, err := g.servers(ctx, store)
-		if err != nil {
-			return err
-		}
-		var target, master *Server
-		for _, s := range servers {
-			if s.Addr == addr {
-				target = s
+		for {
+			servers, versions, err := g.servers(ctx, store)
+			if err != nil {
+				return err
 			}
-			if s.Type == SERVER_TYPE_MASTER {
-				master = s
+			var target, master *Server
+			for _, s := range servers {
+				if s.Addr == addr {
+					target = s
+				}
+				if s.Type == SERVER_TYPE_MASTER {
+					master = s
+				}
 			}
+			if target == nil {
+				return errorf(op, addr, fmt.Errorf("%w: not in group %d", ErrServerNotFound, g.Id))
+			}
+			var do, undo []coord.Op
+			if master != nil && master.Addr != addr {
+				p := coord.Join(g.path(), master.Addr)
+				undo = append(undo, coord.SetOp(p, mustEncode(master), 0))
+				demoted := *master
+				demoted.Type = SERVER_TYPE_OFFLINE
+				do = append(do, coord.SetOp(p, mustEncode(&demoted), versions[master.Addr]))
+				master.Type = SERVER_TYPE_OFFLINE
+			}
+			p := coord.Join(g.path(), addr)
+			undo = append(undo, coord.SetOp(p, mustEncode(target), 0))
+			target.Type = SERVER_TYPE_MASTER
+			do = append(do, coord.SetOp(p, mustEncode(target), versions[addr]))
+			res, err := store.Txn(ctx, do...)
+			if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode) {
+				continue // the group changed meanwhile: look again
+			}
+			if err != nil {
+				return errorf(op, addr, err)
+			}
+			if err := redisc.SlaveOf(addr, "NO ONE", passwd, RedisTimeout); err != nil {
+				return errorf(op, addr, undoAfterRedis(ctx, store, undo, res, err))
+			}
+			g.Servers = servers
+			return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
 		}
-		if target == nil {
-			return errorf(op, addr, fmt.Errorf("%w: not in group %d", ErrServerNotFound, g.Id))
-		}
-		if err := redisc.SlaveOf(addr, "NO ONE", passwd, RedisTimeout); err != nil {
-			return errorf(op, addr, fmt.Errorf("%w: %v", ErrRedis, err))
-		}
-		var ops []coord.Op
-		if master != nil && master.Addr != addr {
-			master.Type = SERVER_TYPE_OFFLINE
-			ops = append(ops, coord.SetOp(coord.Join(g.path(), master.Addr), mustEncode(master), versions[master.Addr]))
-		}
-		target.Type = SERVER_TYPE_MASTER
-		ops = append(ops, coord.SetOp(coord.Join(g.path(), addr), mustEncode(target), versions[addr]))
-		if _, err := store.Txn(ctx, ops...); err != nil {
-			return errorf(op, addr, err)
-		}
-		g.Servers = servers
-		return NewAction(ctx, store, g.ProductName, ACTION_TYPE_SERVER_GROUP_CHANGED, g, "", true)
 	})
+}
+
+// undoAfterRedis sets back nodes a transaction wrote (res) when the Redis
+// command that was to follow failed (redisErr): each op of undo restores
+// one node, if it has not changed since. It returns the error to report.
+func undoAfterRedis(ctx context.Context, store coord.Store, undo []coord.Op, res []coord.OpResult, redisErr error) error {
+	for i := range undo {
+		undo[i].Version = res[i].Stat.Version
+	}
+	if _, err := store.Txn(context.WithoutCancel(ctx), undo...); err != nil {
+		return fmt.Errorf("%w: %v; the store change could not be set back: %v", ErrRedis, redisErr, err)
+	}
+	return fmt.Errorf("%w: %v (the store change was set back)", ErrRedis, redisErr)
 }
 
 // RepointSlaves tells every slave of the group to replicate the current

@@ -202,6 +202,17 @@ func TestSlotTableWithHole(t *testing.T) {
 		must(t, err)
 		defer p.Stop()
 		is(t, models.SetProxyStatus(ctx, s, product, "p1", models.PROXY_STATE_ONLINE), models.ErrSlotsNotReady)
+		// The last slot missing, the others all there.
+		four := raw(t, s, models.GetSlotPath(product, 4))
+		_, err = s.Create(ctx, victim, []byte(strings.Replace(four, `"id":4,`, `"id":5,`, 1)), coord.Persistent)
+		must(t, err)
+		last := models.GetSlotPath(product, models.DEFAULT_SLOT_NUM-1)
+		lastData := raw(t, s, last)
+		must(t, s.Delete(ctx, last, coord.AnyVersion))
+		is(t, models.SetProxyStatus(ctx, s, product, "p1", models.PROXY_STATE_ONLINE), models.ErrSlotsNotReady)
+		_, err = s.Create(ctx, last, []byte(lastData), coord.Persistent)
+		must(t, err)
+		must(t, models.SetProxyStatus(ctx, s, product, "p1", models.PROXY_STATE_ONLINE)) // whole again
 		// Foreign product in the slot JSON.
 		bad := strings.Replace(raw(t, s, models.GetSlotPath(product, 3)), `"product_name":"`+product+`"`, `"product_name":"other"`, 1)
 		_, err = s.Set(ctx, models.GetSlotPath(product, 3), []byte(bad), coord.AnyVersion)

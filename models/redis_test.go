@@ -1,7 +1,9 @@
 package models_test
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,6 +112,90 @@ func TestGroupsWithRedis(t *testing.T) {
 		must(t, err)
 		if len(groups) != 1 || groups[0].Id != 1 || len(groups[0].Servers) != 2 {
 			t.Fatalf("groups %v", groups)
+		}
+	})
+}
+
+// interfereOnTxn runs fn once, just before the first transaction that
+// touches a node under prefix: a concurrent writer at the worst moment.
+type interfereOnTxn struct {
+	coord.Store
+	prefix string
+	fn     func()
+	once   sync.Once
+}
+
+func (w *interfereOnTxn) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, error) {
+	for _, op := range ops {
+		if strings.HasPrefix(op.Path, w.prefix) {
+			w.once.Do(w.fn)
+			break
+		}
+	}
+	return w.Store.Txn(ctx, ops...)
+}
+
+// TestRedisOnlyAfterStore: Promote and AddServer touch Redis only once their
+// store change has won; a change that loses sends nothing, and a Redis that
+// refuses sets the store back and announces nothing.
+func TestRedisOnlyAfterStore(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		a, b := testenv.RedisServer(t, redisPass), testenv.RedisServer(t, redisPass)
+		s := open()
+		ctx := ctxT(t)
+		must(t, models.InitSlotSet(ctx, s, product, 1024))
+		g := models.NewServerGroup(product, 1)
+		must(t, g.Create(ctx, s))
+		must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, a), redisPass))
+		must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_SLAVE, b), redisPass))
+		waitRole(t, b, "slave", port(a))
+		must(t, models.SetSlotRange(ctx, s, product, 0, 1023, 1, models.SLOT_STATUS_ONLINE))
+		proxy := startProxy(t, open, "proxy_1", proxysim.Options{}, true)
+
+		// Another writer removes b just before Promote's transaction: the
+		// transaction loses, Promote looks again and finds b gone, and b
+		// was never told SLAVEOF NO ONE.
+		other := open()
+		w := &interfereOnTxn{Store: s, prefix: models.GetGroupPath(product, 1) + "/", fn: func() {
+			must(t, other.Delete(ctx, coord.Join(models.GetGroupPath(product, 1), b), coord.AnyVersion))
+		}}
+		is(t, g.Promote(ctx, w, b, redisPass), models.ErrServerNotFound)
+		if r := role(t, b); r["role"] != "slave" {
+			t.Fatalf("a promotion that lost in the store still made %s a %s", b, r["role"])
+		}
+
+		// A server Redis cannot reach: recorded as a slave by hand, then
+		// promoted. Redis fails, the store is set back, nothing announced.
+		dead := testenv.ClosedPort(t)
+		_, err := s.Create(ctx, coord.Join(models.GetGroupPath(product, 1), dead), []byte(`{"type":"slave","group_id":1,"addr":"`+dead+`"}`), coord.Persistent)
+		must(t, err)
+		before, err := s.Children(ctx, models.GetGroupPath(product, 1))
+		must(t, err)
+		beforeData := map[string]string{}
+		for _, k := range before {
+			beforeData[k] = raw(t, s, coord.Join(models.GetGroupPath(product, 1), k))
+		}
+		handled := len(proxy.Handled())
+		is(t, g.Promote(ctx, s, dead, redisPass), models.ErrRedis)
+		if m, _ := g.Master(ctx, s); m == nil || m.Addr != a {
+			t.Fatalf("master after a promotion Redis refused: %v", m)
+		}
+		if len(proxy.Handled()) != handled {
+			t.Fatal("a promotion Redis refused was announced")
+		}
+		for k, v := range beforeData {
+			if now := raw(t, s, coord.Join(models.GetGroupPath(product, 1), k)); now != v {
+				t.Fatalf("%s changed from %s to %s", k, v, now)
+			}
+		}
+		if r := role(t, a); r["role"] != "master" {
+			t.Fatalf("%s is now %s", a, r["role"])
+		}
+		// AddServer of a slave Redis cannot reach: not recorded.
+		dead2 := testenv.ClosedPort(t)
+		is(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_SLAVE, dead2), redisPass), models.ErrRedis)
+		if _, ok, _ := s.Exists(ctx, coord.Join(models.GetGroupPath(product, 1), dead2)); ok {
+			t.Fatal("a slave Redis refused stays recorded")
 		}
 	})
 }

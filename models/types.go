@@ -141,12 +141,6 @@ type LockInfo struct {
 	Pid      int    `json:"pid"`
 }
 
-// DashboardInfo is the data of R/dashboard.
-type DashboardInfo struct {
-	Addr string `json:"addr"`
-	Pid  int    `json:"pid"`
-}
-
 // decode unmarshals the data of the node at path, naming the path when the
 // data is not what it should be.
 func decode(path string, data []byte, v interface{}) error {

@@ -45,6 +45,10 @@ type Options struct {
 	CAFile, CertFile, KeyFile string
 	// InsecureSkipVerify skips server certificate checks (tests only).
 	InsecureSkipVerify bool
+	// ZKLeaf, when set, names the nodes that get Codis 2's leaf ACL on
+	// ZooKeeper (world:anyone rwa, see zkstore.LeafACL); the others get
+	// world:anyone cdrwa. coordctl passes models.IsLeafNode.
+	ZKLeaf func(path string) bool
 	// SessionTimeout of ZooKeeper sessions, TTL of etcd and Consul ones.
 	SessionTimeout time.Duration
 	// Embedded starts the server of "embedded:" URLs; without it they are
@@ -130,6 +134,9 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 		if u.User != nil {
 			pw, _ := u.User.Password()
 			cfg.Auth = []zkstore.Auth{{Scheme: "digest", Secret: u.User.Username() + ":" + pw}}
+		}
+		if opt.ZKLeaf != nil {
+			cfg.ACLFor = zkstore.LeafACL(opt.ZKLeaf)
 		}
 		c.Kind = "zk"
 		c.open = func(ctx context.Context) (coord.Store, error) { return zkstore.New(ctx, cfg) }

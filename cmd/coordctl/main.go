@@ -30,6 +30,7 @@ import (
 	"github.com/coordkit/coord/coord/etcdstore"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/models"
 	"github.com/coordkit/coord/storeurl"
 )
 
@@ -104,6 +105,7 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
 	f.StringVar(&a.opt.KeyFile, "tls-key", "", "client key file")
 	f.BoolVar(&a.opt.InsecureSkipVerify, "tls-insecure", false, "do not verify the server certificate")
 	a.opt.Embedded = startEmbedded
+	a.opt.ZKLeaf = models.IsLeafNode // Codis 2's ACLs on ZooKeeper
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(parent(a.slotCmd()), parent(a.groupCmd()), parent(a.proxyCmd()), parent(a.actionCmd()), parent(a.lockCmd()),
 		a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())

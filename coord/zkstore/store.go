@@ -54,7 +54,7 @@ type Config struct {
 	ACL []zk.ACL
 	// ACLFor, when set, gives the ACL of each node created, by its path in
 	// the store (below Chroot); a nil result means ACL. Codis 2 gives its
-	// leaf nodes read, write and admin only: see models.ZKACL.
+	// leaf nodes read, write and admin only: LeafACL(models.IsLeafNode).
 	ACLFor func(path string) []zk.ACL
 	// Dialer, when set, makes the TCP connections (for tunnels and tests).
 	Dialer zk.Dialer
@@ -69,6 +69,19 @@ type Config struct {
 	// not synced: their first state may lag, and the events that follow
 	// bring them up to date.
 	StaleReads bool
+}
+
+// LeafACL returns a Config.ACLFor that gives the nodes isLeaf reports
+// world:anyone with read, write and admin permissions (no create or delete of
+// children: what Codis 2 gives its leaf nodes), and the others Config.ACL.
+func LeafACL(isLeaf func(path string) bool) func(path string) []zk.ACL {
+	leaf := zk.WorldACL(zk.PermRead | zk.PermWrite | zk.PermAdmin)
+	return func(path string) []zk.ACL {
+		if isLeaf(path) {
+			return leaf
+		}
+		return nil
+	}
 }
 
 // Auth is one credential for zk.Conn.AddAuth.

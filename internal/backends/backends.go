@@ -21,6 +21,7 @@ import (
 	"github.com/coordkit/coord/coord/etcdstore"
 	"github.com/coordkit/coord/coord/zkstore"
 	"github.com/coordkit/coord/internal/testenv"
+	"github.com/coordkit/coord/models"
 )
 
 // Backend opens stores of one kind.
@@ -93,7 +94,8 @@ func All() []Backend {
 			Name: "zk",
 			Open: func(t testing.TB, ns string) coord.Store {
 				s, err := zkstore.New(context.Background(), zkstore.Config{
-					Servers: []string{testenv.Addr(t, "zk")}, Chroot: "/coordtest/" + ns, SessionTimeout: 4 * time.Second})
+					Servers: []string{testenv.Addr(t, "zk")}, Chroot: "/coordtest/" + ns, SessionTimeout: 4 * time.Second,
+					ACLFor: zkstore.LeafACL(models.IsLeafNode)})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -49,3 +49,16 @@ func RedisServer(t testing.TB, passwd string) string {
 	t.Fatalf("redis-server on %s did not start", addr)
 	return ""
 }
+
+// ClosedPort returns a loopback address nothing listens on (a port just
+// taken and released), for "unreachable" without leaving loopback.
+func ClosedPort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
