@@ -85,7 +85,7 @@ func NewAction(ctx context.Context, store coord.Store, productName string, actio
 // answered or timeoutInMs passed: receivers that did not answer are set to
 // mark_offline and ErrReceiverTimeout is returned.
 func NewActionWithTimeout(ctx context.Context, store coord.Store, productName string, actionType ActionType, target interface{}, desc string, needConfirm bool, timeoutInMs int) error {
-	return locked(ctx, store, productName, "NewAction", func(ctx context.Context) error {
+	return locked(ctx, store, productName, "NewAction", func(ctx context.Context, store coord.Store) error {
 		_, err := newAction(ctx, store, productName, actionType, target, desc, needConfirm, time.Duration(timeoutInMs)*time.Millisecond)
 		return err
 	})
@@ -301,7 +301,7 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 	if keep < 0 || (gcType != GC_TYPE_N && gcType != GC_TYPE_SEC) {
 		return errorf(op, productName, fmt.Errorf("%w: gc type %d, keep %d", ErrInvalidArgument, gcType, keep))
 	}
-	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
 		prefix, respPrefix := GetWatchActionPath(productName), GetActionResponsePath(productName)
 		actions, err := store.Children(ctx, prefix)
 		if errors.Is(err, coord.ErrNoNode) {

@@ -112,7 +112,7 @@ func (g *ServerGroup) Create(ctx context.Context, store coord.Store) error {
 	if err := g.check(op); err != nil {
 		return err
 	}
-	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		if err := coord.MkdirAll(ctx, store, g.path()); err != nil {
 			return errorf(op, g.path(), err)
 		}
@@ -229,7 +229,7 @@ func (g *ServerGroup) AddServer(ctx context.Context, store coord.Store, s *Serve
 	if err := validServer(s); err != nil {
 		return errorf(op, s.Addr, err)
 	}
-	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		s.GroupId = g.Id
 		for {
 			groupVersion, servers, versions, err := g.snapshot(ctx, store, op)
@@ -308,7 +308,7 @@ func (g *ServerGroup) RemoveServer(ctx context.Context, store coord.Store, addr 
 	if err := coord.ValidatePath(p); err != nil || coord.Base(p) != addr {
 		return errorf(op, addr, fmt.Errorf("%w: address %q", ErrInvalidServer, addr))
 	}
-	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		for {
 			data, st, err := store.Get(ctx, p)
 			if errors.Is(err, coord.ErrNoNode) {
@@ -352,7 +352,7 @@ func (g *ServerGroup) Promote(ctx context.Context, store coord.Store, addr, pass
 	if err := g.check(op); err != nil {
 		return err
 	}
-	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		for {
 			servers, versions, err := g.servers(ctx, store)
 			if err != nil {
@@ -416,7 +416,7 @@ func undoAfterRedis(ctx context.Context, store coord.Store, undo []coord.Op, res
 // master (what Codis 2 left to the operator after Promote).
 func (g *ServerGroup) RepointSlaves(ctx context.Context, store coord.Store, passwd string) error {
 	const op = "ServerGroup.RepointSlaves"
-	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		servers, err := g.GetServers(ctx, store)
 		if err != nil {
 			return err
@@ -449,7 +449,7 @@ func (g *ServerGroup) Remove(ctx context.Context, store coord.Store) error {
 	if err := g.check(op); err != nil {
 		return err
 	}
-	return locked(ctx, store, g.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, g.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		slots, err := Slots(ctx, store, g.ProductName)
 		if err != nil {
 			return errorf(op, g.path(), err)

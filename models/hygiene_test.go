@@ -263,3 +263,76 @@ func TestPlantedActionNames(t *testing.T) {
 		}
 	})
 }
+
+// TestLockFence: every write a models function makes under the product lock
+// is fenced by it. The lock is removed (as `codis-config action remove-lock`
+// does, or as an expiry during a stall would) just before the first write:
+// the call fails with coord.ErrLockLost and writes nothing, whether it took
+// the lock itself or was given it with WithLock.
+func TestLockFence(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s, other := open(), open()
+		ctx := ctxT(t)
+		must(t, models.InitSlotSet(ctx, s, product, models.DEFAULT_SLOT_NUM))
+		must(t, models.NewServerGroup(product, 1).Create(ctx, s))
+		snapshot := func() string {
+			var b strings.Builder
+			for _, dir := range []string{models.GetSlotBasePath(product), models.GetServerGroupsPath(product), models.GetWatchActionPath(product)} {
+				kids, err := s.Children(ctx, dir)
+				must(t, err)
+				for _, k := range kids {
+					b.WriteString(k + "=" + raw(t, s, coord.Join(dir, k)) + "\n")
+				}
+			}
+			return b.String()
+		}
+		before := snapshot()
+		removeLock := func() {
+			if err := models.ForceRemoveLock(ctx, other, product); err != nil {
+				t.Error(err)
+			}
+		}
+		calls := map[string]func(ctx context.Context, st coord.Store) error{
+			"SetSlotRange": func(ctx context.Context, st coord.Store) error {
+				return models.SetSlotRange(ctx, st, product, 0, 1023, 1, models.SLOT_STATUS_ONLINE)
+			},
+			"Create": func(ctx context.Context, st coord.Store) error { return models.NewServerGroup(product, 2).Create(ctx, st) },
+			"AddServer": func(ctx context.Context, st coord.Store) error {
+				return models.NewServerGroup(product, 1).AddServer(ctx, st, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), "")
+			},
+			"Slot.Update": func(ctx context.Context, st coord.Store) error {
+				sl := models.NewSlot(product, 3)
+				sl.State.LastOpTs = "9"
+				return sl.Update(ctx, st)
+			},
+			"NewAction": func(ctx context.Context, st coord.Store) error {
+				return models.NewAction(ctx, st, product, models.ACTION_TYPE_SLOT_CHANGED, 1, "", false)
+			},
+		}
+		for name, call := range calls {
+			// The call takes the lock itself.
+			w := &interfereOnTxn{Store: s, prefix: models.ProductPath(product) + "/", fn: removeLock}
+			if err := call(ctx, w); !errors.Is(err, coord.ErrLockLost) {
+				t.Fatalf("%s with its lock removed before its first write: %v, want ErrLockLost", name, err)
+			}
+			// The caller holds the lock and passes it.
+			l, err := models.NewProductLock(s, product, "test")
+			must(t, err)
+			must(t, l.Lock(ctx))
+			w = &interfereOnTxn{Store: s, prefix: models.ProductPath(product) + "/", fn: removeLock}
+			if err := call(models.WithLock(ctx, l), w); !errors.Is(err, coord.ErrLockLost) {
+				t.Fatalf("%s under WithLock with the lock removed before its first write: %v, want ErrLockLost", name, err)
+			}
+			_ = l.Unlock(ctx)
+		}
+		if after := snapshot(); after != before {
+			t.Fatalf("writes made after the lock was lost:\n%s\n---\n%s", before, after)
+		}
+		// And with the lock in place they all work.
+		for name, call := range calls {
+			if err := call(ctx, s); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+	})
+}

@@ -67,8 +67,9 @@ func heldLock(ctx context.Context, product string) *ProductLock {
 // locked runs fn holding the product lock: the one ctx carries (WithLock),
 // or one taken for the call (described as op) and released after it. fn's
 // context carries the lock, so the models functions it calls do not take
-// it again.
-func locked(ctx context.Context, store coord.Store, product, op string, fn func(ctx context.Context) error) error {
+// it again, and its store is fenced by it (see fencedStore): once the lock
+// is lost, fn's writes fail with coord.ErrLockLost and change nothing.
+func locked(ctx context.Context, store coord.Store, product, op string, fn func(ctx context.Context, store coord.Store) error) error {
 	if err := ValidateProductName(product); err != nil {
 		return errorf(op, "", err)
 	}
@@ -81,7 +82,7 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 			return errorf(op, product, fmt.Errorf("%w: the product lock passed with WithLock was lost", coord.ErrLockLost))
 		default:
 		}
-		return fn(ctx)
+		return fn(ctx, fenced(store, l))
 	}
 	l, err := NewProductLock(store, product, op)
 	if err != nil {
@@ -109,7 +110,7 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 		defer cancel()
 		_ = l.Unlock(uctx)
 	}()
-	return fn(WithLock(ctx, l))
+	return fn(WithLock(ctx, l), fenced(store, l))
 }
 
 // LockHolder returns what the holder of the product lock wrote in its node

@@ -75,7 +75,7 @@ func GetFenceProxyMap(ctx context.Context, store coord.Store, productName string
 // ForceRemoveDeadFence deletes the fences with no online proxy behind them.
 func ForceRemoveDeadFence(ctx context.Context, store coord.Store, productName string) error {
 	const op = "ForceRemoveDeadFence"
-	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
 		proxies, err := onlineProxies(ctx, store, productName)
 		if err != nil {
 			return errorf(op, productName, err)
@@ -192,7 +192,7 @@ func SetProxyStatus(ctx context.Context, store coord.Store, productName string, 
 	if status != PROXY_STATE_ONLINE && status != PROXY_STATE_OFFLINE && status != PROXY_STATE_MARK_OFFLINE {
 		return errorf(op, proxyName, fmt.Errorf("%w: %q", ErrUnknownProxyStatus, status))
 	}
-	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
 		if _, _, err := getProxy(ctx, store, productName, proxyName); err != nil {
 			return errorf(op, proxyName, err)
 		}

@@ -138,7 +138,7 @@ func (s *Slot) Update(ctx context.Context, store coord.Store) error {
 	if err != nil {
 		return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
 	}
-	return locked(ctx, store, s.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, s.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		// Refuse before writing what could not be announced.
 		if err := checkFences(ctx, store, s.ProductName); err != nil {
 			return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
@@ -230,7 +230,7 @@ func (s *Slot) SetMigrateStatus(ctx context.Context, store coord.Store, fromGrou
 	if fromGroup < 0 || toGroup < 0 {
 		return errorf(op, fmt.Sprintf("slot %d", s.Id), fmt.Errorf("%w: from %d, to %d", ErrInvalidGroupId, fromGroup, toGroup))
 	}
-	return locked(ctx, store, s.ProductName, op, func(ctx context.Context) error {
+	return locked(ctx, store, s.ProductName, op, func(ctx context.Context, store coord.Store) error {
 		if ok, err := GroupExists(ctx, store, s.ProductName, toGroup); err != nil {
 			return errorf(op, fmt.Sprintf("slot %d", s.Id), err)
 		} else if !ok {
@@ -262,7 +262,7 @@ func InitSlotSet(ctx context.Context, store coord.Store, productName string, tot
 	if totalSlotNum <= 0 || totalSlotNum > DEFAULT_SLOT_NUM {
 		return errorf(op, productName, fmt.Errorf("%w: %d slots, want 1..%d", ErrInvalidSlotId, totalSlotNum, DEFAULT_SLOT_NUM))
 	}
-	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
 		if err := checkFences(ctx, store, productName); err != nil {
 			return errorf(op, productName, err)
 		}
@@ -344,7 +344,7 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 	if groupId < 0 {
 		return errorf(op, productName, fmt.Errorf("%w: %d", ErrInvalidGroupId, groupId))
 	}
-	return locked(ctx, store, productName, op, func(ctx context.Context) error {
+	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
 		if ok, err := GroupExists(ctx, store, productName, groupId); err != nil {
 			return errorf(op, productName, err)
 		} else if !ok {
