@@ -296,7 +296,9 @@ func TestLockFence(t *testing.T) {
 			"SetSlotRange": func(ctx context.Context, st coord.Store) error {
 				return models.SetSlotRange(ctx, st, product, 0, 1023, 1, models.SLOT_STATUS_ONLINE)
 			},
-			"Create": func(ctx context.Context, st coord.Store) error { return models.NewServerGroup(product, 2).Create(ctx, st) },
+			"Create": func(ctx context.Context, st coord.Store) error {
+				return models.NewServerGroup(product, 2).Create(ctx, st)
+			},
 			"AddServer": func(ctx context.Context, st coord.Store) error {
 				return models.NewServerGroup(product, 1).AddServer(ctx, st, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), "")
 			},
