@@ -7,9 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +25,8 @@ import (
 	"github.com/coordkit/coord/coord/zkstore"
 	"github.com/coordkit/coord/internal/testenv"
 	"github.com/coordkit/coord/models"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Backend opens stores of one kind.
@@ -32,7 +37,52 @@ type Backend struct {
 	Open func(t testing.TB, ns string) coord.Store
 	// URL is the coordctl --store URL for namespace ns.
 	URL func(ns string) string
+	// Expire ends the current session of a store Open returned the way the
+	// server ends the session of an owner that went silent (not by Close);
+	// the store then makes a new session when asked.
+	Expire func(t testing.TB, s coord.Store)
 }
+
+// zkGates holds the dial gate of each ZooKeeper store Open made.
+var zkGates sync.Map // *zkstore.Store -> *gate
+
+// gate lets a test cut a ZooKeeper store's connections and refuse new ones
+// for a while: silent for longer than its session timeout, the store's
+// session is expired by the server.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+	conns  []net.Conn
+}
+
+func (g *gate) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, errors.New("gate closed by a test")
+	}
+	c, err := net.DialTimeout(network, addr, timeout)
+	if err == nil {
+		g.conns = append(g.conns, c)
+	}
+	return c, err
+}
+
+func (g *gate) cut(d time.Duration) {
+	g.mu.Lock()
+	g.closed = true
+	for _, c := range g.conns {
+		c.Close()
+	}
+	g.conns = nil
+	g.mu.Unlock()
+	time.Sleep(d)
+	g.mu.Lock()
+	g.closed = false
+	g.mu.Unlock()
+}
+
+const zkSessionTimeout = 4 * time.Second
 
 var (
 	etcdOnce sync.Once
@@ -89,17 +139,44 @@ func All() []Backend {
 				}
 				return "etcd://" + strings.TrimPrefix(etcd.Endpoints()[0], "http://") + "?prefix=" + ns
 			},
+			Expire: func(t testing.TB, st coord.Store) {
+				s := st.(*etcdstore.Store)
+				sess, err := s.Session(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				id, err := strconv.ParseInt(sess.ID(), 16, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// What the server does when the lease's TTL runs out.
+				if _, err := s.Client().Revoke(context.Background(), clientv3.LeaseID(id)); err != nil {
+					t.Fatal(err)
+				}
+			},
 		},
 		{
 			Name: "zk",
 			Open: func(t testing.TB, ns string) coord.Store {
+				g := &gate{}
 				s, err := zkstore.New(context.Background(), zkstore.Config{
-					Servers: []string{testenv.Addr(t, "zk")}, Chroot: "/coordtest/" + ns, SessionTimeout: 4 * time.Second,
-					ACLFor: zkstore.LeafACL(models.IsLeafNode)})
+					Servers: []string{testenv.Addr(t, "zk")}, Chroot: "/coordtest/" + ns, SessionTimeout: zkSessionTimeout,
+					ACLFor: zkstore.LeafACL(models.IsLeafNode), Dialer: g.dial})
 				if err != nil {
 					t.Fatal(err)
 				}
+				zkGates.Store(s, g)
+				t.Cleanup(func() { zkGates.Delete(s) })
 				return closeAtEnd(t, s)
+			},
+			Expire: func(t testing.TB, s coord.Store) {
+				g, ok := zkGates.Load(s)
+				if !ok {
+					t.Fatal("Expire: not a store of this backend")
+				}
+				// Silent for longer than the session timeout: the server
+				// expires the session; the store finds out on reconnecting.
+				g.(*gate).cut(zkSessionTimeout + 2*time.Second)
 			},
 			URL: func(ns string) string { return "zk://" + os.Getenv("COORD_TEST_ZK") + "/coordtest/" + ns },
 		},
@@ -112,6 +189,17 @@ func All() []Backend {
 					t.Fatal(err)
 				}
 				return closeAtEnd(t, s)
+			},
+			Expire: func(t testing.TB, st coord.Store) {
+				s := st.(*consulstore.Store)
+				sess, err := s.Session(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				// What the server does when the TTL runs out.
+				if _, err := s.Client().Session().Destroy(sess.ID(), nil); err != nil {
+					t.Fatal(err)
+				}
 			},
 			URL: func(ns string) string {
 				return "consul://" + os.Getenv("COORD_TEST_CONSUL") + "?prefix=coordtest/" + ns
@@ -131,6 +219,16 @@ func Namespace(t testing.TB) string {
 		name = name[len(name)-50:]
 	}
 	return fmt.Sprintf("t-%s-%s", hex.EncodeToString(r[:]), strings.Trim(name, "-"))
+}
+
+// RunExpire is Run with a way to expire the session of a store open made.
+func RunExpire(t *testing.T, fn func(t *testing.T, open func() coord.Store, expire func(coord.Store))) {
+	for _, b := range All() {
+		t.Run(b.Name, func(t *testing.T) {
+			ns := Namespace(t)
+			fn(t, func() coord.Store { return b.Open(t, ns) }, func(s coord.Store) { b.Expire(t, s) })
+		})
+	}
 }
 
 // Run runs fn as a subtest on every backend, each with a fresh namespace;
