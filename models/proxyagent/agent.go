@@ -478,4 +478,3 @@ func (a *Agent) Stop(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
