@@ -23,6 +23,7 @@ import (
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/coord/consulstore"
+	"github.com/coordkit/coord/internal/backends"
 	"github.com/coordkit/coord/internal/faultproxy"
 	"github.com/coordkit/coord/internal/testenv"
 )
@@ -36,18 +37,7 @@ func backend(addr string) conformance.Backend {
 			}
 			return s
 		},
-		Expire: func(t testing.TB, st coord.Store) {
-			s := st.(*consulstore.Store)
-			sess, err := s.Session(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			// What the server does when the TTL runs out: invalidate the
-			// session, which deletes the keys it holds.
-			if _, err := s.Client().Session().Destroy(sess.ID(), nil); err != nil {
-				t.Fatal(err)
-			}
-		},
+		Expire: backends.ExpireConsul,
 		OpenFaulty: func(t testing.TB, ns string, ttl time.Duration) (coord.Store, conformance.Faults) {
 			p, err := faultproxy.New(addr)
 			if err != nil {

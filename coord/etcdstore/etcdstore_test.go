@@ -13,6 +13,7 @@ import (
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/coord/etcdembed"
 	"github.com/coordkit/coord/coord/etcdstore"
+	"github.com/coordkit/coord/internal/backends"
 	"github.com/coordkit/coord/internal/faultproxy"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -44,21 +45,7 @@ func backend() conformance.Backend {
 			}
 			return s
 		},
-		Expire: func(t testing.TB, st coord.Store) {
-			s := st.(*etcdstore.Store)
-			sess, err := s.Session(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			id, err := strconv.ParseInt(sess.ID(), 16, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// What the server does when the lease's TTL runs out.
-			if _, err := s.Client().Revoke(context.Background(), clientv3.LeaseID(id)); err != nil {
-				t.Fatal(err)
-			}
-		},
+		Expire: backends.ExpireEtcd,
 		OpenFaulty: func(t testing.TB, ns string, ttl time.Duration) (coord.Store, conformance.Faults) {
 			p, err := faultproxy.New(strings.TrimPrefix(endpoints[0], "http://"))
 			if err != nil {

@@ -21,52 +21,14 @@ import (
 	"github.com/coordkit/coord/internal/testenv"
 )
 
-// gate is a dialer that can cut a store off from the server: the server then
-// sees a silent client and expires its session after the session timeout,
-// exactly as it does for a client that hangs or loses its network.
-type gate struct {
-	mu     sync.Mutex
-	closed bool
-	conns  []net.Conn
-}
-
-func (g *gate) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return nil, errors.New("gate closed")
-	}
-	c, err := net.DialTimeout(network, addr, timeout)
-	if err == nil {
-		g.conns = append(g.conns, c)
-	}
-	return c, err
-}
-
-// cut drops the connections and refuses new ones for d.
-func (g *gate) cut(d time.Duration) {
-	g.mu.Lock()
-	g.closed = true
-	for _, c := range g.conns {
-		c.Close()
-	}
-	g.conns = nil
-	g.mu.Unlock()
-	time.AfterFunc(d, func() {
-		g.mu.Lock()
-		g.closed = false
-		g.mu.Unlock()
-	})
-}
-
 const sessionTimeout = 2 * time.Second
 
 var gates sync.Map // *zkstore.Store -> *gate
 
 func open(t testing.TB, addr, chroot string) *zkstore.Store {
-	g := &gate{}
+	g := &testenv.Gate{}
 	s, err := zkstore.New(context.Background(), zkstore.Config{
-		Servers: []string{addr}, Chroot: chroot, SessionTimeout: sessionTimeout, Dialer: g.dial,
+		Servers: []string{addr}, Chroot: chroot, SessionTimeout: sessionTimeout, Dialer: g.Dial,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +43,7 @@ func backend(addr string) conformance.Backend {
 		Expire: func(t testing.TB, s coord.Store) {
 			g, _ := gates.Load(s)
 			// Silent for longer than the session timeout: the server expires it.
-			g.(*gate).cut(sessionTimeout + 2*time.Second)
+			g.(*testenv.Gate).Cut(sessionTimeout + 2*time.Second)
 		},
 		OpenFaulty: func(t testing.TB, ns string, timeout time.Duration) (coord.Store, conformance.Faults) {
 			p, err := faultproxy.New(addr)
@@ -196,7 +158,7 @@ func TestReconnectKeepsSessionAndWatches(t *testing.T) {
 	<-ch
 	// Cut for less than the session timeout; change the node meanwhile.
 	g, _ := gates.Load(s)
-	g.(*gate).cut(sessionTimeout / 4)
+	g.(*testenv.Gate).Cut(sessionTimeout / 4)
 	if _, err := writer.Set(ctx, "/n", []byte("1"), 0); err != nil {
 		t.Fatal(err)
 	}

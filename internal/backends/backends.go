@@ -7,9 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -44,43 +42,7 @@ type Backend struct {
 }
 
 // zkGates holds the dial gate of each ZooKeeper store Open made.
-var zkGates sync.Map // *zkstore.Store -> *gate
-
-// gate lets a test cut a ZooKeeper store's connections and refuse new ones
-// for a while: silent for longer than its session timeout, the store's
-// session is expired by the server.
-type gate struct {
-	mu     sync.Mutex
-	closed bool
-	conns  []net.Conn
-}
-
-func (g *gate) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return nil, errors.New("gate closed by a test")
-	}
-	c, err := net.DialTimeout(network, addr, timeout)
-	if err == nil {
-		g.conns = append(g.conns, c)
-	}
-	return c, err
-}
-
-func (g *gate) cut(d time.Duration) {
-	g.mu.Lock()
-	g.closed = true
-	for _, c := range g.conns {
-		c.Close()
-	}
-	g.conns = nil
-	g.mu.Unlock()
-	time.Sleep(d)
-	g.mu.Lock()
-	g.closed = false
-	g.mu.Unlock()
-}
+var zkGates sync.Map // *zkstore.Store -> *testenv.Gate
 
 const zkSessionTimeout = 4 * time.Second
 
@@ -139,29 +101,15 @@ func All() []Backend {
 				}
 				return "etcd://" + strings.TrimPrefix(etcd.Endpoints()[0], "http://") + "?prefix=" + ns
 			},
-			Expire: func(t testing.TB, st coord.Store) {
-				s := st.(*etcdstore.Store)
-				sess, err := s.Session(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				id, err := strconv.ParseInt(sess.ID(), 16, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				// What the server does when the lease's TTL runs out.
-				if _, err := s.Client().Revoke(context.Background(), clientv3.LeaseID(id)); err != nil {
-					t.Fatal(err)
-				}
-			},
+			Expire: ExpireEtcd,
 		},
 		{
 			Name: "zk",
 			Open: func(t testing.TB, ns string) coord.Store {
-				g := &gate{}
+				g := &testenv.Gate{}
 				s, err := zkstore.New(context.Background(), zkstore.Config{
 					Servers: []string{testenv.Addr(t, "zk")}, Chroot: "/coordtest/" + ns, SessionTimeout: zkSessionTimeout,
-					ACLFor: zkstore.LeafACL(models.IsLeafNode), Dialer: g.dial})
+					ACLFor: zkstore.LeafACL(models.IsLeafNode), Dialer: g.Dial})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -176,7 +124,7 @@ func All() []Backend {
 				}
 				// Silent for longer than the session timeout: the server
 				// expires the session; the store finds out on reconnecting.
-				g.(*gate).cut(zkSessionTimeout + 2*time.Second)
+				g.(*testenv.Gate).Cut(zkSessionTimeout + 2*time.Second)
 			},
 			URL: func(ns string) string { return "zk://" + os.Getenv("COORD_TEST_ZK") + "/coordtest/" + ns },
 		},
@@ -190,17 +138,7 @@ func All() []Backend {
 				}
 				return closeAtEnd(t, s)
 			},
-			Expire: func(t testing.TB, st coord.Store) {
-				s := st.(*consulstore.Store)
-				sess, err := s.Session(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				// What the server does when the TTL runs out.
-				if _, err := s.Client().Session().Destroy(sess.ID(), nil); err != nil {
-					t.Fatal(err)
-				}
-			},
+			Expire: ExpireConsul,
 			URL: func(ns string) string {
 				return "consul://" + os.Getenv("COORD_TEST_CONSUL") + "?prefix=coordtest/" + ns
 			},
@@ -219,6 +157,36 @@ func Namespace(t testing.TB) string {
 		name = name[len(name)-50:]
 	}
 	return fmt.Sprintf("t-%s-%s", hex.EncodeToString(r[:]), strings.Trim(name, "-"))
+}
+
+// ExpireEtcd ends the session of an etcd store as the server does when the
+// lease's TTL runs out: the lease is revoked, its keys deleted.
+func ExpireEtcd(t testing.TB, st coord.Store) {
+	s := st.(*etcdstore.Store)
+	sess, err := s.Session(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := strconv.ParseInt(sess.ID(), 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client().Revoke(context.Background(), clientv3.LeaseID(id)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ExpireConsul ends the session of a Consul store as the server does when
+// its TTL runs out: the session is invalidated, the keys it holds deleted.
+func ExpireConsul(t testing.TB, st coord.Store) {
+	s := st.(*consulstore.Store)
+	sess, err := s.Session(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client().Session().Destroy(sess.ID(), nil); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // RunExpire is Run with a way to expire the session of a store open made.
