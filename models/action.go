@@ -192,10 +192,7 @@ func waitPrevious(ctx context.Context, store coord.Store, productName string, on
 	}
 	var pending []ProxyInfo
 	for _, r := range prev.Receivers {
-		var pi ProxyInfo
-		if json.Unmarshal([]byte(r), &pi) != nil {
-			pi.Id = r // a bare id, as old writers put it
-		}
+		pi, _ := receiverInfo(r)
 		if p, ok := isOnline[pi.Id]; ok && (pi.StartAt == "" || pi.StartAt == p.StartAt) {
 			pending = append(pending, p)
 		}

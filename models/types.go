@@ -27,6 +27,28 @@ type Action struct {
 	Receivers []string    `json:"receivers"` // ProxyInfo JSON of each receiver, as a string (or a bare proxy id)
 }
 
+// receiverInfo decodes one entry of Action.Receivers: a ProxyInfo as JSON
+// (full), or a bare proxy id, as old writers put it.
+func receiverInfo(r string) (pi ProxyInfo, full bool) {
+	if json.Unmarshal([]byte(r), &pi) != nil {
+		return ProxyInfo{Id: r}, false
+	}
+	return pi, true
+}
+
+// IsReceiver reports whether the action names the proxy pi among its
+// receivers: as a ProxyInfo with the same id, pid and start time, or by its
+// bare id. It is the test a Codis 2 proxy applies before it answers.
+func (a *Action) IsReceiver(pi ProxyInfo) bool {
+	for _, r := range a.Receivers {
+		got, full := receiverInfo(r)
+		if got.Id == pi.Id && (!full || (got.Pid == pi.Pid && got.StartAt == pi.StartAt)) {
+			return true
+		}
+	}
+	return false
+}
+
 // ProxyInfo is what a proxy publishes about itself.
 type ProxyInfo struct {
 	Id           string `json:"id"`

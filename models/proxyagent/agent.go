@@ -372,7 +372,7 @@ func (a *Agent) deliver(ctx context.Context, seq int64) error {
 	} else if err != nil {
 		return err
 	}
-	d := Delivery{Seq: seq, Action: &act, Receiver: a.isReceiver(&act)}
+	d := Delivery{Seq: seq, Action: &act, Receiver: act.IsReceiver(a.Info())}
 	if err := a.opt.Handle(ctx, d); err != nil {
 		return fmt.Errorf("proxyagent: action %d: %w", seq, err)
 	}
@@ -387,23 +387,6 @@ func (a *Agent) deliver(ctx context.Context, seq int64) error {
 		return fmt.Errorf("proxyagent: answering action %d: %w", seq, err)
 	}
 	return nil
-}
-
-// isReceiver reports whether the action names this proxy: its ProxyInfo
-// (id, pid and start time), or its bare id as old writers put it.
-func (a *Agent) isReceiver(act *models.Action) bool {
-	info := a.Info()
-	for _, r := range act.Receivers {
-		var pi models.ProxyInfo
-		if json.Unmarshal([]byte(r), &pi) == nil {
-			if pi.Id == info.Id && pi.Pid == info.Pid && pi.StartAt == info.StartAt {
-				return true
-			}
-		} else if r == info.Id {
-			return true
-		}
-	}
-	return false
 }
 
 // shutdown deletes the fence and then the node, if it is still this

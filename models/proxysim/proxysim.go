@@ -310,22 +310,6 @@ func (gs *groups) checkSlot(ctx context.Context, s *models.Slot) error {
 	return nil
 }
 
-// isReceiver tells whether the action names this proxy (id, pid and
-// start_at match; a bare id is accepted as old proxies accept it).
-func (p *Proxy) isReceiver(act *models.Action) bool {
-	for _, r := range act.Receivers {
-		var pi models.ProxyInfo
-		if json.Unmarshal([]byte(r), &pi) == nil {
-			if pi.Id == p.info.Id && pi.Pid == p.info.Pid && pi.StartAt == p.info.StartAt {
-				return true
-			}
-		} else if r == p.info.Id {
-			return true
-		}
-	}
-	return false
-}
-
 func (p *Proxy) handle(ctx context.Context, seq int64) error {
 	var act models.Action
 	resp := coord.Join(models.GetActionResponsePath(p.product), fmt.Sprintf("%010d", seq), p.info.Id)
@@ -338,7 +322,7 @@ func (p *Proxy) handle(ctx context.Context, seq int64) error {
 		}
 		return err
 	}
-	if !p.isReceiver(&act) || p.opt.Mute {
+	if !act.IsReceiver(p.Info()) || p.opt.Mute {
 		return nil
 	}
 	// Reload what the action names, as a proxy does.
