@@ -395,15 +395,42 @@ func (a *app) actionCmd() *cobra.Command {
 }
 
 func (a *app) lockCmd() *cobra.Command {
-	c := &cobra.Command{Use: "lock", Short: "The product lock"}
-	c.AddCommand(&cobra.Command{Use: "force-remove", Short: "Delete every lock node (when a holder is known dead)", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	c := &cobra.Command{Use: "lock", Short: "The product lock (R/LOCK), taken around every change by coordctl, models and Codis 2 tools"}
+	show := &cobra.Command{Use: "show", Short: "Who holds the product lock", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			info, node, err := models.LockHolder(ctx, s, a.product)
+			if err != nil {
+				return err
+			}
+			if info == nil {
+				return a.print(map[string]interface{}{"held": false}, func(w *tabwriter.Writer) { fmt.Fprintln(w, "the product lock is free") })
+			}
+			return a.print(map[string]interface{}{"held": true, "node": node, "desc": info.Desc, "hostname": info.Hostname, "pid": info.Pid},
+				func(w *tabwriter.Writer) {
+					fmt.Fprintf(w, "held by %q on %s, pid %d (%s)\n", info.Desc, info.Hostname, info.Pid, node)
+				})
+		})
+	}}
+	remove := &cobra.Command{Use: "force-remove", Short: "Delete every lock node (only when its holder is known dead: see lock show)", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			info, node, err := models.LockHolder(ctx, s, a.product)
+			if err != nil && info == nil && node == "" {
+				return err
+			}
 			if err := models.ForceRemoveLock(ctx, s, a.product); err != nil {
 				return err
 			}
-			return a.done("lock removed", nil)
+			switch {
+			case node == "":
+				return a.done("the product lock was free: nothing removed", map[string]interface{}{"removed": false})
+			case info == nil:
+				return a.done(fmt.Sprintf("removed the lock %s (its data was unreadable)", node), map[string]interface{}{"removed": true, "node": node})
+			}
+			return a.done(fmt.Sprintf("removed the lock held by %q on %s, pid %d (%s)", info.Desc, info.Hostname, info.Pid, node),
+				map[string]interface{}{"removed": true, "node": node, "desc": info.Desc, "hostname": info.Hostname, "pid": info.Pid})
 		})
-	}})
+	}}
+	c.AddCommand(show, remove)
 	return c
 }
 

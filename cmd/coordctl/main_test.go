@@ -2,15 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coordkit/coord/internal/backends"
 	"github.com/coordkit/coord/internal/testenv"
+	"github.com/coordkit/coord/models"
 )
 
 var bin string
@@ -200,5 +205,49 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A changing command waits for the product lock that another writer (here a
+// Codis 2 style dashboard, in this process) holds, and gives up naming the
+// holder, having written nothing; lock show names it too; force-remove says
+// whose lock it removed, and the command then goes through.
+func TestLockHolderNamed(t *testing.T) {
+	for _, b := range backends.All() {
+		t.Run(b.Name, func(t *testing.T) {
+			ns := backends.Namespace(t)
+			s := b.Open(t, ns)
+			ctx := context.Background()
+			must(t, models.InitSlotSet(ctx, s, "shop", models.DEFAULT_SLOT_NUM))
+			g := []string{"--store", b.URL(ns), "--product", "shop"}
+			lock, err := models.NewProductLock(s, "shop", "dashboard: rebalance")
+			must(t, err)
+			must(t, lock.Lock(ctx))
+			pid := strconv.Itoa(os.Getpid())
+			for _, want := range []string{`"dashboard: rebalance"`, "pid " + pid} {
+				if out := ok(t, append(g, "lock", "show")...); !strings.Contains(out, want) {
+					t.Fatalf("lock show lacks %q: %s", want, out)
+				}
+				fails(t, 1, want, append(g, "--timeout", "2s", "group", "create", "5")...)
+			}
+			if _, err := models.GetGroup(ctx, s, "shop", 5); !errors.Is(err, models.ErrGroupNotFound) {
+				t.Fatalf("group 5 after a refused create: %v", err)
+			}
+			if out := ok(t, append(g, "lock", "force-remove")...); !strings.Contains(out, `removed the lock held by "dashboard: rebalance"`) {
+				t.Fatalf("force-remove: %s", out)
+			}
+			select {
+			case <-lock.Lost():
+			case <-time.After(30 * time.Second):
+				t.Fatal("the holder was not told that its lock was removed")
+			}
+			ok(t, append(g, "group", "create", "5")...)
+			if out := ok(t, append(g, "lock", "show")...); !strings.Contains(out, "free") {
+				t.Fatalf("lock show after the command: %s", out)
+			}
+			if out := ok(t, append(g, "lock", "force-remove")...); !strings.Contains(out, "nothing removed") {
+				t.Fatalf("force-remove of a free lock: %s", out)
+			}
+		})
 	}
 }
