@@ -35,6 +35,10 @@ import (
 // ErrBadURL: the store URL cannot be used.
 var ErrBadURL = errors.New("bad store URL")
 
+// ErrNoStore: Options.MustExist is set and the embedded store's data
+// directory holds no store.
+var ErrNoStore = errors.New("no store there")
+
 // Options complete a URL.
 type Options struct {
 	// DataDir is where "embedded:" keeps its data when the URL names none.
@@ -51,6 +55,10 @@ type Options struct {
 	ZKLeaf func(path string) bool
 	// SessionTimeout of ZooKeeper sessions, TTL of etcd and Consul ones.
 	SessionTimeout time.Duration
+	// MustExist makes Dial refuse an "embedded:" directory that holds no
+	// store yet (ErrNoStore) instead of creating one: for a program that
+	// only reads, a mistyped directory is then an error, not an empty store.
+	MustExist bool
 	// Embedded starts the server of "embedded:" URLs; without it they are
 	// refused with ErrBadURL. It is a hook rather than an import so that a
 	// program using storeurl for external stores does not link etcd's server.
@@ -73,7 +81,7 @@ type EmbeddedServer func(dir string) (cfg etcdstore.Config, stop func(), err err
 // Conn is a resolved URL: it opens stores (each with its own session) and,
 // for "embedded:", runs the server until Close.
 type Conn struct {
-	URL  string
+	URL  string // the URL, any password in it redacted
 	Kind string // zk, etcd, consul, embedded
 	open func(ctx context.Context) (coord.Store, error)
 	stop func()
@@ -97,7 +105,11 @@ func DefaultDataDir() string {
 
 // Dial resolves raw (and, for "embedded:", starts the server).
 func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
+	tlsSet := opt.CAFile != "" || opt.CertFile != "" || opt.KeyFile != "" || opt.InsecureSkipVerify
 	if raw == "" || raw == "embedded" || strings.HasPrefix(raw, "embedded:") {
+		if tlsSet || opt.Token != "" {
+			return nil, fmt.Errorf("%w: %q: TLS options and a token are for etcd and Consul stores; the embedded store takes neither", ErrBadURL, raw)
+		}
 		dir := strings.TrimPrefix(strings.TrimPrefix(raw, "embedded"), ":")
 		dir = strings.TrimPrefix(dir, "//")
 		if dir == "" {
@@ -108,6 +120,11 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 		}
 		if opt.Embedded == nil {
 			return nil, fmt.Errorf("%w: %q: this program has no embedded store (Options.Embedded is nil)", ErrBadURL, raw)
+		}
+		if opt.MustExist {
+			if _, err := os.Stat(filepath.Join(dir, "etcd", "member")); err != nil {
+				return nil, fmt.Errorf("%w: %s holds no embedded store (nothing was ever written there; is the data directory right?)", ErrNoStore, dir)
+			}
 		}
 		cfg, stop, err := opt.Embedded(filepath.Join(dir, "etcd"))
 		if err != nil {
@@ -120,14 +137,39 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, password included
+		}
+		return nil, fmt.Errorf("%w: not a URL: %v", ErrBadURL, err)
 	}
 	hosts := strings.Split(u.Host, ",")
 	if u.Host == "" {
-		return nil, fmt.Errorf("%w: %q names no host:port", ErrBadURL, raw)
+		return nil, fmt.Errorf("%w: %s names no host:port", ErrBadURL, Redact(raw))
 	}
 	q := u.Query()
-	c := &Conn{URL: raw, Kind: u.Scheme}
+	allowed := map[string][]string{"zk": nil, "zookeeper": nil, "etcd": {"prefix", "max-txn-ops"}, "consul": {"prefix", "dc"}}
+	if names, ok := allowed[u.Scheme]; ok {
+		for k := range q {
+			known := false
+			for _, n := range names {
+				known = known || k == n
+			}
+			if !known {
+				return nil, fmt.Errorf("%w: %s: unknown parameter %q (%s:// takes %s)", ErrBadURL, Redact(raw), k, u.Scheme, paramList(names))
+			}
+		}
+	}
+	if (u.Scheme == "zk" || u.Scheme == "zookeeper") && (tlsSet || opt.Token != "") {
+		return nil, fmt.Errorf("%w: %s: TLS options and a token are for etcd and Consul; ZooKeeper takes digest credentials in the URL", ErrBadURL, Redact(raw))
+	}
+	if u.Scheme == "etcd" && opt.Token != "" {
+		return nil, fmt.Errorf("%w: %s: a token is for Consul; etcd takes user:password in the URL", ErrBadURL, Redact(raw))
+	}
+	if u.Scheme == "consul" && u.User != nil {
+		return nil, fmt.Errorf("%w: %s: Consul takes a token (--token, CONSUL_HTTP_TOKEN), not user:password in the URL", ErrBadURL, Redact(raw))
+	}
+	c := &Conn{URL: Redact(raw), Kind: u.Scheme}
 	switch u.Scheme {
 	case "zk", "zookeeper":
 		cfg := zkstore.Config{Servers: hosts, Chroot: strings.TrimSuffix(u.Path, "/"), SessionTimeout: opt.SessionTimeout}
@@ -179,7 +221,7 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 		}
 		c.open = func(ctx context.Context) (coord.Store, error) { return consulstore.New(ctx, cfg) }
 	default:
-		return nil, fmt.Errorf("%w: %q: the scheme must be zk, etcd, consul or embedded", ErrBadURL, raw)
+		return nil, fmt.Errorf("%w: %s: the scheme must be zk, etcd, consul or embedded", ErrBadURL, Redact(raw))
 	}
 	return c, nil
 }
@@ -215,4 +257,24 @@ func tlsConfig(opt Options) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+func paramList(names []string) string {
+	if len(names) == 0 {
+		return "no parameters"
+	}
+	return strings.Join(names, ", ")
+}
+
+// Redact returns raw with any password in it replaced by "xxxxx", for
+// messages and logs.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }

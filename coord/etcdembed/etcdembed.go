@@ -8,10 +8,14 @@
 package etcdembed
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -20,8 +24,19 @@ import (
 	"github.com/coordkit/coord/coord/etcdstore"
 )
 
+// ErrInUse: another server (of this process or another) runs on the data
+// directory. The error names the holder's pid.
+var ErrInUse = errors.New("the data directory is in use")
+
+var errBusy = errors.New("busy")
+
+// LockFile is the file in the data directory that a running server holds
+// locked (flock), with its pid in it.
+const LockFile = "coord.lock"
+
 // Server is an etcd server running inside this process, on loopback ports.
 type Server struct {
+	lock      *os.File
 	etcd      *embed.Etcd
 	dir       string
 	maxTxnOps int
@@ -47,10 +62,57 @@ type Options struct {
 // (created if missing; data already there is reused, so a later start finds
 // it again) and listening on free loopback ports. It returns once the server
 // serves clients. Close it when done.
+//
+// Only one server at a time runs on a directory: while one runs, Start
+// fails at once with ErrInUse naming its pid (etcd alone would make the
+// second wait, silently, for as long as the first runs).
 func Start(dir string, opt Options) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("etcdembed: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := startAttempts(dir, opt)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// lockDir takes the directory's lock file and writes this process's pid in it.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("etcdembed: %w", err)
+	}
+	if err := tryLock(f); err != nil {
+		f.Close()
+		if errors.Is(err, errBusy) {
+			holder := "another process"
+			if b, rerr := os.ReadFile(path); rerr == nil {
+				if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+					holder = "pid " + strconv.Itoa(pid)
+					if pid == os.Getpid() {
+						holder += " (this process)"
+					}
+				}
+			}
+			return nil, fmt.Errorf("etcdembed: %s: %w by %s", dir, ErrInUse, holder)
+		}
+		return nil, fmt.Errorf("etcdembed: locking %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+func startAttempts(dir string, opt Options) (*Server, error) {
 	attempts := 5 // a free port may be taken before etcd binds it
 	if opt.ClientPort != 0 && opt.PeerPort != 0 {
 		attempts = 1 // the same ports would fail the same way
@@ -150,5 +212,10 @@ func (e *Server) Ports() (client, peer int) { return e.ports[0], e.ports[1] }
 // Dir is the data directory.
 func (e *Server) Dir() string { return e.dir }
 
-// Close stops the server; its data stays in Dir.
-func (e *Server) Close() { e.etcd.Close() }
+// Close stops the server and frees the directory; its data stays in Dir.
+func (e *Server) Close() {
+	e.etcd.Close()
+	if e.lock != nil {
+		e.lock.Close()
+	}
+}
