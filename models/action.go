@@ -269,7 +269,9 @@ func waitForReceivers(ctx context.Context, store coord.Store, productName, respP
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
-		return errorf(op, respPath, err)
+		// The caller's context ended first: the action stands, and the
+		// proxies that had not answered are left as they are. Say so.
+		return errorf(op, respPath, fmt.Errorf("%w: the action was announced and %s had not answered when the wait was cut short; they were not marked offline and may still route by the old state (check with proxy list; mark them offline if they stay silent)", err, strings.Join(ids, ", ")))
 	}
 	// Timed out: the proxies that did not answer are taken out of service.
 	for _, id := range ids {

@@ -30,11 +30,15 @@
 package models
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/coordkit/coord/coord"
 )
 
 // Garbage collection kinds for ActionGC.
@@ -287,3 +291,24 @@ func GetLockPath(productName string) string { return ProductPath(productName) + 
 
 // GetDashboardPath is R/dashboard.
 func GetDashboardPath(productName string) string { return ProductPath(productName) + "/dashboard" }
+
+// Products lists the names of the products in the store (the children
+// db_<name> of /zk/codis), sorted. A child whose name is not a valid product
+// name is left out, as Codis 2 tools would not see it as a product.
+func Products(ctx context.Context, store coord.Store) ([]string, error) {
+	kids, err := store.Children(ctx, "/zk/codis")
+	if errors.Is(err, coord.ErrNoNode) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, errorf("Products", "/zk/codis", err)
+	}
+	out := []string{}
+	for _, k := range kids {
+		if name, ok := strings.CutPrefix(k, "db_"); ok && ValidateProductName(name) == nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,6 +33,19 @@ func (a *app) slotCmd() *cobra.Command {
 				}
 				if len(existing) > 0 && !force {
 					return fmt.Errorf("product %s has %d slots already; --force overwrites them all as offline", a.product, len(existing))
+				}
+				if len(existing) > 0 {
+					online := 0
+					if slots, err := models.Slots(ctx, s, a.product); err == nil {
+						for _, sl := range slots {
+							if sl.State.Status != models.SLOT_STATUS_OFFLINE {
+								online++
+							}
+						}
+					}
+					if err := a.confirm(fmt.Sprintf("slot init --force sets all %d slots of %s offline and unassigned (%d are not offline now: their keys become unreachable through the proxies)", len(existing), a.product, online)); err != nil {
+						return err
+					}
 				}
 				if err := models.InitSlotSet(ctx, s, a.product, models.DEFAULT_SLOT_NUM); err != nil {
 					return err
@@ -104,7 +118,7 @@ func (a *app) slotCmd() *cobra.Command {
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List slots (ranges of slots in the same state are folded)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			return a.read(cmd, func(ctx context.Context, s coord.Store) error {
 				slots, err := models.Slots(ctx, s, a.product)
 				if migrating {
 					slots, err = models.GetMigratingSlots(ctx, s, a.product)
@@ -242,7 +256,7 @@ func (a *app) groupCmd() *cobra.Command {
 		cmd.Flags().StringVar(&password, "password", password, "Redis password (env REDIS_PASSWORD; never printed)")
 	}
 	list := &cobra.Command{Use: "list", Short: "List groups and their servers", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
 			groups, err := models.ServerGroups(ctx, s, a.product)
 			if err != nil {
 				return err
@@ -267,7 +281,7 @@ func (a *app) groupCmd() *cobra.Command {
 func (a *app) proxyCmd() *cobra.Command {
 	c := &cobra.Command{Use: "proxy", Short: "Proxies: list, online, offline, remove-fence"}
 	list := &cobra.Command{Use: "list", Short: "List proxies and fences", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
 			proxies, err := models.ProxyList(ctx, s, a.product, nil)
 			if err != nil {
 				return err
@@ -314,7 +328,7 @@ func (a *app) proxyCmd() *cobra.Command {
 func (a *app) actionCmd() *cobra.Command {
 	c := &cobra.Command{Use: "action", Short: "Actions: list, show, gc"}
 	list := &cobra.Command{Use: "list", Short: "List actions and who answered them", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
 			seqs, err := models.GetActionSeqList(ctx, s, a.product)
 			if err != nil {
 				return err
@@ -352,7 +366,7 @@ func (a *app) actionCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
 			var act models.Action
 			if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
 				return err
@@ -372,6 +386,16 @@ func (a *app) actionCmd() *cobra.Command {
 			before, err := models.GetActionSeqList(ctx, s, a.product)
 			if err != nil {
 				return err
+			}
+			if keepSet && len(before) > keep+models.ActionGCFloor {
+				if err := a.confirm(fmt.Sprintf("action gc deletes %d of the %d actions of %s (keeping %d newest: --keep %d plus %d proxies may still read)", len(before)-keep-models.ActionGCFloor, len(before), a.product, keep+models.ActionGCFloor, keep, models.ActionGCFloor)); err != nil {
+					return err
+				}
+			}
+			if olderSet {
+				if err := a.confirm(fmt.Sprintf("action gc deletes the actions of %s older than %v (of %d)", a.product, olderThan, len(before))); err != nil {
+					return err
+				}
 			}
 			if keepSet {
 				err = models.ActionGC(ctx, s, a.product, models.GC_TYPE_N, keep)
@@ -397,7 +421,7 @@ func (a *app) actionCmd() *cobra.Command {
 func (a *app) lockCmd() *cobra.Command {
 	c := &cobra.Command{Use: "lock", Short: "The product lock (R/LOCK), taken around every change by coordctl, models and Codis 2 tools"}
 	show := &cobra.Command{Use: "show", Short: "Who holds the product lock", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
 			info, node, err := models.LockHolder(ctx, s, a.product)
 			if err != nil {
 				return err
@@ -447,4 +471,56 @@ func slotRange(args []string) (int, int, error) {
 		}
 	}
 	return from, to, nil
+}
+
+func (a *app) productCmd() *cobra.Command {
+	c := &cobra.Command{Use: "product", Short: "Products in the store: list, remove"}
+	list := &cobra.Command{Use: "list", Short: "List the products in the store", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		a.opt.MustExist = true
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			names, err := models.Products(ctx, s)
+			if err != nil {
+				return err
+			}
+			return a.print(names, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "PRODUCT")
+				for _, n := range names {
+					fmt.Fprintln(w, n)
+				}
+			})
+		})
+	}}
+	var force bool
+	remove := &cobra.Command{Use: "remove", Short: "Delete the whole product (--product): slots, groups, actions, everything", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
+			proxies, err := models.ProxyList(ctx, s, a.product, nil)
+			if err != nil && !force {
+				return fmt.Errorf("%w (--force removes the product anyway)", err)
+			}
+			if len(proxies) > 0 && !force {
+				ids := make([]string, len(proxies))
+				for i, p := range proxies {
+					ids[i] = p.Id
+				}
+				return fmt.Errorf("product %s has %d proxies registered (%s): they would lose their routing; mark them offline first, or --force", a.product, len(proxies), strings.Join(ids, ", "))
+			}
+			if info, _, err := models.LockHolder(ctx, s, a.product); err == nil && info != nil && !force {
+				return fmt.Errorf("the product lock of %s is held by %q on %s, pid %d: a change is in progress; wait, or --force", a.product, info.Desc, info.Hostname, info.Pid)
+			}
+			n := 0
+			if err := coord.Walk(ctx, s, models.ProductPath(a.product), func(string, []byte, coord.Stat) error { n++; return nil }); err != nil {
+				return err
+			}
+			if err := a.confirm(fmt.Sprintf("product remove deletes product %s from %s: %d nodes, not recoverable (coordctl dump saves it first)", a.product, a.conn.URL, n)); err != nil {
+				return err
+			}
+			if err := coord.DeleteAll(ctx, s, models.ProductPath(a.product)); err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("product %s removed (%d nodes)", a.product, n), map[string]interface{}{"product": a.product, "nodes": n})
+		})
+	}}
+	remove.Flags().BoolVar(&force, "force", false, "remove even with proxies registered or the lock held")
+	c.AddCommand(list, remove)
+	return c
 }

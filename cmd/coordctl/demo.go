@@ -23,11 +23,15 @@ type step struct {
 
 func (a *app) demoCmd() *cobra.Command {
 	var proxies int
+	var force bool
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a product end to end with in-process proxies, and time each step",
-		Long: `demo (re)creates the product (--product, "demo" by default) in the store
-(the embedded one by default): 1024 slots, two groups, all slots assigned.
+		Long: `demo (re)creates the product "demo" in the embedded store (another only
+when --product or --store is given on the command line: COORD_STORE and
+COORD_PRODUCT do not apply to it): 1024 slots, two groups, all slots assigned.
+It replaces an existing product only when that is "demo" in the embedded
+store, or with --force.
 Then it starts in-process proxies that answer actions as Codis 2.x proxies
 do, sets them online, reassigns a range of slots and migrates a few, every
 change confirmed by every proxy, and prints how long each step took. The
@@ -38,7 +42,20 @@ proxies then shut down cleanly; the product stays for you to inspect
 			if proxies < 1 {
 				return usageError{fmt.Errorf("--proxies %d: the demo needs at least one proxy", proxies)}
 			}
+			if !cmd.Flags().Changed("store") {
+				a.storeURL = "embedded"
+			}
+			if !cmd.Flags().Changed("product") {
+				a.product = "demo"
+			}
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				_, exists, err := s.Exists(ctx, models.ProductPath(a.product))
+				if err != nil {
+					return err
+				}
+				if exists && !force && !(a.conn.Kind == "embedded" && a.product == "demo") {
+					return fmt.Errorf("product %s exists in %s and the demo would delete it: --force to replace it, or pick another --product", a.product, a.conn.URL)
+				}
 				if !a.jsonOut {
 					fmt.Fprintf(a.out, "store %s, product %s\n", a.conn.URL, a.product)
 				}
@@ -61,6 +78,7 @@ proxies then shut down cleanly; the product stays for you to inspect
 		},
 	}
 	c.Flags().IntVar(&proxies, "proxies", 3, "how many in-process proxies")
+	c.Flags().BoolVar(&force, "force", false, "replace the product even if it is not the embedded store's demo product")
 	return c
 }
 

@@ -7,7 +7,8 @@
 //	coordctl --store zk://10.0.0.1:2181 slot list   # a Codis 2 cluster on ZooKeeper
 //	coordctl copy --from zk://10.0.0.1:2181 --to etcd://10.0.0.2:2379
 //
-// Exit codes: 0 success, 1 failure (one line on stderr), 2 bad usage.
+// Exit codes: 0 success, 1 failure (one line on stderr), 2 bad usage
+// (checked before connecting), 130 interrupted.
 package main
 
 import (
@@ -39,8 +40,11 @@ type app struct {
 	storeURL string
 	product  string
 	jsonOut  bool
+	yes      bool
 	timeout  time.Duration
 	opt      storeurl.Options
+	// progressOpen is set while a progress line is unended.
+	progressOpen bool
 
 	out, errOut io.Writer
 	conn        *storeurl.Conn
@@ -48,6 +52,9 @@ type app struct {
 }
 
 type usageError struct{ error }
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -63,19 +70,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	err := root.ExecuteContext(ctx)
 	a.close()
+	if a.progressOpen {
+		fmt.Fprintln(stderr) // end the progress line before any message
+	}
 	if err == nil {
 		return 0
 	}
+	if ctx.Err() != nil {
+		// Interrupted (Ctrl-C, SIGTERM): say so, and what to check.
+		fmt.Fprintf(stderr, "coordctl: interrupted: %s; what was done before stays done: check with 'coordctl slot list', 'proxy list' and 'action list'\n", oneLine(err))
+		return 130
+	}
+	if a.jsonOut {
+		_ = json.NewEncoder(stdout).Encode(map[string]interface{}{"ok": false, "error": oneLine(err)})
+	}
 	fmt.Fprintf(stderr, "coordctl: %v\n", oneLine(err))
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+	if errors.As(err, &ue) || errors.Is(err, storeurl.ErrBadURL) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
 		strings.Contains(err.Error(), "arg(s)") || strings.HasPrefix(err.Error(), "invalid argument") || strings.Contains(err.Error(), "flag needs an argument") {
 		return 2
 	}
 	return 1
 }
 
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
+// oneLine is err's message on one line, without the package prefixes that
+// each layer of a wrapped error repeats ("models: X: models: Y: coord: ...").
+func oneLine(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	for _, p := range []string{"models: ", "coord: ", "etcdembed: "} {
+		first := strings.Index(msg, p)
+		if first < 0 {
+			continue
+		}
+		head, tail := msg[:first+len(p)], msg[first+len(p):]
+		msg = head + strings.ReplaceAll(tail, p, "")
+	}
+	return msg
+}
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -92,14 +123,26 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
                                                    data in --data-dir`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// Checked before connecting: bad input is bad usage.
+			if err := models.ValidateProductName(a.product); err != nil {
+				return usageError{fmt.Errorf("--product: %w", err)}
+			}
+			if a.timeout <= 0 {
+				return usageError{fmt.Errorf("--timeout %v: must be positive", a.timeout)}
+			}
+			return nil
+		},
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&a.storeURL, "store", envOr("COORD_STORE", "embedded"), "store URL (env COORD_STORE)")
 	f.StringVar(&a.product, "product", envOr("COORD_PRODUCT", "demo"), "product name (env COORD_PRODUCT)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON for scripts")
+	f.BoolVar(&a.yes, "yes", false, "go on with destructive commands without asking (needed when not on a terminal)")
 	f.DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
 	f.StringVar(&a.opt.DataDir, "data-dir", storeurl.DefaultDataDir(), "where the embedded store keeps its data")
-	f.StringVar(&a.opt.Token, "token", "", "Consul ACL token")
+	f.StringVar(&a.opt.Token, "token", "", "Consul ACL token (better: env CONSUL_HTTP_TOKEN, not visible in ps)")
 	f.StringVar(&a.opt.CAFile, "tls-ca", "", "CA certificate file (turns TLS on for etcd and Consul)")
 	f.StringVar(&a.opt.CertFile, "tls-cert", "", "client certificate file")
 	f.StringVar(&a.opt.KeyFile, "tls-key", "", "client key file")
@@ -108,7 +151,7 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
 	a.opt.ZKLeaf = models.IsLeafNode // Codis 2's ACLs on ZooKeeper
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(parent(a.slotCmd()), parent(a.groupCmd()), parent(a.proxyCmd()), parent(a.actionCmd()), parent(a.lockCmd()),
-		a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
+		parent(a.productCmd()), a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
 	return root
 }
 
@@ -199,6 +242,7 @@ func (a *app) progress(what string, done, total int) {
 		return
 	}
 	fmt.Fprintf(f, "\r%s %d/%d", what, done, total)
+	a.progressOpen = done != total
 	if done == total {
 		fmt.Fprintln(f)
 	}
@@ -221,6 +265,60 @@ func (a *app) with(cmd *cobra.Command, fn func(ctx context.Context, s coord.Stor
 		return err
 	}
 	return fn(ctx, s)
+}
+
+// read runs fn, a command that only reads the product, with the store of
+// --store: an embedded directory holding no store is an error (nothing is
+// created), and so is a product that does not exist (naming those that do),
+// so that a mistyped --data-dir or --product is not an empty table.
+func (a *app) read(cmd *cobra.Command, fn func(ctx context.Context, s coord.Store) error) error {
+	a.opt.MustExist = true
+	return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+		if err := a.productExists(ctx, s); err != nil {
+			return err
+		}
+		return fn(ctx, s)
+	})
+}
+
+// productExists fails unless --product exists in s, naming those that do.
+func (a *app) productExists(ctx context.Context, s coord.Store) error {
+	_, ok, err := s.Exists(ctx, models.ProductPath(a.product))
+	if err != nil || ok {
+		return err
+	}
+	names, err := models.Products(ctx, s)
+	if err != nil {
+		return err
+	}
+	there := "no products there"
+	if len(names) > 0 {
+		there = "products there: " + strings.Join(names, ", ")
+	}
+	return fmt.Errorf("product %q not found in %s (%s)", a.product, a.conn.URL, there)
+}
+
+// confirm asks before a destructive change described by what: --yes goes
+// on; on a terminal the operator types yes; otherwise it refuses.
+func (a *app) confirm(what string) error {
+	if a.yes {
+		return nil
+	}
+	if !isTerminal(os.Stdin) || !isTerminal(os.Stderr) {
+		return usageError{fmt.Errorf("%s: not on a terminal, so not asking; add --yes to go on", what)}
+	}
+	fmt.Fprintf(a.errOut, "%s. Type yes to go on: ", what)
+	var answer string
+	_, _ = fmt.Fscanln(os.Stdin, &answer)
+	if answer != "yes" {
+		return fmt.Errorf("%s: not confirmed; nothing done", what)
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // startEmbedded runs the etcd server of "embedded:" store URLs.

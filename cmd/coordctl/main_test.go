@@ -135,7 +135,7 @@ func TestCommands(t *testing.T) {
 			fails(t, 1, "invalid slot id", append(g, "slot", "range-set", "0", "1024", "1")...)
 			fails(t, 1, "group not found", append(g, "slot", "range-set", "0", "1", "9")...)
 			fails(t, 2, "not a whole number", append(g, "slot", "range-set", "x", "1", "1")...)
-			fails(t, 1, "invalid product name", append(storeArgs(t, b), "--product", "a/b", "slot", "list")...)
+			fails(t, 2, "invalid product name", append(storeArgs(t, b), "--product", "a/b", "slot", "list")...)
 			fails(t, 2, "unknown command", append(g, "slot", "frobnicate")...)
 			// dump and load round trip, under another name.
 			dump := run("dump")
@@ -147,6 +147,15 @@ func TestCommands(t *testing.T) {
 				t.Fatal("dump of the loaded product differs")
 			}
 			fails(t, 1, "exists", append(g, "load", path)...)
+			// The loaded product is its own: changing it leaves shop alone.
+			g2 := append(append([]string{}, g[:2]...), "--product", "shop2")
+			ok(t, append(g2, "slot", "set", "600", "--group", "1")...)
+			var s600 map[string]interface{}
+			must(t, json.Unmarshal([]byte(run("--json", "slot", "list")), &slots))
+			s600 = slots[600]
+			if s600["group_id"].(float64) != 2 || s600["product_name"] != "shop" {
+				t.Fatalf("shop's slot 600 after changing shop2's: %v", s600)
+			}
 		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -67,7 +69,7 @@ func finishMigration(ctx context.Context, s coord.Store, product string, from, t
 func (a *app) dumpCmd() *cobra.Command {
 	var all bool
 	c := &cobra.Command{Use: "dump", Short: "Print the whole product as JSON", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
 			var keep models.DumpFilter
 			if !all {
 				keep = models.ConfigOnly
@@ -139,9 +141,14 @@ must not exist in the target.`,
 			if from == "" || to == "" {
 				return usageError{fmt.Errorf("copy needs --from and --to")}
 			}
+			if sameStore(from, to, a.opt.DataDir) {
+				return usageError{fmt.Errorf("copy --from and --to name the same store (%s)", storeurl.Redact(from))}
+			}
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
-			src, closeSrc, err := a.openURL(ctx, from)
+			srcOpt := a.opt
+			srcOpt.MustExist = true
+			src, closeSrc, err := a.openURLWith(ctx, from, srcOpt)
 			if err != nil {
 				return fmt.Errorf("--from: %w", err)
 			}
@@ -151,18 +158,28 @@ must not exist in the target.`,
 				return fmt.Errorf("--to: %w", err)
 			}
 			defer closeDst()
-			snap, err := models.Dump(ctx, src, a.product, models.ConfigOnly)
+			// The fences of proxies alive on the source stay behind: those
+			// proxies do not follow the copy, and their fences would refuse
+			// every confirmed action there. Dead proxies' fences come along.
+			live, err := liveFences(ctx, src, a.product)
+			if err != nil {
+				return err
+			}
+			keep := func(rel string, ephemeral bool) bool {
+				return models.ConfigOnly(rel, ephemeral) && !live[models.ProductPath(a.product)+"/"+rel]
+			}
+			snap, err := models.Dump(ctx, src, a.product, keep)
 			if err != nil {
 				return err
 			}
 			if len(snap.Nodes) == 0 {
-				return fmt.Errorf("product %s not found in %s", a.product, from)
+				return fmt.Errorf("product %s not found in %s", a.product, storeurl.Redact(from))
 			}
 			if err := models.Load(ctx, dst, snap, a.product, func(d, t int) { a.progress("copying", d, t) }); err != nil {
 				return err
 			}
 			// Verify: the target's dump is the source's.
-			check, err := models.Dump(ctx, dst, a.product, models.ConfigOnly)
+			check, err := models.Dump(ctx, dst, a.product, keep)
 			if err != nil {
 				return err
 			}
@@ -171,7 +188,11 @@ must not exist in the target.`,
 			if !bytes.Equal(want, got) {
 				return fmt.Errorf("verification failed: the copy differs from the source (%d nodes read, %d in the copy); was the source changing?", len(snap.Nodes), len(check.Nodes))
 			}
-			return a.done(fmt.Sprintf("copied %d nodes of %s; dumps match", len(snap.Nodes), a.product), map[string]interface{}{"nodes": len(snap.Nodes), "verified": true})
+			msg := fmt.Sprintf("copied %d nodes of %s; dumps match", len(snap.Nodes), a.product)
+			if len(live) > 0 {
+				msg += fmt.Sprintf(" (%d fences of proxies live on the source left behind)", len(live))
+			}
+			return a.done(msg, map[string]interface{}{"nodes": len(snap.Nodes), "verified": true, "live_fences_left": len(live)})
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "source store URL")
@@ -179,9 +200,45 @@ must not exist in the target.`,
 	return c
 }
 
+// liveFences are the fence paths of the proxies registered now.
+func liveFences(ctx context.Context, s coord.Store, product string) (map[string]bool, error) {
+	proxies, err := models.ProxyList(ctx, s, product, nil)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	for _, p := range proxies {
+		live[coord.Join(models.GetProxyFencePath(product), p.Addr)] = true
+	}
+	return live, nil
+}
+
+// sameStore reports whether two store URLs name the same embedded
+// directory or the same URL.
+func sameStore(a, b, dataDir string) bool {
+	norm := func(u string) string {
+		if u == "" || u == "embedded" || strings.HasPrefix(u, "embedded:") {
+			d := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(u, "embedded"), ":"), "//")
+			if d == "" {
+				d = dataDir
+			}
+			if abs, err := filepath.Abs(d); err == nil {
+				d = abs
+			}
+			return "embedded:" + filepath.Clean(d)
+		}
+		return strings.TrimSuffix(u, "/")
+	}
+	return norm(a) == norm(b)
+}
+
 // openURL opens another store than --store.
 func (a *app) openURL(ctx context.Context, raw string) (coord.Store, func(), error) {
-	conn, err := storeurl.Dial(ctx, raw, a.opt)
+	return a.openURLWith(ctx, raw, a.opt)
+}
+
+func (a *app) openURLWith(ctx context.Context, raw string, opt storeurl.Options) (coord.Store, func(), error) {
+	conn, err := storeurl.Dial(ctx, raw, opt)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/coord/etcdembed"
+	"github.com/coordkit/coord/internal/backends"
+	"github.com/coordkit/coord/internal/testenv"
+	"github.com/coordkit/coord/models"
+	"github.com/coordkit/coord/models/proxysim"
+)
+
+// ctlEnv is ctl with extra environment variables.
+func ctlEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestReadsNeverCreate: a read on a directory with no store, or of a
+// product that does not exist, fails (naming what there is) and creates
+// nothing; bad input fails with exit 2 before connecting.
+func TestReadsNeverCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "typo")
+	for _, args := range [][]string{{"slot", "list"}, {"group", "list"}, {"proxy", "list"}, {"action", "list"}, {"dump"}, {"lock", "show"}, {"product", "list"}} {
+		fails(t, 1, "holds no embedded store", append([]string{"--data-dir", dir}, args...)...)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("a read created %s (%v)", dir, err)
+	}
+	good := t.TempDir()
+	ok(t, "--data-dir", good, "--product", "shop", "slot", "init")
+	fails(t, 1, `product "shpo" not found in embedded:`+good+` (products there: shop)`, "--data-dir", good, "--product", "shpo", "slot", "list")
+	// Refused before connecting: exit 2, and nothing started (no store made).
+	none := filepath.Join(t.TempDir(), "none")
+	for _, c := range []struct {
+		want string
+		args []string
+	}{
+		{"invalid product name", []string{"--product", "a/b", "slot", "init"}},
+		{"invalid product name", []string{"--product", strings.Repeat("x", 997), "group", "create", "1"}},
+		{`unknown parameter "prefx"`, []string{"--store", "etcd://" + testenv.ClosedPort(t) + "?prefx=a", "slot", "list"}},
+		{"TLS options and a token are for etcd and Consul", []string{"--store", "zk://" + testenv.ClosedPort(t), "--tls-ca", "ca.pem", "slot", "list"}},
+		{"the embedded store takes neither", []string{"--token", "t", "slot", "init"}},
+		{"must be positive", []string{"--timeout", "0s", "slot", "init"}},
+	} {
+		fails(t, 2, c.want, append([]string{"--data-dir", none}, c.args...)...)
+	}
+	if _, err := os.Stat(none); !os.IsNotExist(err) {
+		t.Fatalf("a refused command created %s", none)
+	}
+	// --json failures are JSON too.
+	out, _, code := ctl(t, "--data-dir", good, "--product", "nope", "--json", "slot", "list")
+	if code != 1 || !strings.Contains(out, `"ok":false`) || !strings.Contains(out, `not found`) {
+		t.Fatalf("--json failure: exit %d, %q", code, out)
+	}
+	if out := ok(t, "--version"); !strings.Contains(out, "coordctl version") {
+		t.Fatalf("--version: %q", out)
+	}
+}
+
+// TestDestructiveNeedsYes: destructive commands say what they will do and,
+// off a terminal, do nothing without --yes.
+func TestDestructiveNeedsYes(t *testing.T) {
+	dir := t.TempDir()
+	g := []string{"--data-dir", dir, "--product", "shop"}
+	ok(t, append(g, "slot", "init")...)
+	ok(t, append(g, "group", "create", "1")...)
+	ok(t, append(g, "group", "add-server", "1", "127.0.0.1:6379", "--type", "master")...)
+	ok(t, append(g, "slot", "range-set", "0", "1023", "1")...)
+	fails(t, 2, "sets all 1024 slots of shop offline and unassigned (1024 are not offline now", append(g, "slot", "init", "--force")...)
+	if list := ok(t, append(g, "slot", "list")...); strings.Join(strings.Fields(strings.Split(list, "\n")[1]), " ") != "0-1023 1 online -1 -1" {
+		t.Fatalf("a refused slot init changed the slots:\n%s", list)
+	}
+	fails(t, 2, "product remove deletes product shop", append(g, "product", "remove")...)
+	ok(t, append(g, "slot", "list")...)
+	ok(t, append(g, "slot", "init", "--force", "--yes")...)
+	if list := ok(t, append(g, "slot", "list")...); strings.Join(strings.Fields(strings.Split(list, "\n")[1]), " ") != "0-1023 -1 offline -1 -1" {
+		t.Fatalf("slot init --force --yes:\n%s", list)
+	}
+	ok(t, append(g, "product", "remove", "--yes")...)
+	fails(t, 1, `product "shop" not found`, append(g, "slot", "list")...)
+}
+
+// TestDemoLeavesOtherProductsAlone: the demo runs on the embedded store's
+// own demo product; COORD_STORE and COORD_PRODUCT do not steer it, and it
+// replaces another existing product only with --force.
+func TestDemoLeavesOtherProductsAlone(t *testing.T) {
+	testenv.Addr(t, "zk")
+	b := backends.All()[1]
+	ns := backends.Namespace(t)
+	s := b.Open(t, ns)
+	ctx := context.Background()
+	must(t, models.InitSlotSet(ctx, s, "prod", models.DEFAULT_SLOT_NUM))
+	dir := t.TempDir()
+	out, errs, code := ctlEnv(t, []string{"COORD_STORE=" + b.URL(ns), "COORD_PRODUCT=prod"}, "--data-dir", dir, "demo", "--proxies", "1")
+	if code != 0 || !strings.Contains(out, "store embedded:"+dir+", product demo") {
+		t.Fatalf("demo with COORD_STORE set: exit %d\n%s%s", code, out, errs)
+	}
+	if sl, err := models.GetSlot(ctx, s, "prod", 0); err != nil || sl.GroupId != models.INVALID_ID {
+		t.Fatalf("the demo touched the product named by COORD_*: %v %v", sl, err)
+	}
+	fails(t, 1, "the demo would delete it", "--store", b.URL(ns), "--product", "prod", "demo")
+	if _, err := models.GetSlot(ctx, s, "prod", 0); err != nil {
+		t.Fatalf("a refused demo deleted the product: %v", err)
+	}
+	// Its own product on the embedded store it replaces without asking.
+	ok(t, "--data-dir", dir, "demo", "--proxies", "1")
+}
+
+// TestEmbeddedDirInUse: a second process on a data directory in use fails
+// at once naming the holder; copy to the same store is refused.
+func TestEmbeddedDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	ok(t, "--data-dir", dir, "slot", "init")
+	srv, err := etcdembed.Start(filepath.Join(dir, "etcd"), etcdembed.Options{})
+	must(t, err)
+	defer srv.Close()
+	start := time.Now()
+	fails(t, 1, "in use by pid "+strconv.Itoa(os.Getpid()), "--data-dir", dir, "--timeout", "5m", "slot", "list")
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("the refusal took %v", d)
+	}
+	fails(t, 2, "name the same store", "--data-dir", dir, "copy", "--from", "embedded", "--to", "embedded:"+dir)
+}
+
+// TestInterruptedAndCutShort: Ctrl-C exits 130 saying so; a confirmation
+// cut short by --timeout says that the silent proxy was not marked offline.
+func TestInterruptedAndCutShort(t *testing.T) {
+	testenv.Addr(t, "zk")
+	b := backends.All()[1]
+	ns := backends.Namespace(t)
+	s := b.Open(t, ns)
+	ctx := context.Background()
+	must(t, models.InitSlotSet(ctx, s, "shop", models.DEFAULT_SLOT_NUM))
+	g := models.NewServerGroup("shop", 1)
+	must(t, g.Create(ctx, s))
+	must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""))
+	args := []string{"--store", b.URL(ns), "--product", "shop"}
+
+	// Interrupted while waiting for the lock.
+	lock, err := models.NewProductLock(s, "shop", "held by the test")
+	must(t, err)
+	must(t, lock.Lock(ctx))
+	cmd := exec.Command(bin, append(args, "group", "create", "2")...)
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	must(t, cmd.Start())
+	time.Sleep(2 * time.Second)
+	must(t, cmd.Process.Signal(syscall.SIGINT))
+	err = cmd.Wait()
+	ee, _ := err.(*exec.ExitError)
+	if ee == nil || ee.ExitCode() != 130 || !strings.Contains(errb.String(), "interrupted") {
+		t.Fatalf("Ctrl-C: %v, stderr %q; want exit 130 saying interrupted", err, errb.String())
+	}
+	must(t, lock.Unlock(ctx))
+
+	// A silent proxy holds up a confirmed change past --timeout.
+	must(t, models.SetSlotRange(ctx, s, "shop", 0, 1023, 1, models.SLOT_STATUS_ONLINE))
+	p, err := proxysim.Start(ctx, b.Open(t, ns), "shop", models.ProxyInfo{Id: "mute", Addr: "127.0.0.1:19001", Pid: os.Getpid(), StartAt: "now"}, proxysim.Options{Mute: true})
+	must(t, err)
+	defer p.Stop()
+	must(t, models.SetProxyStatus(ctx, s, "shop", "mute", models.PROXY_STATE_ONLINE))
+	<-p.Ready()
+	fails(t, 1, "mute had not answered when the wait was cut short; they were not marked offline", append(args, "--timeout", "3s", "slot", "set", "5", "--group", "1")...)
+	pi, err := models.GetProxyInfo(ctx, s, "shop", "mute")
+	must(t, err)
+	if pi.State != models.PROXY_STATE_ONLINE {
+		t.Fatalf("proxy state %s after the cut-short wait; the message says it was left alone", pi.State)
+	}
+}
+
+// TestCopyLeavesSessionsBehind: copy carries what defines the product, and a
+// dead proxy's fence, but not the fence of a proxy alive on the source (it
+// does not follow the copy, and its fence would refuse every confirmed
+// action there) nor a lock node a Codis 2 tool left persistent.
+func TestCopyLeavesSessionsBehind(t *testing.T) {
+	testenv.Addr(t, "zk")
+	b := backends.All()[1]
+	ns := backends.Namespace(t)
+	s := b.Open(t, ns)
+	ctx := context.Background()
+	must(t, models.InitSlotSet(ctx, s, "shop", models.DEFAULT_SLOT_NUM))
+	g := models.NewServerGroup("shop", 1)
+	must(t, g.Create(ctx, s))
+	must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""))
+	must(t, models.SetSlotRange(ctx, s, "shop", 0, 1023, 1, models.SLOT_STATUS_ONLINE))
+	p, err := proxysim.Start(ctx, b.Open(t, ns), "shop", models.ProxyInfo{Id: "live", Addr: "127.0.0.1:19002", Pid: os.Getpid(), StartAt: "now"}, proxysim.Options{})
+	must(t, err)
+	defer p.Stop()
+	_, err = models.CreateProxyFenceNode(ctx, s, "shop", &models.ProxyInfo{Addr: "127.0.0.1:19003"}) // a dead proxy's
+	must(t, err)
+	root := models.ProductPath("shop")
+	must(t, coord.MkdirAll(ctx, s, root+"/LOCK"))
+	_, err = s.Create(ctx, root+"/LOCK/0000000001", []byte(`{"desc":"codis-config","hostname":"h","pid":1}`), coord.Persistent)
+	must(t, err)
+	dst := "embedded:" + t.TempDir()
+	out := ok(t, "--product", "shop", "copy", "--from", b.URL(ns), "--to", dst)
+	if !strings.Contains(out, "dumps match (1 fences of proxies live on the source left behind)") {
+		t.Fatalf("copy: %s", out)
+	}
+	dump := ok(t, "--store", dst, "--product", "shop", "dump")
+	if strings.Contains(dump, "19002") || strings.Contains(dump, `"LOCK`) || !strings.Contains(dump, "fence/127.0.0.1:19003") {
+		t.Fatalf("the copy holds the live fence or the lock, or lacks the dead fence:\n%s", dump)
+	}
+}
