@@ -151,7 +151,7 @@ func (a *app) slotCmd() *cobra.Command {
 	listCmd.Flags().BoolVar(&migrating, "migrating", false, "only slots in migrate or pre_migrate")
 	var toGroup int
 	migrateCmd := &cobra.Command{
-		Use: "migrate FROM [TO] --to GROUP", Short: "Start migrating slots to GROUP: pre_migrate then migrate, each confirmed", Args: cobra.RangeArgs(1, 2),
+		Use: "migrate FROM [TO] --to GROUP", Short: "Mark slots migrating to GROUP: pre_migrate then migrate, each confirmed (moves no keys: see migrate-done)", Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, to, err := slotRange(args)
 			if err != nil {
@@ -170,14 +170,30 @@ func (a *app) slotCmd() *cobra.Command {
 		},
 	}
 	migrateCmd.Flags().IntVar(&toGroup, "to", 0, "target group")
+	var doneForce bool
+	donePassword := os.Getenv("REDIS_PASSWORD")
 	doneCmd := &cobra.Command{
-		Use: "migrate-done FROM [TO]", Short: "Mark migrated slots online in their new group (confirmed)", Args: cobra.RangeArgs(1, 2),
+		Use: "migrate-done FROM [TO]", Short: "Mark migrated slots online in their new group, once their keys have left the old one (confirmed)",
+		Long: `migrate-done marks the slots FROM..TO that are migrating online in their new
+group. coordctl moves no keys: a migration tool does (Codis 2's dashboard, or
+codis-config slot migrate, which send SLOTSMGRTSLOT). So migrate-done first
+checks that the master of each slot's source group holds no key of it any
+more: with SLOTSINFO where the server has it (Codis's Redis), otherwise by
+SCANning every key and hashing it as Codis does (CRC-32 of the key or its
+{hash tag}, modulo 1024), with a progress line. It refuses while keys are
+left; --force skips the check (those keys are then lost to clients).`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, to, err := slotRange(args)
 			if err != nil {
 				return err
 			}
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+				if !doneForce {
+					if err := a.checkMigrated(ctx, s, a.product, from, to, donePassword); err != nil {
+						return err
+					}
+				}
 				n, err := finishMigration(ctx, s, a.product, from, to, func(d, t int) { a.progress("finishing", d, t) })
 				if err != nil {
 					return err
@@ -186,6 +202,8 @@ func (a *app) slotCmd() *cobra.Command {
 			})
 		},
 	}
+	doneCmd.Flags().BoolVar(&doneForce, "force", false, "skip the check that the keys have left the source group")
+	doneCmd.Flags().StringVar(&donePassword, "password", donePassword, "Redis password for the check (env REDIS_PASSWORD; never printed)")
 	c.AddCommand(initCmd, rangeCmd, setCmd, listCmd, migrateCmd, doneCmd)
 	return c
 }

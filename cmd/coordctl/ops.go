@@ -8,11 +8,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/redisc"
 	"github.com/coordkit/coord/models"
 	"github.com/coordkit/coord/storeurl"
 )
@@ -42,6 +45,62 @@ func migrate(ctx context.Context, s coord.Store, product string, from, to, group
 		progress(id-from+1, to-from+1)
 	}
 	return n, nil
+}
+
+// checkMigrated fails unless the source master of every slot migrating in
+// from..to holds no key of it any more: keys are moved by the migration
+// tool (Codis 2's dashboard or codis-config slot migrate, SLOTSMGRTSLOT),
+// not by coordctl, and a slot set online in its new group with keys left
+// in the old one loses them for every client.
+func (a *app) checkMigrated(ctx context.Context, s coord.Store, product string, from, to int, passwd string) error {
+	bySource := map[int]map[int]bool{} // source group -> slots
+	for id := from; id <= to; id++ {
+		sl, err := models.GetSlot(ctx, s, product, id)
+		if err != nil {
+			return err
+		}
+		if sl.State.Status != models.SLOT_STATUS_MIGRATE {
+			continue
+		}
+		src := sl.State.MigrateStatus.From
+		if bySource[src] == nil {
+			bySource[src] = map[int]bool{}
+		}
+		bySource[src][id] = true
+	}
+	for src, slots := range bySource {
+		master, err := models.NewServerGroup(product, src).Master(ctx, s)
+		if err != nil {
+			return fmt.Errorf("group %d, the source of the migration: %w (--force skips the check)", src, err)
+		}
+		if master == nil {
+			return fmt.Errorf("group %d, the source of the migration, has no master to check (--force skips the check)", src)
+		}
+		counts, method, err := redisc.SlotKeys(master.Addr, passwd, slots, models.DEFAULT_SLOT_NUM, 10*time.Second, func(done, total int64) {
+			if total > 0 {
+				a.progress(fmt.Sprintf("scanning %s for keys of migrated slots", master.Addr), int(min(done, total)), int(total))
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("checking that the migrated slots left group %d: %w (--force skips the check)", src, err)
+		}
+		if len(counts) > 0 {
+			ids := make([]int, 0, len(counts))
+			total := int64(0)
+			for id, n := range counts {
+				ids = append(ids, id)
+				total += n
+			}
+			sort.Ints(ids)
+			shown := ids
+			if len(shown) > 10 {
+				shown = shown[:10]
+			}
+			return fmt.Errorf("%d keys of %d migrating slots (%s) are still on %s, the master of group %d (counted by %s): move them first (coordctl moves no keys: Codis 2's dashboard or codis-config slot migrate do, with SLOTSMGRTSLOT), or --force to mark the slots done anyway and lose those keys for clients",
+				total, len(ids), strings.Trim(strings.Join(strings.Fields(fmt.Sprint(shown)), ","), "[]"), master.Addr, src, method)
+		}
+	}
+	return nil
 }
 
 // finishMigration marks migrating slots online in their new group.

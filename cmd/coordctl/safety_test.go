@@ -14,6 +14,7 @@ import (
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/coord/etcdembed"
 	"github.com/coordkit/coord/internal/backends"
+	"github.com/coordkit/coord/internal/redisc"
 	"github.com/coordkit/coord/internal/testenv"
 	"github.com/coordkit/coord/models"
 	"github.com/coordkit/coord/models/proxysim"
@@ -221,5 +222,53 @@ func TestCopyLeavesSessionsBehind(t *testing.T) {
 	dump := ok(t, "--store", dst, "--product", "shop", "dump")
 	if strings.Contains(dump, "19002") || strings.Contains(dump, `"LOCK`) || !strings.Contains(dump, "fence/127.0.0.1:19003") {
 		t.Fatalf("the copy holds the live fence or the lock, or lacks the dead fence:\n%s", dump)
+	}
+}
+
+// TestMigrateDoneChecksKeys: migrate-done refuses while the source master
+// still holds keys of the slots, by SCAN on a plain Redis, and goes through
+// once they are gone (or with --force).
+func TestMigrateDoneChecksKeys(t *testing.T) {
+	src, dst := testenv.RedisServer(t, "pw"), testenv.RedisServer(t, "pw")
+	dir := t.TempDir()
+	g := []string{"--data-dir", dir, "--product", "shop"}
+	ok(t, append(g, "slot", "init")...)
+	for i, addr := range []string{src, dst} {
+		id := strconv.Itoa(i + 1)
+		ok(t, append(g, "group", "create", id)...)
+		ok(t, append(g, "group", "add-server", id, addr, "--type", "master")...)
+	}
+	ok(t, append(g, "slot", "range-set", "0", "1023", "1")...)
+	c, err := redisc.Dial(src, "pw", 5*time.Second)
+	must(t, err)
+	defer c.Close()
+	var inRange []string
+	for i := 0; i < 2000; i++ {
+		k := "user:" + strconv.Itoa(i)
+		_, err := c.Do("SET", k, "v")
+		must(t, err)
+		if redisc.SlotOf(k, 1024) < 10 {
+			inRange = append(inRange, k)
+		}
+	}
+	ok(t, append(g, "slot", "migrate", "0", "9", "--to", "2")...)
+	out, errs, code := ctlEnv(t, []string{"REDIS_PASSWORD=pw"}, append(g, "slot", "migrate-done", "0", "9")...)
+	if code != 1 || !strings.Contains(errs, strconv.Itoa(len(inRange))+" keys of") || !strings.Contains(errs, "still on "+src) || !strings.Contains(errs, "SCAN") {
+		t.Fatalf("migrate-done with %d keys left: exit %d\n%s%s", len(inRange), code, out, errs)
+	}
+	if mig := ok(t, append(g, "slot", "list", "--migrating")...); !strings.Contains(mig, "0-9") {
+		t.Fatalf("a refused migrate-done changed the slots:\n%s", mig)
+	}
+	fails(t, 1, "AUTH", append(g, "slot", "migrate-done", "0", "9", "--password", "wrong")...)
+	for _, k := range inRange { // what a migration tool does
+		_, err := c.Do("DEL", k)
+		must(t, err)
+	}
+	_, _, code = ctlEnv(t, []string{"REDIS_PASSWORD=pw"}, append(g, "slot", "migrate-done", "0", "9")...)
+	if code != 0 {
+		t.Fatal("migrate-done refused with no keys left")
+	}
+	if list := ok(t, append(g, "slot", "list")...); !strings.Contains(strings.Join(strings.Fields(list), " "), "0-9 2 online") {
+		t.Fatalf("after migrate-done:\n%s", list)
 	}
 }
