@@ -58,6 +58,17 @@ func WithLock(ctx context.Context, lock *ProductLock) context.Context {
 	return context.WithValue(ctx, lockKey{lock.product}, lock)
 }
 
+type noLockKey struct{}
+
+// WithoutLock returns ctx telling the models functions called with it to
+// make their changes without the product lock: for emergencies only (a
+// holder that is alive but stuck, when even ForceRemoveLock is not wanted).
+// Changes made so are not serialized with other writers, so a Codis 2 proxy
+// may miss an action announced at the same time as another.
+func WithoutLock(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noLockKey{}, true)
+}
+
 // heldLock returns the product lock ctx says the caller holds, if any.
 func heldLock(ctx context.Context, product string) *ProductLock {
 	l, _ := ctx.Value(lockKey{product}).(*ProductLock)
@@ -72,6 +83,9 @@ func heldLock(ctx context.Context, product string) *ProductLock {
 func locked(ctx context.Context, store coord.Store, product, op string, fn func(ctx context.Context, store coord.Store) error) error {
 	if err := ValidateProductName(product); err != nil {
 		return errorf(op, "", err)
+	}
+	if ctx.Value(noLockKey{}) != nil {
+		return fn(ctx, store)
 	}
 	if l := heldLock(ctx, product); l != nil {
 		if l.Node() == "" {

@@ -41,6 +41,7 @@ type app struct {
 	product  string
 	jsonOut  bool
 	yes      bool
+	noLock   bool
 	timeout  time.Duration
 	opt      storeurl.Options
 	// progressOpen is set while a progress line is unended.
@@ -139,6 +140,7 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
 	f.StringVar(&a.storeURL, "store", envOr("COORD_STORE", "embedded"), "store URL (env COORD_STORE)")
 	f.StringVar(&a.product, "product", envOr("COORD_PRODUCT", "demo"), "product name (env COORD_PRODUCT)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON for scripts")
+	f.BoolVar(&a.noLock, "no-lock", false, "EMERGENCY ONLY: change the product without taking its lock (R/LOCK); concurrent writers can then make proxies miss actions")
 	f.BoolVar(&a.yes, "yes", false, "go on with destructive commands without asking (needed when not on a terminal)")
 	f.DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
 	f.StringVar(&a.opt.DataDir, "data-dir", storeurl.DefaultDataDir(), "where the embedded store keeps its data")
@@ -151,7 +153,7 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
 	a.opt.ZKLeaf = models.IsLeafNode // Codis 2's ACLs on ZooKeeper
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(parent(a.slotCmd()), parent(a.groupCmd()), parent(a.proxyCmd()), parent(a.actionCmd()), parent(a.lockCmd()),
-		parent(a.productCmd()), a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
+		parent(a.productCmd()), parent(a.rawCmd()), a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
 	return root
 }
 
@@ -202,9 +204,15 @@ func (a *app) close() {
 	}
 }
 
-// ctx bounds a command by --timeout.
+// ctx bounds a command by --timeout (and, with --no-lock, tells the models
+// functions not to take the product lock, after a warning).
 func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(cmd.Context(), a.timeout)
+	ctx := cmd.Context()
+	if a.noLock {
+		fmt.Fprintf(a.errOut, "coordctl: WARNING: --no-lock: changing product %s without its lock; a writer at the same time can make proxies miss an action\n", a.product)
+		ctx = models.WithoutLock(ctx)
+	}
+	return context.WithTimeout(ctx, a.timeout)
 }
 
 // print writes v as JSON with --json, else calls human.

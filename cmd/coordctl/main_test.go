@@ -243,6 +243,13 @@ func TestLockHolderNamed(t *testing.T) {
 			if _, err := models.GetGroup(ctx, s, "shop", 5); !errors.Is(err, models.ErrGroupNotFound) {
 				t.Fatalf("group 5 after a refused create: %v", err)
 			}
+			// --no-lock goes through the held lock, loudly.
+			if _, errs, code := ctl(t, append(g, "--no-lock", "group", "create", "6")...); code != 0 || !strings.Contains(errs, "WARNING: --no-lock") {
+				t.Fatalf("--no-lock: exit %d, %q", code, errs)
+			}
+			if _, err := models.GetGroup(ctx, s, "shop", 6); err != nil {
+				t.Fatalf("group 6 after --no-lock: %v", err)
+			}
 			if out := ok(t, append(g, "lock", "force-remove")...); !strings.Contains(out, `removed the lock held by "dashboard: rebalance"`) {
 				t.Fatalf("force-remove: %s", out)
 			}

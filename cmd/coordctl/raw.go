@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/models"
+)
+
+// rawNode is a node as raw get, stat and watch print it with --json.
+type rawNode struct {
+	Path      string `json:"path"`
+	Data      string `json:"data,omitempty"`
+	Binary    bool   `json:"binary,omitempty"` // Data is not UTF-8 and was left out
+	Version   int64  `json:"version"`
+	Ephemeral bool   `json:"ephemeral"`
+	Owner     string `json:"owner,omitempty"`
+	Absent    bool   `json:"absent,omitempty"` // watch: the node does not exist
+}
+
+func newRawNode(path string, data []byte, st coord.Stat, withData bool) rawNode {
+	n := rawNode{Path: path, Version: st.Version, Ephemeral: st.Ephemeral, Owner: st.Owner}
+	if withData {
+		if utf8.Valid(data) {
+			n.Data = string(data)
+		} else {
+			n.Binary = true
+		}
+	}
+	return n
+}
+
+// productOf is the product whose subtree holds path, if any.
+func productOf(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "/zk/codis/db_")
+	if !ok {
+		return "", false
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	return name, models.ValidateProductName(name) == nil
+}
+
+// rawWrite runs op; under the product lock (fenced by it) when the path is
+// in a product, as every other change is.
+func (a *app) rawWrite(ctx context.Context, s coord.Store, op coord.Op) error {
+	product, ok := productOf(op.Path)
+	if !ok || a.noLock {
+		_, err := s.Txn(ctx, op)
+		return err
+	}
+	lock, err := models.NewProductLock(s, product, "coordctl raw "+string(op.Kind)+" "+op.Path)
+	if err != nil {
+		return err
+	}
+	if err := lock.Lock(ctx); err != nil {
+		holder := ""
+		if info, _, herr := models.LockHolder(context.WithoutCancel(ctx), s, product); herr == nil && info != nil {
+			holder = fmt.Sprintf(" (held by %q on %s, pid %d)", info.Desc, info.Hostname, info.Pid)
+		}
+		return fmt.Errorf("the product lock of %s%s: %w", product, holder, err)
+	}
+	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
+	_, err = s.Txn(ctx, lock.Fence(), op)
+	var te *coord.TxnError
+	if errors.As(err, &te) {
+		if te.Index == 0 {
+			return fmt.Errorf("%w: the product lock was lost before the write; nothing written", coord.ErrLockLost)
+		}
+		return coord.Errorf(string(op.Kind), op.Path, te.Err)
+	}
+	return err
+}
+
+func (a *app) rawCmd() *cobra.Command {
+	c := &cobra.Command{Use: "raw", Short: "The escape hatch: nodes by path (get, stat, ls, put, rm, watch)",
+		Long: `raw reads and writes single nodes of the store by their path (as models lays
+them out: /zk/codis/db_<product>/...), for repairs no other command makes.
+Writes are compare-and-set: give the version that raw stat shows. A write
+inside a product takes the product lock, as every other change does.`}
+	get := &cobra.Command{Use: "get PATH", Short: "Print a node's data", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		a.opt.MustExist = true
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			data, st, err := s.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.print(newRawNode(args[0], data, st, true), nil)
+			}
+			_, err = a.out.Write(data)
+			if err == nil && len(data) > 0 && data[len(data)-1] != '\n' && isTerminal(os.Stdout) {
+				fmt.Fprintln(a.out)
+			}
+			return err
+		})
+	}}
+	stat := &cobra.Command{Use: "stat PATH", Short: "Print a node's version, kind and owner", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		a.opt.MustExist = true
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			data, st, err := s.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			n := newRawNode(args[0], data, st, false)
+			return a.print(n, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "path\t%s\nversion\t%d\nephemeral\t%v\nowner\t%s\nbytes\t%d\n", n.Path, n.Version, n.Ephemeral, n.Owner, len(data))
+			})
+		})
+	}}
+	ls := &cobra.Command{Use: "ls PATH", Short: "List a node's children", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		a.opt.MustExist = true
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			kids, err := s.Children(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(kids, func(w *tabwriter.Writer) {
+				for _, k := range kids {
+					fmt.Fprintln(w, k)
+				}
+			})
+		})
+	}}
+	var version int64
+	var create bool
+	put := &cobra.Command{Use: "put PATH [DATA|-]", Short: "Write a node: --version N (compare-and-set) or --create", Args: cobra.RangeArgs(1, 2), RunE: func(cmd *cobra.Command, args []string) error {
+		if create == cmd.Flags().Changed("version") {
+			return usageError{fmt.Errorf("raw put needs one of --version N (the node's version, from raw stat) or --create")}
+		}
+		var data []byte
+		switch {
+		case len(args) == 1:
+		case args[1] == "-":
+			b, err := io.ReadAll(os.Stdin)
+			if err != nil {
+				return err
+			}
+			data = b
+		default:
+			data = []byte(args[1])
+		}
+		if err := coord.ValidatePath(args[0]); err != nil {
+			return usageError{err}
+		}
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			op := coord.SetOp(args[0], data, version)
+			if create {
+				op = coord.CreateOp(args[0], data, coord.Persistent)
+			}
+			if err := a.rawWrite(ctx, s, op); err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("wrote %d bytes to %s", len(data), args[0]), map[string]interface{}{"path": args[0], "bytes": len(data)})
+		})
+	}}
+	put.Flags().Int64Var(&version, "version", 0, "the node's current version (compare-and-set)")
+	put.Flags().BoolVar(&create, "create", false, "create the node (persistent; its parent must exist)")
+	var rmVersion int64
+	rm := &cobra.Command{Use: "rm PATH --version N", Short: "Delete a node (no children) at the version raw stat shows", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		if !cmd.Flags().Changed("version") {
+			return usageError{fmt.Errorf("raw rm needs --version N (the node's version, from raw stat)")}
+		}
+		if err := coord.ValidatePath(args[0]); err != nil {
+			return usageError{err}
+		}
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			if err := a.confirm(fmt.Sprintf("raw rm deletes %s", args[0])); err != nil {
+				return err
+			}
+			if err := a.rawWrite(ctx, s, coord.DeleteOp(args[0], rmVersion)); err != nil {
+				return err
+			}
+			return a.done(fmt.Sprintf("deleted %s", args[0]), map[string]interface{}{"path": args[0]})
+		})
+	}}
+	rm.Flags().Int64Var(&rmVersion, "version", 0, "the node's current version")
+	var count int
+	watch := &cobra.Command{Use: "watch PATH", Short: "Print a node's data each time it changes (until --timeout, Ctrl-C or --count)", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		a.opt.MustExist = true
+		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			events, err := s.WatchData(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			seen := 0
+			for ev := range events {
+				if ev.Err != nil {
+					return ev.Err
+				}
+				n := newRawNode(args[0], ev.Data, ev.Stat, true)
+				n.Absent = !ev.Exists
+				if err := a.print(n, func(w *tabwriter.Writer) {
+					if n.Absent {
+						fmt.Fprintln(w, "(no node)")
+						return
+					}
+					fmt.Fprintf(w, "version %d\t%s\n", n.Version, n.Data)
+				}); err != nil {
+					return err
+				}
+				if seen++; count > 0 && seen >= count {
+					return nil
+				}
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil // --timeout is how a watch is meant to end
+			}
+			return ctx.Err()
+		})
+	}}
+	watch.Flags().IntVar(&count, "count", 0, "stop after this many states (0: no limit)")
+	c.AddCommand(get, stat, ls, put, rm, watch)
+	return c
+}
