@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/redisc"
 	"github.com/coordkit/coord/models"
 )
 
@@ -84,6 +85,7 @@ func (a *app) slotCmd() *cobra.Command {
 	rangeCmd.Flags().StringVar(&status, "status", "online", "online or offline")
 	var setGroup int
 	var setStatus string
+	var setForce bool
 	setCmd := &cobra.Command{
 		Use: "set ID", Short: "Set one slot's group and status (confirmed)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -91,10 +93,17 @@ func (a *app) slotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			st := models.SlotStatus(setStatus)
+			if st == models.SLOT_STATUS_MIGRATE || st == models.SLOT_STATUS_PRE_MIGRATE {
+				return usageError{fmt.Errorf("slot set --status %s: a migration needs its source and target; use slot migrate ID --to GROUP", st)}
+			}
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 				sl, err := models.GetSlot(ctx, s, a.product, id)
 				if err != nil {
 					return err
+				}
+				if cmd.Flags().Changed("group") && setGroup != sl.GroupId && sl.State.Status != models.SLOT_STATUS_OFFLINE && !setForce {
+					return fmt.Errorf("slot %d is %s in group %d: moving it to group %d without migrating leaves its keys behind; use slot migrate, or set it offline first, or --force", sl.Id, sl.State.Status, sl.GroupId, setGroup)
 				}
 				if cmd.Flags().Changed("group") {
 					sl.GroupId = setGroup
@@ -113,6 +122,7 @@ func (a *app) slotCmd() *cobra.Command {
 		},
 	}
 	setCmd.Flags().IntVar(&setGroup, "group", models.INVALID_ID, "group id")
+	setCmd.Flags().BoolVar(&setForce, "force", false, "regroup a slot that is not offline (its keys stay in the old group)")
 	setCmd.Flags().StringVar(&setStatus, "status", "", "online, offline, migrate or pre_migrate")
 	var migrating bool
 	listCmd := &cobra.Command{
@@ -238,9 +248,18 @@ func (a *app) groupCmd() *cobra.Command {
 			return a.done(fmt.Sprintf("group %d removed", g.Id), map[string]interface{}{"group": g.Id})
 		})
 	})
-	add := withGroup("add-server GROUP ADDR", "Add a Redis server (a slave is pointed at the master)", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
+	var addForce bool
+	add := withGroup("add-server GROUP ADDR", "Add a Redis server (a slave is pointed at the master; a master must be a reachable Redis master in no other group)", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
+		if err := models.ValidateAddr(args[0]); err != nil {
+			return usageError{err}
+		}
 		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 			srv := models.NewServer(serverType, args[0])
+			if !addForce {
+				if err := checkNewServer(ctx, s, a.product, g.Id, srv, password); err != nil {
+					return err
+				}
+			}
 			if err := g.AddServer(ctx, s, srv, password); err != nil {
 				return err
 			}
@@ -248,6 +267,7 @@ func (a *app) groupCmd() *cobra.Command {
 		})
 	})
 	add.Flags().StringVar(&serverType, "type", models.SERVER_TYPE_SLAVE, "master or slave (the first server of a group is its master)")
+	add.Flags().BoolVar(&addForce, "force", false, "skip the checks (the server in no other group; a master reachable and not a replica)")
 	rm := withGroup("remove-server GROUP ADDR", "Remove a server (not the master)", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
 		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 			if err := g.RemoveServer(ctx, s, args[0]); err != nil {
@@ -541,4 +561,31 @@ func (a *app) productCmd() *cobra.Command {
 	remove.Flags().BoolVar(&force, "force", false, "remove even with proxies registered or the lock held")
 	c.AddCommand(list, remove)
 	return c
+}
+
+// checkNewServer refuses a server that another group of the product has, and
+// a master that is not a reachable Redis master.
+func checkNewServer(ctx context.Context, s coord.Store, product string, group int, srv *models.Server, passwd string) error {
+	groups, err := models.ServerGroups(ctx, s, product)
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		for _, other := range g.Servers {
+			if other.Addr == srv.Addr && g.Id != group {
+				return fmt.Errorf("%s is already in group %d (as %s): one Redis serves one group (--force skips the check)", srv.Addr, g.Id, other.Type)
+			}
+		}
+	}
+	if srv.Type != models.SERVER_TYPE_MASTER {
+		return nil
+	}
+	info, err := redisc.Info(srv.Addr, passwd, "replication", 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("the new master %s cannot be checked: %w (--force adds it anyway)", srv.Addr, err)
+	}
+	if role := info["role"]; role != "master" {
+		return fmt.Errorf("the new master %s is a Redis %s (of %s:%s), read-only to clients: make it a master first or add it as a slave (--force adds it anyway)", srv.Addr, role, info["master_host"], info["master_port"])
+	}
+	return nil
 }

@@ -88,7 +88,8 @@ func TestCommands(t *testing.T) {
 			fails(t, 1, "has 1024 slots already", append(g, "slot", "init")...)
 			run("group", "create", "1")
 			run("group", "create", "2")
-			run("group", "add-server", "1", "127.0.0.1:6379", "--type", "master")
+			fails(t, 1, "cannot be checked", append(g, "group", "add-server", "1", "127.0.0.1:6379", "--type", "master")...)
+			run("group", "add-server", "1", "127.0.0.1:6379", "--type", "master", "--force") // no Redis there: the check is skipped
 			run("group", "add-server", "2", "127.0.0.1:6380")
 			run("slot", "range-set", "0", "511", "1")
 			run("slot", "range-set", "512", "1023", "2")
@@ -150,7 +151,7 @@ func TestCommands(t *testing.T) {
 			fails(t, 1, "exists", append(g, "load", path)...)
 			// The loaded product is its own: changing it leaves shop alone.
 			g2 := append(append([]string{}, g[:2]...), "--product", "shop2")
-			ok(t, append(g2, "slot", "set", "600", "--group", "1")...)
+			ok(t, append(g2, "slot", "set", "600", "--group", "1", "--force")...)
 			var s600 map[string]interface{}
 			must(t, json.Unmarshal([]byte(run("--json", "slot", "list")), &slots))
 			s600 = slots[600]

@@ -86,7 +86,7 @@ func TestDestructiveNeedsYes(t *testing.T) {
 	g := []string{"--data-dir", dir, "--product", "shop"}
 	ok(t, append(g, "slot", "init")...)
 	ok(t, append(g, "group", "create", "1")...)
-	ok(t, append(g, "group", "add-server", "1", "127.0.0.1:6379", "--type", "master")...)
+	ok(t, append(g, "group", "add-server", "1", "127.0.0.1:6379", "--type", "master", "--force")...)
 	ok(t, append(g, "slot", "range-set", "0", "1023", "1")...)
 	fails(t, 2, "sets all 1024 slots of shop offline and unassigned (1024 are not offline now", append(g, "slot", "init", "--force")...)
 	if list := ok(t, append(g, "slot", "list")...); strings.Join(strings.Fields(strings.Split(list, "\n")[1]), " ") != "0-1023 1 online -1 -1" {
@@ -236,9 +236,25 @@ func TestMigrateDoneChecksKeys(t *testing.T) {
 	for i, addr := range []string{src, dst} {
 		id := strconv.Itoa(i + 1)
 		ok(t, append(g, "group", "create", id)...)
-		ok(t, append(g, "group", "add-server", id, addr, "--type", "master")...)
+		ok(t, append(g, "group", "add-server", id, addr, "--type", "master", "--password", "pw")...)
 	}
 	ok(t, append(g, "slot", "range-set", "0", "1023", "1")...)
+	// Impossible states are refused, nothing written.
+	fails(t, 1, "is already in group 1", append(g, "group", "add-server", "2", src)...)
+	fails(t, 1, "cannot be checked", append(g, "group", "add-server", "2", testenv.ClosedPort(t), "--type", "master")...)
+	replica := testenv.RedisServer(t, "pw")
+	must(t, redisc.SlaveOf(replica, src, "pw", 5*time.Second))
+	ok(t, append(g, "group", "create", "3")...)
+	fails(t, 1, "is a Redis slave", append(g, "group", "add-server", "3", replica, "--type", "master", "--password", "pw")...)
+	fails(t, 1, "leaves its keys behind", append(g, "slot", "set", "500", "--group", "2")...)
+	fails(t, 2, "needs its source and target", append(g, "slot", "set", "500", "--status", "migrate")...)
+	if groups := ok(t, append(g, "group", "list")...); strings.Count(groups, "127.0.0.1:") != 2 {
+		t.Fatalf("refused servers were added:\n%s", groups)
+	}
+	if sl := ok(t, append(g, "--json", "slot", "list")...); !strings.Contains(sl, `"id": 500,
+    "group_id": 1`) {
+		t.Fatal("a refused slot set changed slot 500")
+	}
 	c, err := redisc.Dial(src, "pw", 5*time.Second)
 	must(t, err)
 	defer c.Close()
