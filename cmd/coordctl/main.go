@@ -121,7 +121,20 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
   etcd://[user:pass@]host:port[,host:port][?prefix=coord]
   consul://host:port[?prefix=coord&dc=dc1]         (--token, or CONSUL_HTTP_TOKEN)
   embedded[:DIR]                                   an etcd inside coordctl (default),
-                                                   data in --data-dir`,
+                                                   data in --data-dir
+
+Every change takes the product lock (R/LOCK), as Codis 2 tools do; a lock
+held by another writer fails the command naming the holder (lock show).
+Destructive commands say what they will do and need --yes off a terminal.
+
+Environment: COORD_STORE (--store), COORD_PRODUCT (--product),
+COORD_DATA_DIR (--data-dir), CONSUL_HTTP_TOKEN (--token), REDIS_PASSWORD
+(--password of group add-server, promote and slot migrate-done). Secrets are
+best given by environment: flags show in ps.
+
+Exit status: 0 done, 1 failed (one line on stderr; with --json also
+{"ok":false,"error":...} on stdout), 2 bad usage (checked before
+connecting), 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
@@ -143,7 +156,7 @@ server groups, proxies, fences, actions that proxies confirm, and the lock.
 	f.BoolVar(&a.noLock, "no-lock", false, "EMERGENCY ONLY: change the product without taking its lock (R/LOCK); concurrent writers can then make proxies miss actions")
 	f.BoolVar(&a.yes, "yes", false, "go on with destructive commands without asking (needed when not on a terminal)")
 	f.DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
-	f.StringVar(&a.opt.DataDir, "data-dir", storeurl.DefaultDataDir(), "where the embedded store keeps its data")
+	f.StringVar(&a.opt.DataDir, "data-dir", storeurl.DefaultDataDir(), "where the embedded store keeps its data (env COORD_DATA_DIR)")
 	f.StringVar(&a.opt.Token, "token", "", "Consul ACL token (better: env CONSUL_HTTP_TOKEN, not visible in ps)")
 	f.StringVar(&a.opt.CAFile, "tls-ca", "", "CA certificate file (turns TLS on for etcd and Consul)")
 	f.StringVar(&a.opt.CertFile, "tls-cert", "", "client certificate file")

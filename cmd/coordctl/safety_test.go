@@ -77,6 +77,12 @@ func TestReadsNeverCreate(t *testing.T) {
 	if out := ok(t, "--version"); !strings.Contains(out, "coordctl version") {
 		t.Fatalf("--version: %q", out)
 	}
+	help := ok(t, "--help")
+	for _, env := range []string{"COORD_STORE", "COORD_PRODUCT", "COORD_DATA_DIR", "CONSUL_HTTP_TOKEN", "REDIS_PASSWORD", "--yes", "--no-lock", "--timeout"} {
+		if !strings.Contains(help, env) {
+			t.Errorf("--help does not mention %s", env)
+		}
+	}
 }
 
 // TestDestructiveNeedsYes: destructive commands say what they will do and,
