@@ -3,7 +3,7 @@
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test test-short bench lint demo clean mutate
+.PHONY: all build test test-short bench lint demo clean mutate fuzz
 
 all: lint test
 
@@ -24,6 +24,14 @@ bench:
 # Mutation testing (long: about a minute per surviving mutant): MUTATE=-run etcd-
 mutate:
 	scripts/mutate.sh $(MUTATE)
+
+# Each fuzz target for FUZZTIME (their seeds run in every go test).
+FUZZTIME ?= 30s
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./... | grep '^Fuzz' ); do \
+	  pkg=$$(grep -rl "func $$t(" --include='*_test.go' . | head -1 | xargs dirname); \
+	  echo "== $$t ($$pkg)"; $(GO) test "$$pkg" -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; \
+	done
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -5,6 +5,7 @@ package redisc
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -90,11 +91,16 @@ func (c *Conn) read() (interface{}, error) {
 		if n == -1 {
 			return nil, nil
 		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(c.r, buf); err != nil {
+		// Grow with what arrives rather than trust the length: a broken
+		// server announcing 512 MiB must not make us allocate it.
+		var buf bytes.Buffer
+		if _, err := io.CopyN(&buf, c.r, int64(n)+2); err != nil {
 			return nil, err
 		}
-		return string(buf[:n]), nil
+		if !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
+			return nil, errors.New("bulk string not ended by CRLF")
+		}
+		return string(buf.Bytes()[:n]), nil
 	case '*':
 		n, err := strconv.Atoi(line[1:])
 		if err != nil || n < -1 || n > 1<<20 {
@@ -103,11 +109,13 @@ func (c *Conn) read() (interface{}, error) {
 		if n == -1 {
 			return nil, nil
 		}
-		out := make([]interface{}, n)
-		for i := range out {
-			if out[i], err = c.read(); err != nil {
+		out := make([]interface{}, 0, min(n, 1024))
+		for i := 0; i < n; i++ {
+			v, err := c.read()
+			if err != nil {
 				return nil, err
 			}
+			out = append(out, v)
 		}
 		return out, nil
 	}
