@@ -241,15 +241,15 @@ func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool) e
 		case try:
 			return fmt.Errorf("%w: %s is before %s", ErrLocked, order[0], me)
 		}
-		if err := m.waitGone(ctx, sess, Join(m.dir, order[idx-1])); err != nil {
+		if err := m.waitGone(ctx, Join(m.dir, order[idx-1])); err != nil {
 			return lost(err)
 		}
 	}
 }
 
-// waitGone returns when the node at prev is gone (or its watch ends), when
-// ctx ends, or when sess ends.
-func (m *Mutex) waitGone(ctx context.Context, sess Session, prev string) error {
+// waitGone returns when the node at prev is gone (or its watch ends) or
+// when ctx ends, which Lock makes happen when the session ends.
+func (m *Mutex) waitGone(ctx context.Context, prev string) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := m.s.WatchData(wctx, prev)
@@ -262,10 +262,8 @@ func (m *Mutex) waitGone(ctx context.Context, sess Session, prev string) error {
 			if !ok || ev.Err != nil || !ev.Exists {
 				return ctx.Err()
 			}
-		case <-sess.Done():
-			return fmt.Errorf("%w: the session ended while waiting: %v", ErrLockLost, sess.Err())
 		case <-ctx.Done():
-			return ctx.Err()
+			return ctx.Err() // Lock cancels ctx when sess ends
 		}
 	}
 }
