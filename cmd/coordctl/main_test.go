@@ -36,7 +36,14 @@ func TestMain(m *testing.M) {
 // ctl runs the built binary and returns stdout, stderr and the exit code.
 func ctl(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return ctlEnv(t, nil, args...)
+}
+
+// ctlEnv is ctl with extra environment variables.
+func ctlEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -226,11 +233,8 @@ func must(t *testing.T, err error) {
 func TestLockHolderNamed(t *testing.T) {
 	for _, b := range backends.All() {
 		t.Run(b.Name, func(t *testing.T) {
-			ns := backends.Namespace(t)
-			s := b.Open(t, ns)
+			_, s, g := initShop(t, b)
 			ctx := context.Background()
-			must(t, models.InitSlotSet(ctx, s, "shop", models.DEFAULT_SLOT_NUM))
-			g := []string{"--store", b.URL(ns), "--product", "shop"}
 			lock, err := models.NewProductLock(s, "shop", "dashboard: rebalance")
 			must(t, err)
 			must(t, lock.Lock(ctx))

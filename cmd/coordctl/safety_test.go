@@ -20,21 +20,26 @@ import (
 	"github.com/coordkit/coord/models/proxysim"
 )
 
-// ctlEnv is ctl with extra environment variables.
-func ctlEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+// initShop opens a store of b on a fresh namespace with product shop's
+// 1024 slots, and returns the namespace, the store and coordctl's flags for it.
+func initShop(t *testing.T, b backends.Backend) (string, coord.Store, []string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	ns := backends.Namespace(t)
+	s := b.Open(t, ns)
+	must(t, models.InitSlotSet(context.Background(), s, "shop", models.DEFAULT_SLOT_NUM))
+	return ns, s, []string{"--store", b.URL(ns), "--product", "shop"}
+}
+
+// shopOnZooKeeper is initShop on ZooKeeper, with group 1 and its master.
+func shopOnZooKeeper(t *testing.T) (backends.Backend, string, coord.Store) {
+	t.Helper()
+	testenv.Addr(t, "zk")
+	b := backends.All()[1]
+	ns, s, _ := initShop(t, b)
+	g := models.NewServerGroup("shop", 1)
+	must(t, g.Create(context.Background(), s))
+	must(t, g.AddServer(context.Background(), s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""))
+	return b, ns, s
 }
 
 // TestReadsNeverCreate: a read on a directory with no store, or of a
@@ -153,15 +158,8 @@ func TestEmbeddedDirInUse(t *testing.T) {
 // TestInterruptedAndCutShort: Ctrl-C exits 130 saying so; a confirmation
 // cut short by --timeout says that the silent proxy was not marked offline.
 func TestInterruptedAndCutShort(t *testing.T) {
-	testenv.Addr(t, "zk")
-	b := backends.All()[1]
-	ns := backends.Namespace(t)
-	s := b.Open(t, ns)
+	b, ns, s := shopOnZooKeeper(t)
 	ctx := context.Background()
-	must(t, models.InitSlotSet(ctx, s, "shop", models.DEFAULT_SLOT_NUM))
-	g := models.NewServerGroup("shop", 1)
-	must(t, g.Create(ctx, s))
-	must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""))
 	args := []string{"--store", b.URL(ns), "--product", "shop"}
 
 	// Interrupted while waiting for the lock.
@@ -201,15 +199,8 @@ func TestInterruptedAndCutShort(t *testing.T) {
 // does not follow the copy, and its fence would refuse every confirmed
 // action there) nor a lock node a Codis 2 tool left persistent.
 func TestCopyLeavesSessionsBehind(t *testing.T) {
-	testenv.Addr(t, "zk")
-	b := backends.All()[1]
-	ns := backends.Namespace(t)
-	s := b.Open(t, ns)
+	b, ns, s := shopOnZooKeeper(t)
 	ctx := context.Background()
-	must(t, models.InitSlotSet(ctx, s, "shop", models.DEFAULT_SLOT_NUM))
-	g := models.NewServerGroup("shop", 1)
-	must(t, g.Create(ctx, s))
-	must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""))
 	must(t, models.SetSlotRange(ctx, s, "shop", 0, 1023, 1, models.SLOT_STATUS_ONLINE))
 	p, err := proxysim.Start(ctx, b.Open(t, ns), "shop", models.ProxyInfo{Id: "live", Addr: "127.0.0.1:19002", Pid: os.Getpid(), StartAt: "now"}, proxysim.Options{})
 	must(t, err)
@@ -301,11 +292,8 @@ func TestMigrateDoneChecksKeys(t *testing.T) {
 func TestRawEscapeHatch(t *testing.T) {
 	for _, b := range backends.All()[1:] { // server backends: the test holds the lock meanwhile
 		t.Run(b.Name, func(t *testing.T) {
-			ns := backends.Namespace(t)
-			s := b.Open(t, ns)
+			_, s, g := initShop(t, b)
 			ctx := context.Background()
-			must(t, models.InitSlotSet(ctx, s, "shop", models.DEFAULT_SLOT_NUM))
-			g := []string{"--store", b.URL(ns), "--product", "shop"}
 			p := models.GetSlotPath("shop", 5)
 			good, _, err := s.Get(ctx, p)
 			must(t, err)
