@@ -120,7 +120,14 @@ func copyTree(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(target, data, 0o644)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		// Keep the mode: the tests run the project's scripts (a copy that
+		// lost their exec bits failed every restart case, and every mutant
+		// that got that far counted as killed).
+		return os.WriteFile(target, data, info.Mode().Perm())
 	})
 }
 
@@ -130,6 +137,7 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Minute, "a test run longer than this counts as killed")
 	verbose := flag.Bool("v", false, "print the test output of survivors")
 	check := flag.Bool("check", false, "only check that every mutant applies and compiles")
+	baseline := flag.Bool("baseline", true, "first run each package's tests unmutated in the scratch copy, and stop if they fail (a kill then means nothing)")
 	flag.Parse()
 	text, err := os.ReadFile(*list)
 	if err != nil {
@@ -159,6 +167,22 @@ func main() {
 	defer os.RemoveAll(scratch)
 	if err := copyTree(".", scratch); err != nil {
 		fail(err)
+	}
+	if *baseline && !*check {
+		seen := map[string]bool{}
+		for _, m := range mutants {
+			if seen[m.Pkg] {
+				continue
+			}
+			seen[m.Pkg] = true
+			t0 := time.Now()
+			cmd := exec.Command("go", "test", "-count=1", "-failfast", m.Pkg)
+			cmd.Dir = scratch
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fail(fmt.Errorf("the tests of %s fail without any mutant, in the scratch copy (by %s); fix that first:\n%s", m.Pkg, killer(string(out), false), out))
+			}
+			fmt.Printf("baseline %s passes (%s)\n", m.Pkg, time.Since(t0).Round(time.Second))
+		}
 	}
 	type score struct{ killed, total int }
 	scores := map[string]*score{}

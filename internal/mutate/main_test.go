@@ -70,3 +70,23 @@ func TestKiller(t *testing.T) {
 		t.Errorf("killer of a build failure = %q", got)
 	}
 }
+
+// The scratch copy keeps file modes: the tests run the project's scripts.
+func TestCopyKeepsModes(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(src+"/run.sh", []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src+"/data", []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{"run.sh": 0o755, "data": 0o600} {
+		fi, err := os.Stat(dst + "/" + name)
+		if err != nil || fi.Mode().Perm() != want {
+			t.Fatalf("%s: mode %v (%v), want %v", name, fi.Mode().Perm(), err, want)
+		}
+	}
+}
