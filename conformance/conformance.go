@@ -131,6 +131,7 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/WaiterStalled", testFaultWaiterStalled},
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
 		{"Fault/LostCreateReply", testFaultLostCreateReply},
+		{"Fault/LostCreateReplyExisting", testFaultLostCreateReplyExisting},
 		{"Fault/LostWriteReply", testFaultLostWriteReply},
 		{"Fault/CreateCutBeforeServer", testFaultCreateCutBeforeServer},
 		{"Fault/ReadCutInFlight", testFaultReadCutInFlight},

@@ -531,6 +531,39 @@ func testFaultLostCreateReply(t *testing.T, s *suite) {
 	}
 }
 
+// A create refused by the server (the node exists, with the same data,
+// made before by another client) whose answer is lost is not taken for a
+// create of ours: it fails with ErrNodeExists.
+func testFaultLostCreateReplyExisting(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	if _, err := obs.Create(ctx, "/n", []byte("x"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Exists(ctx, "/n"); err != nil { // connected, stamps seen
+		t.Fatal(err)
+	}
+	f.LoseReplies()
+	res := make(chan error, 1)
+	go func() {
+		_, err := st.Create(ctx, "/n", []byte("x"), coord.Persistent)
+		res <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // the request reaches the server, which refuses it
+	f.Block()
+	f.Cut()
+	resume(t, f)
+	select {
+	case err := <-res:
+		if !errors.Is(err, coord.ErrNodeExists) {
+			t.Fatalf("a create of an existing node, its answer lost: %v, want ErrNodeExists", err)
+		}
+	case <-time.After(2 * Timeout):
+		t.Fatal("Create did not return after its reply was lost")
+	}
+}
+
 // A Set, Delete or Txn whose reply is lost fails with ErrOutcomeUnknown
 // (and ErrUnavailable): the caller is told that it may have been applied,
 // which it was.
