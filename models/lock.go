@@ -127,6 +127,18 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 	return fn(WithLock(ctx, l), fenced(store, l))
 }
 
+// WithProductLock runs fn holding the product lock, as every changing models
+// function does: the lock ctx carries (WithLock), or one taken for the call
+// with desc as its description and released after it; none with
+// WithoutLock. fn's store is fenced by the lock: once the lock is lost its
+// writes fail with coord.ErrLockLost and change nothing. A lock held by
+// another writer past ctx's deadline (DefaultLockWait without one) fails
+// with coord.ErrLocked naming the holder. For changes the models functions
+// do not make, such as a repair of a single node.
+func WithProductLock(ctx context.Context, store coord.Store, productName, desc string, fn func(ctx context.Context, store coord.Store) error) error {
+	return locked(ctx, store, productName, desc, fn)
+}
+
 // LockHolder returns what the holder of the product lock wrote in its node
 // (nil when nobody holds it) and the node's path.
 func LockHolder(ctx context.Context, store coord.Store, productName string) (*LockInfo, string, error) {
@@ -174,8 +186,7 @@ func holderText(ctx context.Context, store coord.Store, product string) string {
 	case info == nil:
 		return "now free"
 	}
-	return fmt.Sprintf("held by %q on %s, pid %d (%s; codis-config action remove-lock or coordctl lock force-remove frees it)",
-		info.Desc, info.Hostname, info.Pid, node)
+	return fmt.Sprintf("held by %v (%s; codis-config action remove-lock or coordctl lock force-remove frees it)", info, node)
 }
 
 // ForceRemoveLock deletes every node of the product lock.

@@ -163,6 +163,11 @@ type LockInfo struct {
 	Pid      int    `json:"pid"`
 }
 
+// String names the holder for people: "<desc>" on <host>, pid <n>.
+func (l *LockInfo) String() string {
+	return fmt.Sprintf("%q on %s, pid %d", l.Desc, l.Hostname, l.Pid)
+}
+
 // decode unmarshals the data of the node at path, naming the path when the
 // data is not what it should be.
 func decode(path string, data []byte, v interface{}) error {

@@ -469,7 +469,7 @@ func (a *app) lockCmd() *cobra.Command {
 			}
 			return a.print(map[string]interface{}{"held": true, "node": node, "desc": info.Desc, "hostname": info.Hostname, "pid": info.Pid},
 				func(w *tabwriter.Writer) {
-					fmt.Fprintf(w, "held by %q on %s, pid %d (%s)\n", info.Desc, info.Hostname, info.Pid, node)
+					fmt.Fprintf(w, "held by %v (%s)\n", info, node)
 				})
 		})
 	}}
@@ -488,7 +488,7 @@ func (a *app) lockCmd() *cobra.Command {
 			case info == nil:
 				return a.done(fmt.Sprintf("removed the lock %s (its data was unreadable)", node), map[string]interface{}{"removed": true, "node": node})
 			}
-			return a.done(fmt.Sprintf("removed the lock held by %q on %s, pid %d (%s)", info.Desc, info.Hostname, info.Pid, node),
+			return a.done(fmt.Sprintf("removed the lock held by %v (%s)", info, node),
 				map[string]interface{}{"removed": true, "node": node, "desc": info.Desc, "hostname": info.Hostname, "pid": info.Pid})
 		})
 	}}
@@ -543,7 +543,7 @@ func (a *app) productCmd() *cobra.Command {
 				return fmt.Errorf("product %s has %d proxies registered (%s): they would lose their routing; mark them offline first, or --force", a.product, len(proxies), strings.Join(ids, ", "))
 			}
 			if info, _, err := models.LockHolder(ctx, s, a.product); err == nil && info != nil && !force {
-				return fmt.Errorf("the product lock of %s is held by %q on %s, pid %d: a change is in progress; wait, or --force", a.product, info.Desc, info.Hostname, info.Pid)
+				return fmt.Errorf("the product lock of %s is held by %v: a change is in progress; wait, or --force", a.product, info)
 			}
 			n := 0
 			if err := coord.Walk(ctx, s, models.ProductPath(a.product), func(string, []byte, coord.Stat) error { n++; return nil }); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,12 +93,12 @@ func (a *app) checkMigrated(ctx context.Context, s coord.Store, product string, 
 				total += n
 			}
 			sort.Ints(ids)
-			shown := ids
-			if len(shown) > 10 {
-				shown = shown[:10]
+			shown := make([]string, 0, 10)
+			for _, id := range ids[:min(len(ids), 10)] {
+				shown = append(shown, strconv.Itoa(id))
 			}
 			return fmt.Errorf("%d keys of %d migrating slots (%s) are still on %s, the master of group %d (counted by %s): move them first (coordctl moves no keys: Codis 2's dashboard or codis-config slot migrate do, with SLOTSMGRTSLOT), or --force to mark the slots done anyway and lose those keys for clients",
-				total, len(ids), strings.Trim(strings.Join(strings.Fields(fmt.Sprint(shown)), ","), "[]"), master.Addr, src, method)
+				total, len(ids), strings.Join(shown, ","), master.Addr, src, method)
 		}
 	}
 	return nil

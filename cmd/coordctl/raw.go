@@ -49,35 +49,15 @@ func productOf(path string) (string, bool) {
 	return name, models.ValidateProductName(name) == nil
 }
 
-// rawWrite runs op; under the product lock (fenced by it) when the path is
-// in a product, as every other change is.
-func (a *app) rawWrite(ctx context.Context, s coord.Store, op coord.Op) error {
-	product, ok := productOf(op.Path)
-	if !ok || a.noLock {
-		_, err := s.Txn(ctx, op)
-		return err
+// rawWrite runs write; under the product lock (and fenced by it) when path
+// is in a product, as every other change is (models.WithProductLock, which
+// also honours --no-lock).
+func (a *app) rawWrite(ctx context.Context, s coord.Store, what, path string, write func(ctx context.Context, s coord.Store) error) error {
+	product, ok := productOf(path)
+	if !ok {
+		return write(ctx, s)
 	}
-	lock, err := models.NewProductLock(s, product, "coordctl raw "+string(op.Kind)+" "+op.Path)
-	if err != nil {
-		return err
-	}
-	if err := lock.Lock(ctx); err != nil {
-		holder := ""
-		if info, _, herr := models.LockHolder(context.WithoutCancel(ctx), s, product); herr == nil && info != nil {
-			holder = fmt.Sprintf(" (held by %q on %s, pid %d)", info.Desc, info.Hostname, info.Pid)
-		}
-		return fmt.Errorf("the product lock of %s%s: %w", product, holder, err)
-	}
-	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
-	_, err = s.Txn(ctx, lock.Fence(), op)
-	var te *coord.TxnError
-	if errors.As(err, &te) {
-		if te.Index == 0 {
-			return fmt.Errorf("%w: the product lock was lost before the write; nothing written", coord.ErrLockLost)
-		}
-		return coord.Errorf(string(op.Kind), op.Path, te.Err)
-	}
-	return err
+	return models.WithProductLock(ctx, s, product, "coordctl raw "+what+" "+path, write)
 }
 
 func (a *app) rawCmd() *cobra.Command {
@@ -152,11 +132,15 @@ inside a product takes the product lock, as every other change does.`}
 			return usageError{err}
 		}
 		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
-			op := coord.SetOp(args[0], data, version)
-			if create {
-				op = coord.CreateOp(args[0], data, coord.Persistent)
-			}
-			if err := a.rawWrite(ctx, s, op); err != nil {
+			err := a.rawWrite(ctx, s, "put", args[0], func(ctx context.Context, s coord.Store) error {
+				if create {
+					_, err := s.Create(ctx, args[0], data, coord.Persistent)
+					return err
+				}
+				_, err := s.Set(ctx, args[0], data, version)
+				return err
+			})
+			if err != nil {
 				return err
 			}
 			return a.done(fmt.Sprintf("wrote %d bytes to %s", len(data), args[0]), map[string]interface{}{"path": args[0], "bytes": len(data)})
@@ -176,7 +160,7 @@ inside a product takes the product lock, as every other change does.`}
 			if err := a.confirm(fmt.Sprintf("raw rm deletes %s", args[0])); err != nil {
 				return err
 			}
-			if err := a.rawWrite(ctx, s, coord.DeleteOp(args[0], rmVersion)); err != nil {
+			if err := a.rawWrite(ctx, s, "rm", args[0], func(ctx context.Context, s coord.Store) error { return s.Delete(ctx, args[0], rmVersion) }); err != nil {
 				return err
 			}
 			return a.done(fmt.Sprintf("deleted %s", args[0]), map[string]interface{}{"path": args[0]})
