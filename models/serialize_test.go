@@ -43,7 +43,7 @@ func TestFaithfulProxyMissesOlderAction(t *testing.T) {
 		s := open()
 		ctx := ctxT(t)
 		setupProduct(t, s)
-		p := startProxy(t, open, "proxy_1", proxysim.Options{Delay: time.Second}, true)
+		p := startProxy(t, open, "proxy_1", proxysim.Options{Delay: 2 * time.Second}, true)
 		// Action A, then while the proxy is still busy with A, B and C
 		// appear together, written as a tool that neither locks nor waits
 		// writes them: it answers C and never B.
@@ -53,8 +53,19 @@ func TestFaithfulProxyMissesOlderAction(t *testing.T) {
 		seqs, err := models.GetActionSeqList(ctx, s, product)
 		must(t, err)
 		data := raw(t, s, fmt.Sprintf("%s/%010d", models.GetWatchActionPath(product), seqs[len(seqs)-1]))
-		time.Sleep(200 * time.Millisecond) // A is being handled (a second)
+		// Wait until the proxy is busy with A (it may still be loading
+		// its slots when A appears; then it would see A and B together).
+		a0 := int64(seqs[len(seqs)-1])
+		for until := time.Now().Add(20 * time.Second); p.Busy() != a0 && !contains(p.Handled(), a0) && time.Now().Before(until); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if p.Busy() != a0 {
+			t.Fatalf("the proxy is not busy with action %d (busy %d, handled %v)", a0, p.Busy(), p.Handled())
+		}
 		b, c := rawAction(t, s, data), rawAction(t, s, data)
+		if p.Busy() != a0 {
+			t.Fatalf("writing actions %d and %d took longer than the proxy's delay of 2s for %d (handled %v)", b, c, a0, p.Handled())
+		}
 		deadline := time.Now().Add(20 * time.Second)
 		for !contains(p.Handled(), c) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)

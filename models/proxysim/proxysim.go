@@ -48,6 +48,7 @@ type Proxy struct {
 
 	mu      sync.Mutex
 	handled []int64
+	busy    int64 // the action being handled, or -1
 	err     error
 	done    chan struct{}
 	ready   chan struct{}
@@ -82,7 +83,7 @@ func Start(ctx context.Context, store coord.Store, product string, info models.P
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	p := &Proxy{store: store, product: product, opt: opt, info: info, done: make(chan struct{}), ready: make(chan struct{}), cancel: cancel}
+	p := &Proxy{store: store, product: product, opt: opt, info: info, busy: -1, done: make(chan struct{}), ready: make(chan struct{}), cancel: cancel}
 	go func() {
 		err := p.run(rctx)
 		store.Close()
@@ -113,6 +114,15 @@ func (p *Proxy) Err() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
+}
+
+// Busy returns the sequence number of the action the proxy is handling
+// now (reading, reloading, waiting its Delay or answering), or -1 between
+// actions.
+func (p *Proxy) Busy() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.busy
 }
 
 // Handled returns the sequence numbers of the actions it answered.
@@ -209,7 +219,10 @@ func (p *Proxy) run(ctx context.Context) error {
 				continue
 			}
 			newest := int64(seqs[len(seqs)-1])
-			if err := p.handle(ctx, newest); err != nil {
+			p.setBusy(newest)
+			err = p.handle(ctx, newest)
+			p.setBusy(-1)
+			if err != nil {
 				return err
 			}
 			last = newest
@@ -308,6 +321,12 @@ func (gs *groups) checkSlot(ctx context.Context, s *models.Slot) error {
 		}
 	}
 	return nil
+}
+
+func (p *Proxy) setBusy(seq int64) {
+	p.mu.Lock()
+	p.busy = seq
+	p.mu.Unlock()
 }
 
 func (p *Proxy) handle(ctx context.Context, seq int64) error {
