@@ -76,6 +76,7 @@ func Run(t *testing.T, b Backend) {
 		{"Version/CASConflict", testCASConflict},
 		{"Version/Huge", testHugeVersions},
 		{"Version/ConcurrentWriters", testConcurrentCAS},
+		{"Create/ConcurrentCreators", testConcurrentCreate},
 		{"Delete/Missing", testDeleteMissing},
 		{"Delete/NotEmpty", testDeleteNotEmpty},
 		{"Delete/All", testDeleteAll},

@@ -382,6 +382,67 @@ func testConcurrentCAS(t *testing.T, s *suite) {
 	}
 }
 
+// Writers started together behind a barrier create the same node: exactly
+// one wins, the others get ErrNodeExists, and the node holds the winner's
+// data (a backend that plans a create from a read and then writes it
+// unguarded lets several win, the last one's data left).
+func testConcurrentCreate(t *testing.T, s *suite) {
+	const writers, rounds = 5, 10
+	ctx := ctxT(t)
+	stores := make([]coord.Store, writers)
+	for i := range stores {
+		stores[i] = s.open(t)
+	}
+	for r := 0; r < rounds; r++ {
+		path := fmt.Sprintf("/race%d", r)
+		mode := coord.Persistent
+		if r%2 == 1 {
+			mode = coord.Ephemeral
+		}
+		type result struct {
+			who int
+			err error
+		}
+		start := make(chan struct{})
+		out := make(chan result, writers)
+		for w := 0; w < writers; w++ {
+			go func(w int) {
+				<-start
+				_, err := stores[w].Create(ctx, path, []byte(fmt.Sprintf("by %d", w)), mode)
+				out <- result{w, err}
+			}(w)
+		}
+		close(start)
+		winners, winner := 0, -1
+		for w := 0; w < writers; w++ {
+			res := <-out
+			switch {
+			case res.err == nil:
+				winners++
+				winner = res.who
+			case errors.Is(res.err, coord.ErrNodeExists):
+			default:
+				t.Fatalf("round %d (%v) writer %d: %v", r, mode, res.who, res.err)
+			}
+		}
+		if winners != 1 {
+			t.Fatalf("round %d (%v): %d creates of %s won, want exactly 1", r, mode, winners, path)
+		}
+		got, stat, err := stores[0].Get(ctx, path)
+		must(t, err)
+		if want := fmt.Sprintf("by %d", winner); string(got) != want || stat.Ephemeral != (mode == coord.Ephemeral) {
+			t.Fatalf("round %d: %s holds %q (ephemeral %v), want %q from the one winner", r, path, got, stat.Ephemeral, want)
+		}
+		if mode == coord.Ephemeral {
+			sess, err := stores[winner].Session(ctx)
+			must(t, err)
+			if stat.Owner != sess.ID() {
+				t.Fatalf("round %d: ephemeral %s owned by %q, want the winner's session %q", r, path, stat.Owner, sess.ID())
+			}
+		}
+	}
+}
+
 func testDeleteMissing(t *testing.T, s *suite) {
 	st := s.open(t)
 	err := st.Delete(ctxT(t), "/nothing", coord.AnyVersion)

@@ -239,3 +239,34 @@ func TestCorruptCounterRefused(t *testing.T) {
 		t.Fatalf("children after the refusal: %v %v", kids, err)
 	}
 }
+
+// A key written by something other than a store (an operator's `consul kv
+// put`, which moves no child counter) between a create's plan and its commit
+// is not overwritten: the create is refused with ErrNodeExists and the
+// other writer's value stays. The same for an ephemeral create.
+func TestCreateDoesNotOverwriteForeignKey(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	prefix := "coordtest/foreign-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, mode := range []coord.Mode{coord.Persistent, coord.Ephemeral} {
+		path := "/n-" + mode.String()
+		consulstore.BeforeNextCommit(s, func() {
+			if _, err := s.Client().KV().Put(&api.KVPair{Key: prefix + "/nodes" + path, Value: []byte("theirs")}, nil); err != nil {
+				t.Error(err)
+			}
+		})
+		_, err := s.Create(ctx, path, []byte("ours"), mode)
+		if !errors.Is(err, coord.ErrNodeExists) {
+			t.Fatalf("%v create over a key written after the plan: %v, want ErrNodeExists", mode, err)
+		}
+		data, _, err := s.Get(ctx, path)
+		if err != nil || string(data) != "theirs" {
+			t.Fatalf("%v: the key holds %q (%v), want the other writer's \"theirs\"", mode, data, err)
+		}
+	}
+}

@@ -3,3 +3,7 @@ package consulstore
 // LoseNextReply makes the next transaction the store commits get applied
 // and its answer lost, as when the connection dies in between.
 func LoseNextReply(s *Store) { s.loseReply.Store(true) }
+
+// BeforeNextCommit makes f run once between the next transaction's plan and
+// its commit, as a writer that got in between.
+func BeforeNextCommit(s *Store, f func()) { s.beforeCommit.Store(&f) }

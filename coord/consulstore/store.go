@@ -98,6 +98,8 @@ type Store struct {
 	seen      resolve.Stamp  // the largest index a reply carried
 	claims    resolve.Claims // nodes that creates with lost replies took
 	loseReply atomic.Bool    // a test's fault: lose the next commit's answer
+	// a test's fault: run once between the next plan and its commit
+	beforeCommit atomic.Pointer[func()]
 }
 
 var _ coord.Store = (*Store)(nil)

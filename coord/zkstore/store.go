@@ -637,31 +637,32 @@ multi:
 			sid = conn.SessionID()
 			return err
 		})
-		if err == nil {
-			for _, r := range resp {
-				if r.Error != nil {
-					err = r.Error
-					break
-				}
+		// The failing op is the first with an error: those before it
+		// report no error (rolled back), those after it a runtime
+		// inconsistency.
+		failed := -1
+		for i, r := range resp {
+			if r.Error != nil {
+				failed = i
+				break
 			}
+		}
+		if err == nil && failed >= 0 {
+			err = resp[failed].Error
 		}
 		if err == nil {
 			break
 		}
-		// The failing op is the first with a real error; the others report
-		// "ok, rolled back" or a runtime inconsistency.
-		for i, r := range resp {
-			if r.Error != nil && !strings.Contains(r.Error.Error(), "unknown error") {
-				if ops[i].Kind == coord.OpCreate && ops[i].Mode&coord.Sequential != 0 && errors.Is(r.Error, zk.ErrNodeExists) && try < maxSeqSkips {
-					// A sequential name taken by a node created by name
-					// (see skipSeq): nothing was applied; skip it, retry.
-					if err := s.skipSeq(ctx, coord.Parent(ops[i].Path)); err != nil {
-						return nil, coord.Errorf("txn", ops[i].Path, mapErr(err))
-					}
-					continue multi
+		if i := failed; i >= 0 {
+			if ops[i].Kind == coord.OpCreate && ops[i].Mode&coord.Sequential != 0 && errors.Is(resp[i].Error, zk.ErrNodeExists) && try < maxSeqSkips {
+				// A sequential name taken by a node created by name
+				// (see skipSeq): nothing was applied; skip it, retry.
+				if err := s.skipSeq(ctx, coord.Parent(ops[i].Path)); err != nil {
+					return nil, coord.Errorf("txn", ops[i].Path, mapErr(err))
 				}
-				return nil, &coord.TxnError{Index: i, Op: ops[i], Err: mapErr(r.Error)}
+				continue multi
 			}
+			return nil, &coord.TxnError{Index: i, Op: ops[i], Err: mapErr(resp[i].Error)}
 		}
 		return nil, coord.Errorf("txn", ops[0].Path, mapErr(err))
 	}
