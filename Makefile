@@ -3,7 +3,7 @@
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test test-short bench lint demo clean mutate fuzz
+.PHONY: all build test test-short bench bench-go lint demo clean mutate fuzz
 
 all: lint test
 
@@ -18,7 +18,12 @@ test:
 test-short:
 	$(GO) test -race -count=1 ./...
 
+# The side-by-side table of docs/BENCHMARKS.md: BENCH='-rounds 9 -only zk/'.
 bench:
+	scripts/bench.sh $(BENCH)
+
+# The go test benchmarks (models), on every backend.
+bench-go:
 	COORD_SELFTEST=0 COORD_ALLOW_NO_TESTS=1 scripts/test.sh -run '^$$' -bench . -benchmem
 
 # Mutation testing (long: about a minute per surviving mutant): MUTATE=-run etcd-

@@ -456,11 +456,17 @@ func testDeleteNotEmpty(t *testing.T, s *suite) {
 	_, err := coord.CreateAll(ctx, st, "/p/c", nil, coord.Persistent)
 	must(t, err)
 	is(t, st.Delete(ctx, "/p", coord.AnyVersion), coord.ErrNotEmpty)
+	// At a version other than 0: the right one is told it has children,
+	// a wrong one that its version is wrong.
+	_, err = st.Set(ctx, "/p", []byte("v1"), 0)
+	must(t, err)
+	is(t, st.Delete(ctx, "/p", 1), coord.ErrNotEmpty)
+	is(t, st.Delete(ctx, "/p", 0), coord.ErrBadVersion)
 	if _, ok, _ := st.Exists(ctx, "/p/c"); !ok {
 		t.Fatal("refused delete removed the child")
 	}
 	must(t, st.Delete(ctx, "/p/c", 0))
-	must(t, st.Delete(ctx, "/p", 0))
+	must(t, st.Delete(ctx, "/p", 1))
 }
 
 func testDeleteAll(t *testing.T, s *suite) {

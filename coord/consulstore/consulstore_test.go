@@ -270,3 +270,52 @@ func TestCreateDoesNotOverwriteForeignKey(t *testing.T) {
 		}
 	}
 }
+
+// A node another writer changes between a transaction's plan and its commit
+// fails the commit, for every op that read it: the transaction plans again,
+// sees the new version and is refused with ErrBadVersion, having written
+// nothing.
+func TestCommitGuardsWhatThePlanRead(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	prefix := "coordtest/guard-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	open := func() *consulstore.Store {
+		s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s, other := open(), open()
+	for _, c := range []struct {
+		name string
+		op   func(path string) coord.Op
+	}{
+		{"check", func(p string) coord.Op { return coord.CheckOp(p, 0) }},
+		{"set", func(p string) coord.Op { return coord.SetOp(p, []byte("ours"), 0) }},
+		{"delete", func(p string) coord.Op { return coord.DeleteOp(p, 0) }},
+	} {
+		path := "/" + c.name
+		if _, err := s.Create(ctx, path, []byte("v0"), coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		consulstore.BeforeNextCommit(s, func() {
+			if _, err := other.Set(ctx, path, []byte("theirs"), 0); err != nil {
+				t.Error(err)
+			}
+		})
+		_, err := s.Txn(ctx, c.op(path), coord.CreateOp(path+"-made", nil, coord.Persistent))
+		var te *coord.TxnError
+		if !errors.As(err, &te) || te.Index != 0 || !errors.Is(err, coord.ErrBadVersion) {
+			t.Fatalf("%s of a node changed after the plan: %v, want ErrBadVersion at op 0", c.name, err)
+		}
+		data, st, err := s.Get(ctx, path)
+		if err != nil || string(data) != "theirs" || st.Version != 1 {
+			t.Fatalf("%s: the node holds %q at version %d (%v), want the other writer's \"theirs\" at 1", c.name, data, st.Version, err)
+		}
+		if _, ok, _ := s.Exists(ctx, path+"-made"); ok {
+			t.Fatalf("%s: the refused transaction made %s-made", c.name, path)
+		}
+	}
+}

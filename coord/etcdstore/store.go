@@ -273,6 +273,9 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 	}
 	return resolve.Create(ctx, s, &s.claims, s.reqTO, path, data, mode, s.seen.Load,
 		func() (string, error) {
+			if mode&coord.Sequential == 0 {
+				return path, coord.Errorf("create", path, s.createOne(ctx, path, data, mode))
+			}
 			res, err := s.Txn(ctx, coord.CreateOp(path, data, mode))
 			if err != nil {
 				var te *coord.TxnError
@@ -283,6 +286,57 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 			}
 			return res[0].Path, nil
 		})
+}
+
+// createOne creates a node by name in one request: the put applies if the
+// node is missing and its parent exists and is not ephemeral; otherwise the
+// same transaction reads both, which tells why not (in the order a
+// transaction tells it: parent missing, parent ephemeral, node exists).
+func (s *Store) createOne(ctx context.Context, path string, data []byte, mode coord.Mode) error {
+	var lease clientv3.LeaseID
+	if mode&coord.Ephemeral != 0 {
+		sess, err := s.session(ctx)
+		if err != nil {
+			return err
+		}
+		lease = sess.id
+	}
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	key, par := s.nodeKey(path), coord.Parent(path)
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+	// (Full reads: a keys-only read does not carry a key's lease or version.)
+	els := []clientv3.Op{clientv3.OpGet(key)}
+	if par != "/" { // the root is no key, and always there
+		pk := s.nodeKey(par)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(pk), ">", 0), clientv3.Compare(clientv3.LeaseValue(pk), "=", 0))
+		els = append(els, clientv3.OpGet(pk))
+	}
+	resp, err := s.commit(c, cmps, []clientv3.Op{clientv3.OpPut(key, string(data), clientv3.WithLease(lease))}, els)
+	if err != nil {
+		if errors.Is(err, coord.ErrSessionExpired) {
+			s.sessionLost(lease)
+		}
+		return err
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if par != "/" {
+		switch pk := resp.Responses[1].GetResponseRange().Kvs; {
+		case len(pk) == 0:
+			return fmt.Errorf("%w: parent %s", coord.ErrNoNode, par)
+		case pk[0].Lease != 0:
+			return fmt.Errorf("%w: parent %s", coord.ErrEphemeralParent, par)
+		}
+	}
+	if len(resp.Responses[0].GetResponseRange().Kvs) > 0 {
+		return coord.ErrNodeExists
+	}
+	return fmt.Errorf("%w: create refused for no reason the store can see", coord.ErrUnavailable)
 }
 
 // Get implements coord.Store.
@@ -327,6 +381,13 @@ func (s *Store) Set(ctx context.Context, path string, data []byte, version int64
 	if err := coord.CheckCall(ctx, "set", path, data, 0, version, s.limits); err != nil {
 		return coord.Stat{}, err
 	}
+	if path != "/" {
+		st, err := s.setOne(ctx, path, data, version)
+		if err != nil {
+			return coord.Stat{}, coord.Errorf("set", path, err)
+		}
+		return st, nil
+	}
 	res, err := s.Txn(ctx, coord.SetOp(path, data, version))
 	if err != nil {
 		var te *coord.TxnError
@@ -338,10 +399,63 @@ func (s *Store) Set(ctx context.Context, path string, data []byte, version int64
 	return res[0].Stat, nil
 }
 
+// setOne writes one node in one request, as the raw client would: the put
+// applies if the node is at version (or exists, for AnyVersion); otherwise
+// the same transaction reads the node, which tells why it did not.
+func (s *Store) setOne(ctx context.Context, path string, data []byte, version int64) (coord.Stat, error) {
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return coord.Stat{}, err
+	}
+	defer cancel()
+	key := s.nodeKey(path)
+	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+	if version != coord.AnyVersion {
+		cmp = clientv3.Compare(clientv3.Version(key), "=", version+1)
+	}
+	resp, err := s.commit(c, []clientv3.Cmp{cmp},
+		[]clientv3.Op{clientv3.OpPut(key, string(data), clientv3.WithIgnoreLease(), clientv3.WithPrevKV())},
+		[]clientv3.Op{clientv3.OpGet(key)})
+	if err != nil {
+		return coord.Stat{}, err
+	}
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return coord.Stat{}, coord.ErrNoNode
+		}
+		return coord.Stat{}, fmt.Errorf("%w: expected %d, is %d", coord.ErrBadVersion, version, kvs[0].Version-1)
+	}
+	prev := resp.Responses[0].GetResponsePut().PrevKv
+	return statOf(prev.Version+1, prev.Lease, prev.CreateRevision), nil
+}
+
+// commit runs one transaction that may write: a commit whose answer did not
+// come may have been applied, and says so (ErrOutcomeUnknown).
+func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err == nil && s.loseReply.CompareAndSwap(true, false) {
+		// A test's fault: applied, and the answer lost on the way.
+		resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (reply lost by a test fault)")
+	}
+	if err != nil {
+		if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
+			// Sent, and no answer: it may have been applied.
+			return nil, fmt.Errorf("%w: %w", coord.ErrOutcomeUnknown, mapped)
+		}
+		return nil, mapErr(ctx, err)
+	}
+	s.seen.See(resp.Header.Revision)
+	return resp, nil
+}
+
 // Delete implements coord.Store.
 func (s *Store) Delete(ctx context.Context, path string, version int64) error {
 	if err := coord.CheckCall(ctx, "delete", path, nil, 0, version, s.limits); err != nil {
 		return err
+	}
+	if path != "/" {
+		return coord.Errorf("delete", path, s.deleteOne(ctx, path, version))
 	}
 	if _, err := s.Txn(ctx, coord.DeleteOp(path, version)); err != nil {
 		var te *coord.TxnError
@@ -351,6 +465,45 @@ func (s *Store) Delete(ctx context.Context, path string, version int64) error {
 		return coord.Errorf("delete", path, err)
 	}
 	return nil
+}
+
+// deleteOne deletes one node in one request: the delete applies if the
+// node is at version (or exists) and has no child; otherwise the same
+// transaction reads the node and counts its children, which tells why not
+// (in the order a transaction tells it: no node, version, children).
+func (s *Store) deleteOne(ctx context.Context, path string, version int64) error {
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	key, kids := s.nodeKey(path), s.childPrefix(path)
+	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+	if version != coord.AnyVersion {
+		cmp = clientv3.Compare(clientv3.Version(key), "=", version+1)
+	}
+	// No key under the child prefix: an empty range compares as a key never
+	// created.
+	none := clientv3.Compare(clientv3.CreateRevision(kids), "=", 0).WithPrefix()
+	resp, err := s.commit(c, []clientv3.Cmp{cmp, none},
+		[]clientv3.Op{clientv3.OpDelete(key), clientv3.OpDelete(s.seqKey(path))},
+		[]clientv3.Op{clientv3.OpGet(key), clientv3.OpGet(kids, clientv3.WithPrefix(), clientv3.WithCountOnly())})
+	if err != nil {
+		return err
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	switch {
+	case len(kvs) == 0:
+		return coord.ErrNoNode
+	case version != coord.AnyVersion && kvs[0].Version-1 != version:
+		return fmt.Errorf("%w: expected %d, is %d", coord.ErrBadVersion, version, kvs[0].Version-1)
+	case resp.Responses[1].GetResponseRange().Count > 0:
+		return coord.ErrNotEmpty
+	}
+	return fmt.Errorf("%w: delete refused for no reason the store can see", coord.ErrUnavailable)
 }
 
 // Children implements coord.Store.
