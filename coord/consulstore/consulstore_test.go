@@ -9,11 +9,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -317,5 +319,89 @@ func TestCommitGuardsWhatThePlanRead(t *testing.T) {
 		if _, ok, _ := s.Exists(ctx, path+"-made"); ok {
 			t.Fatalf("%s: the refused transaction made %s-made", c.name, path)
 		}
+	}
+}
+
+// agentConns counts the connections the agent at addr holds open on its
+// side (established, or closed by the client and still held by a handler),
+// from /proc/net/tcp.
+func agentConns(t *testing.T, addr string) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatalf("counting connections: %v", err)
+	}
+	local := fmt.Sprintf("0100007F:%04X", p)
+	n := 0
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		// state 01 established, 08 close-wait
+		if len(f) > 3 && f[1] == local && (f[3] == "01" || f[3] == "08") {
+			n++
+		}
+	}
+	return n
+}
+
+// Idle watches hold one agent connection each, however long they wait and
+// however short the request timeout; cancelled ones give theirs back once
+// their query's wait ends. (The agent does not end a blocking query whose
+// client went away: a client that cut its queries at the request timeout,
+// 15 s, while each waited 5 minutes, piled up held connections per watch,
+// and churn of watches ran the agent out of connections per client address:
+// HTTP 429.)
+func TestWatchesHoldFewAgentConnections(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp"); err != nil {
+		t.Skip("no /proc/net/tcp to count connections with")
+	}
+	srv := testenv.StartServer(t, "consul")
+	ctx := context.Background()
+	const wait = 4 * time.Second
+	s, err := consulstore.New(ctx, consulstore.Config{Address: srv.Addr, Prefix: "coordtest/conns", RequestTimeout: time.Second, WatchWait: wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := agentConns(t, srv.Addr)
+	const watches = 10
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := 0; i < watches/2; i++ {
+		path := fmt.Sprintf("/w%d", i)
+		if _, err := s.Create(ctx, path, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := s.WatchData(wctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-ch
+		kids, err := s.WatchChildren(wctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-kids
+	}
+	// Idle for several request timeouts and more than a query's wait.
+	time.Sleep(wait + 2*time.Second)
+	if n := agentConns(t, srv.Addr) - base; n > watches+2 {
+		t.Fatalf("%d idle watches hold %d agent connections, want at most one each (+2 pooled)", watches, n)
+	}
+	cancel()
+	limit := wait + wait/16 + 5*time.Second
+	deadline := time.Now().Add(limit)
+	for agentConns(t, srv.Addr)-base > 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := agentConns(t, srv.Addr) - base; n > 2 {
+		t.Fatalf("cancelled watches still hold %d agent connections %v after", n, limit)
 	}
 }

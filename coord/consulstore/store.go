@@ -72,6 +72,14 @@ type Config struct {
 	// MaxRequestBytes is the agent's limits.txn_max_req_len (512 KiB, the
 	// default, when 0).
 	MaxRequestBytes int
+	// WatchWait is how long one blocking query of a watch waits before it is
+	// renewed (30s when 0). The agent does not end a blocking query whose
+	// client went away: a cancelled watch holds one of its connections (of
+	// limits.http_max_conns_per_client, 200 by default, per client address)
+	// until the query's wait ends, up to WatchWait plus Consul's jitter of a
+	// sixteenth. Shorter frees them sooner, at one renewal per watch per
+	// WatchWait.
+	WatchWait time.Duration
 }
 
 // Consul's fixed limit on operations in one /v1/txn.
@@ -95,6 +103,7 @@ type Store struct {
 	life lifecycle.State // the store's: ended by Close
 	sess *session
 
+	watchWait time.Duration   // Config.WatchWait
 	transport *http.Transport // the client's: its idle connections close with the store
 	maxReq    int             // the agent's limit on a request body
 	seen      resolve.Stamp   // the largest index a reply carried
@@ -136,6 +145,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if s.ttl == 0 {
 		s.ttl = 10 * time.Second
+	}
+	s.watchWait = cfg.WatchWait
+	if s.watchWait <= 0 {
+		s.watchWait = 30 * time.Second
 	}
 	if s.reqTO == 0 {
 		s.reqTO = 15 * time.Second
@@ -208,6 +221,23 @@ func (s *Store) opts(ctx context.Context) (*api.QueryOptions, context.CancelFunc
 	}
 	c, cancel := lifecycle.Bound(ctx, s.reqTO)
 	return (&api.QueryOptions{RequireConsistent: true}).WithContext(c), cancel, nil
+}
+
+// watchOpts is opts for a blocking query: bounded past its wait (plus the
+// agent's jitter of up to a sixteenth, plus the request timeout), so that
+// the client never cuts a query the agent would still be holding. (A query
+// cut by its client keeps its agent connection until its wait ends: cutting
+// queries at the request timeout piled up connections.)
+func (s *Store) watchOpts(ctx context.Context) (*api.QueryOptions, context.CancelFunc, error) {
+	if s.life.Ended() {
+		return nil, nil, coord.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	c, cancel := lifecycle.Bound(ctx, s.watchWait+s.watchWait/16+s.reqTO)
+	q := (&api.QueryOptions{RequireConsistent: true, WaitTime: s.watchWait}).WithContext(c)
+	return q, cancel, nil
 }
 
 // keys lists the keys under prefix up to the next "/", tried again while
@@ -380,7 +410,11 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 // children lists the direct children and tells whether the node exists.
 // With waitIndex > 0 it is a blocking query on the node and its subtree.
 func (s *Store) children(ctx context.Context, path string, waitIndex uint64) ([]string, bool, uint64, error) {
-	q, cancel, err := s.opts(ctx)
+	opts := s.opts
+	if waitIndex > 0 {
+		opts = s.watchOpts
+	}
+	q, cancel, err := opts(ctx)
 	if err != nil {
 		return nil, false, 0, err
 	}

@@ -11,9 +11,6 @@ import (
 	"github.com/coordkit/coord/internal/watchq"
 )
 
-// waitTime is how long one blocking query waits before it is renewed.
-const waitTime = 5 * time.Minute
-
 // WatchData implements coord.Store with blocking queries: each waits from
 // the index of the previous read, so no change is missed.
 func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event, error) {
@@ -21,12 +18,16 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 		return nil, err
 	}
 	read := func(c context.Context, index uint64) (coord.Event, uint64, error) {
-		q, cancel, err := s.opts(c)
+		opts := s.opts
+		if index > 0 {
+			opts = s.watchOpts
+		}
+		q, cancel, err := opts(c)
 		if err != nil {
 			return coord.Event{}, 0, err
 		}
 		defer cancel()
-		q.WaitIndex, q.WaitTime = index, waitTime
+		q.WaitIndex = index
 		kv, meta, err := s.cli.KV().Get(s.key(path), q)
 		if err != nil {
 			return coord.Event{}, 0, mapErr(c, err)
