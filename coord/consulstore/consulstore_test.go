@@ -405,3 +405,40 @@ func TestWatchesHoldFewAgentConnections(t *testing.T) {
 		t.Fatalf("cancelled watches still hold %d agent connections %v after", n, limit)
 	}
 }
+
+// Short-lived watches (one per confirmed action) give their agent
+// connections back within about their own lifetime, not WatchWait: their
+// first blocking queries wait briefly.
+func TestShortWatchesFreeTheirConnections(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp"); err != nil {
+		t.Skip("no /proc/net/tcp to count connections with")
+	}
+	srv := testenv.StartServer(t, "consul")
+	ctx := context.Background()
+	s, err := consulstore.New(ctx, consulstore.Config{Address: srv.Addr, Prefix: "coordtest/short"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(ctx, "/w", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	base := agentConns(t, srv.Addr)
+	for i := 0; i < 30; i++ {
+		wctx, cancel := context.WithCancel(ctx)
+		ch, err := s.WatchChildren(wctx, "/w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-ch
+		time.Sleep(20 * time.Millisecond) // its first blocking query is out
+		cancel()
+	}
+	deadline := time.Now().Add(10 * time.Second) // WatchWait is 30s
+	for agentConns(t, srv.Addr)-base > 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := agentConns(t, srv.Addr) - base; n > 2 {
+		t.Fatalf("30 short watches, cancelled, still hold %d agent connections", n)
+	}
+}

@@ -228,15 +228,15 @@ func (s *Store) opts(ctx context.Context) (*api.QueryOptions, context.CancelFunc
 // the client never cuts a query the agent would still be holding. (A query
 // cut by its client keeps its agent connection until its wait ends: cutting
 // queries at the request timeout piled up connections.)
-func (s *Store) watchOpts(ctx context.Context) (*api.QueryOptions, context.CancelFunc, error) {
+func (s *Store) watchOpts(ctx context.Context, wait time.Duration) (*api.QueryOptions, context.CancelFunc, error) {
 	if s.life.Ended() {
 		return nil, nil, coord.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	c, cancel := lifecycle.Bound(ctx, s.watchWait+s.watchWait/16+s.reqTO)
-	q := (&api.QueryOptions{RequireConsistent: true, WaitTime: s.watchWait}).WithContext(c)
+	c, cancel := lifecycle.Bound(ctx, wait+wait/16+s.reqTO)
+	q := (&api.QueryOptions{RequireConsistent: true, WaitTime: wait}).WithContext(c)
 	return q, cancel, nil
 }
 
@@ -397,7 +397,7 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 	if err := coord.CheckCall(ctx, "children", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
 	}
-	kids, exists, _, err := s.children(ctx, path, 0)
+	kids, exists, _, err := s.children(ctx, path, 0, 0)
 	if err != nil {
 		return nil, coord.Errorf("children", path, err)
 	}
@@ -409,12 +409,11 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 
 // children lists the direct children and tells whether the node exists.
 // With waitIndex > 0 it is a blocking query on the node and its subtree.
-func (s *Store) children(ctx context.Context, path string, waitIndex uint64) ([]string, bool, uint64, error) {
-	opts := s.opts
+func (s *Store) children(ctx context.Context, path string, waitIndex uint64, wait time.Duration) ([]string, bool, uint64, error) {
+	q, cancel, err := s.opts(ctx)
 	if waitIndex > 0 {
-		opts = s.watchOpts
+		q, cancel, err = s.watchOpts(ctx, wait)
 	}
-	q, cancel, err := opts(ctx)
 	if err != nil {
 		return nil, false, 0, err
 	}

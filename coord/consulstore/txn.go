@@ -123,7 +123,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 					j.m[j.path].kv = kv
 					if j.kids && kv != nil {
 						var kids []string
-						kids, _, _, e = s.children(ctx, j.path, 0)
+						kids, _, _, e = s.children(ctx, j.path, 0, 0)
 						j.m[j.path].kids = len(kids)
 					}
 				}

@@ -17,12 +17,11 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 	if err := coord.CheckCall(ctx, "watch", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
 	}
-	read := func(c context.Context, index uint64) (coord.Event, uint64, error) {
-		opts := s.opts
+	read := func(c context.Context, index uint64, wait time.Duration) (coord.Event, uint64, error) {
+		q, cancel, err := s.opts(c)
 		if index > 0 {
-			opts = s.watchOpts
+			q, cancel, err = s.watchOpts(c, wait)
 		}
-		q, cancel, err := opts(c)
 		if err != nil {
 			return coord.Event{}, 0, err
 		}
@@ -41,7 +40,7 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 		}
 		return ev, meta.LastIndex, nil
 	}
-	ev, index, err := read(ctx, 0)
+	ev, index, err := read(ctx, 0, 0)
 	if err != nil {
 		return nil, coord.Errorf("watch", path, err)
 	}
@@ -62,8 +61,8 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	// and made again between two reads has another, and ends the watch as
 	// the delete alone would.
 	var created uint64
-	read := func(c context.Context, index uint64) (coord.Event, uint64, error) {
-		kids, exists, idx, err := s.children(c, path, max(index, 1))
+	read := func(c context.Context, index uint64, wait time.Duration) (coord.Event, uint64, error) {
+		kids, exists, idx, err := s.children(c, path, max(index, 1), wait)
 		if err != nil {
 			return coord.Event{}, 0, err
 		}
@@ -84,7 +83,7 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 		return coord.Event{Path: path, Exists: true, Children: kids}, idx, nil
 	}
 	// The first read must not block: index 1 is below every real index.
-	ev, index, err := read(ctx, 0)
+	ev, index, err := read(ctx, 0, 0)
 	if err != nil {
 		return nil, coord.Errorf("watch", path, err)
 	}
@@ -102,7 +101,7 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 // loop renews the blocking query and sends each state that differs from the
 // last one sent.
 func (s *Store) loop(ctx context.Context, q *watchq.Q, last coord.Event, index uint64,
-	read func(context.Context, uint64) (coord.Event, uint64, error), same func(a, b coord.Event) bool) {
+	read func(context.Context, uint64, time.Duration) (coord.Event, uint64, error), same func(a, b coord.Event) bool) {
 	defer q.Close()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,8 +113,15 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, last coord.Event, index u
 		}
 	}()
 	backoff := 50 * time.Millisecond
+	// The first queries wait briefly and each next one twice as long, up to
+	// WatchWait: the agent holds a cancelled watch's query (and its
+	// connection) until its wait ends, so a short-lived watch (one per
+	// confirmed action) gives its connection back within about its own
+	// lifetime, and a long-lived idle one renews once per WatchWait.
+	wait := min(time.Second, s.watchWait)
 	for {
-		ev, idx, err := read(wctx, index)
+		ev, idx, err := read(wctx, index, wait)
+		wait = min(2*wait, s.watchWait)
 		if ctx.Err() != nil {
 			return
 		}

@@ -564,6 +564,9 @@ func benchMemory(ctx context.Context, t *table, be *backend) error {
 		}
 	}
 	after := measureUsage()
+	if _, err := be.raw.put(ctx, be.rawKey("mem"), nil); err != nil {
+		return err
+	}
 	var raws []raw
 	defer func() {
 		for _, r := range raws {
