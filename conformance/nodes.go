@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/coordkit/coord/coord"
@@ -333,6 +334,38 @@ func testCASConflict(t *testing.T, s *suite) {
 	must(t, st.Delete(ctx, "/c", 1))
 }
 
+// oneWinner runs fn for writers 0..n-1 started together behind a barrier
+// and returns the one writer whose fn succeeded; every other must fail with
+// lost. More than one winner, none, or another error is an error.
+func oneWinner(n int, lost error, fn func(w int) error) (int, error) {
+	start := make(chan struct{})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			<-start
+			errs[w] = fn(w)
+		}(w)
+	}
+	close(start)
+	wg.Wait()
+	winner, winners := -1, 0
+	for w, err := range errs {
+		switch {
+		case err == nil:
+			winner, winners = w, winners+1
+		case !errors.Is(err, lost):
+			return -1, fmt.Errorf("writer %d: %w", w, err)
+		}
+	}
+	if winners != 1 {
+		return -1, fmt.Errorf("%d of %d writers won, want exactly 1", winners, n)
+	}
+	return winner, nil
+}
+
 func testConcurrentCAS(t *testing.T, s *suite) {
 	const writers, rounds = 5, 10
 	ctx := ctxT(t)
@@ -344,35 +377,12 @@ func testConcurrentCAS(t *testing.T, s *suite) {
 	must(t, err)
 	for r := int64(0); r < rounds; r++ {
 		// Every writer has read version r; exactly one Set(r) may win.
-		type result struct {
-			who int
-			err error
-		}
-		start := make(chan struct{})
-		out := make(chan result, writers)
-		for w := 0; w < writers; w++ {
-			go func(w int) {
-				<-start
-				_, err := stores[w].Set(ctx, "/counter", []byte(fmt.Sprintf("%d by %d", r+1, w)), r)
-				out <- result{w, err}
-			}(w)
-		}
-		close(start)
-		winners := 0
-		var winner int
-		for w := 0; w < writers; w++ {
-			res := <-out
-			switch {
-			case res.err == nil:
-				winners++
-				winner = res.who
-			case errors.Is(res.err, coord.ErrBadVersion):
-			default:
-				t.Fatalf("round %d writer %d: %v", r, res.who, res.err)
-			}
-		}
-		if winners != 1 {
-			t.Fatalf("round %d: %d writers won, want exactly 1", r, winners)
+		winner, err := oneWinner(writers, coord.ErrBadVersion, func(w int) error {
+			_, err := stores[w].Set(ctx, "/counter", []byte(fmt.Sprintf("%d by %d", r+1, w)), r)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", r, err)
 		}
 		got, stat, err := stores[0].Get(ctx, "/counter")
 		must(t, err)
@@ -399,34 +409,12 @@ func testConcurrentCreate(t *testing.T, s *suite) {
 		if r%2 == 1 {
 			mode = coord.Ephemeral
 		}
-		type result struct {
-			who int
-			err error
-		}
-		start := make(chan struct{})
-		out := make(chan result, writers)
-		for w := 0; w < writers; w++ {
-			go func(w int) {
-				<-start
-				_, err := stores[w].Create(ctx, path, []byte(fmt.Sprintf("by %d", w)), mode)
-				out <- result{w, err}
-			}(w)
-		}
-		close(start)
-		winners, winner := 0, -1
-		for w := 0; w < writers; w++ {
-			res := <-out
-			switch {
-			case res.err == nil:
-				winners++
-				winner = res.who
-			case errors.Is(res.err, coord.ErrNodeExists):
-			default:
-				t.Fatalf("round %d (%v) writer %d: %v", r, mode, res.who, res.err)
-			}
-		}
-		if winners != 1 {
-			t.Fatalf("round %d (%v): %d creates of %s won, want exactly 1", r, mode, winners, path)
+		winner, err := oneWinner(writers, coord.ErrNodeExists, func(w int) error {
+			_, err := stores[w].Create(ctx, path, []byte(fmt.Sprintf("by %d", w)), mode)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("round %d (%v) creating %s: %v", r, mode, path, err)
 		}
 		got, stat, err := stores[0].Get(ctx, path)
 		must(t, err)
