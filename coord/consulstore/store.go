@@ -213,22 +213,16 @@ func (s *Store) seqKey(p string) string {
 
 // opts returns query options bound to ctx and the request timeout.
 func (s *Store) opts(ctx context.Context) (*api.QueryOptions, context.CancelFunc, error) {
-	if s.life.Ended() {
-		return nil, nil, coord.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	c, cancel := lifecycle.Bound(ctx, s.reqTO)
-	return (&api.QueryOptions{RequireConsistent: true}).WithContext(c), cancel, nil
+	return s.waitOpts(ctx, 0)
 }
 
-// watchOpts is opts for a blocking query: bounded past its wait (plus the
-// agent's jitter of up to a sixteenth, plus the request timeout), so that
-// the client never cuts a query the agent would still be holding. (A query
-// cut by its client keeps its agent connection until its wait ends: cutting
-// queries at the request timeout piled up connections.)
-func (s *Store) watchOpts(ctx context.Context, wait time.Duration) (*api.QueryOptions, context.CancelFunc, error) {
+// waitOpts is opts for a blocking query that waits up to wait (none when
+// 0): bounded past its wait (plus the agent's jitter of up to a sixteenth,
+// plus the request timeout), so that the client never cuts a query the
+// agent would still be holding. (A query cut by its client keeps its agent
+// connection until its wait ends: cutting queries at the request timeout
+// piled up connections.)
+func (s *Store) waitOpts(ctx context.Context, wait time.Duration) (*api.QueryOptions, context.CancelFunc, error) {
 	if s.life.Ended() {
 		return nil, nil, coord.ErrClosed
 	}
@@ -236,8 +230,7 @@ func (s *Store) watchOpts(ctx context.Context, wait time.Duration) (*api.QueryOp
 		return nil, nil, err
 	}
 	c, cancel := lifecycle.Bound(ctx, wait+wait/16+s.reqTO)
-	q := (&api.QueryOptions{RequireConsistent: true, WaitTime: wait}).WithContext(c)
-	return q, cancel, nil
+	return (&api.QueryOptions{RequireConsistent: true, WaitTime: wait}).WithContext(c), cancel, nil
 }
 
 // keys lists the keys under prefix up to the next "/", tried again while
@@ -410,10 +403,7 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 // children lists the direct children and tells whether the node exists.
 // With waitIndex > 0 it is a blocking query on the node and its subtree.
 func (s *Store) children(ctx context.Context, path string, waitIndex uint64, wait time.Duration) ([]string, bool, uint64, error) {
-	q, cancel, err := s.opts(ctx)
-	if waitIndex > 0 {
-		q, cancel, err = s.watchOpts(ctx, wait)
-	}
+	q, cancel, err := s.waitOpts(ctx, wait)
 	if err != nil {
 		return nil, false, 0, err
 	}

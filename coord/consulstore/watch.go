@@ -18,10 +18,7 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 		return nil, err
 	}
 	read := func(c context.Context, index uint64, wait time.Duration) (coord.Event, uint64, error) {
-		q, cancel, err := s.opts(c)
-		if index > 0 {
-			q, cancel, err = s.watchOpts(c, wait)
-		}
+		q, cancel, err := s.waitOpts(c, wait)
 		if err != nil {
 			return coord.Event{}, 0, err
 		}
