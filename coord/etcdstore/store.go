@@ -404,10 +404,7 @@ func (s *Store) setOne(ctx context.Context, path string, data []byte, version in
 	}
 	defer cancel()
 	key := s.nodeKey(path)
-	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
-	if version != coord.AnyVersion {
-		cmp = clientv3.Compare(clientv3.Version(key), "=", version+1)
-	}
+	cmp := versionCmp(key, version)
 	resp, err := s.commit(c, []clientv3.Cmp{cmp},
 		[]clientv3.Op{clientv3.OpPut(key, string(data), clientv3.WithIgnoreLease(), clientv3.WithPrevKV())},
 		[]clientv3.Op{clientv3.OpGet(key)})
@@ -423,6 +420,15 @@ func (s *Store) setOne(ctx context.Context, path string, data []byte, version in
 	}
 	prev := resp.Responses[0].GetResponsePut().PrevKv
 	return statOf(prev.Version+1, prev.Lease, prev.CreateRevision), nil
+}
+
+// versionCmp compares key against a coord version: it exists, for
+// AnyVersion, or is at version.
+func versionCmp(key string, version int64) clientv3.Cmp {
+	if version == coord.AnyVersion {
+		return clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+	}
+	return clientv3.Compare(clientv3.Version(key), "=", version+1)
 }
 
 // Delete implements coord.Store.
@@ -454,10 +460,7 @@ func (s *Store) deleteOne(ctx context.Context, path string, version int64) error
 	}
 	defer cancel()
 	key, kids := s.nodeKey(path), s.childPrefix(path)
-	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
-	if version != coord.AnyVersion {
-		cmp = clientv3.Compare(clientv3.Version(key), "=", version+1)
-	}
+	cmp := versionCmp(key, version)
 	// No key under the child prefix: an empty range compares as a key never
 	// created.
 	none := clientv3.Compare(clientv3.CreateRevision(kids), "=", 0).WithPrefix()
