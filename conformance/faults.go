@@ -413,10 +413,14 @@ func testFaultOutageRiddenOut(t *testing.T, s *suite) {
 		what string
 		err  error
 	}
-	results := make(chan result, 2)
+	results := make(chan result, 3)
 	go func() {
 		_, _, err := st.Get(ctx, "/dir")
 		results <- result{"get", err}
+	}()
+	go func() {
+		_, err := st.GetMany(ctx, "/dir", "/")
+		results <- result{"getmany", err}
 	}()
 	go func() {
 		_, err := st.Create(ctx, "/dir/made", []byte("x"), coord.Persistent)
@@ -424,7 +428,7 @@ func testFaultOutageRiddenOut(t *testing.T, s *suite) {
 	}()
 	time.Sleep(time.Second)
 	resume(t, f)
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 3; i++ {
 		select {
 		case r := <-results:
 			if r.err != nil {
@@ -642,6 +646,13 @@ func testFaultReadCutInFlight(t *testing.T, s *suite) {
 			data, _, err := st.Get(ctx, "/n")
 			if err == nil && string(data) != "v" {
 				err = fmt.Errorf("data %q", data)
+			}
+			return err
+		}},
+		{"getmany", func() error {
+			res, err := st.GetMany(ctx, "/n", "/n/k", "/n/missing")
+			if err == nil && (string(res[0].Data) != "v" || res[1].Err != nil || !errors.Is(res[2].Err, coord.ErrNoNode)) {
+				err = fmt.Errorf("results %+v", res)
 			}
 			return err
 		}},

@@ -51,6 +51,8 @@ func testInvalidPaths(t *testing.T, s *suite) {
 		calls["create"] = err
 		_, _, err = st.Get(ctx, p)
 		calls["get"] = err
+		_, err = st.GetMany(ctx, "/", p)
+		calls["getmany"] = err
 		_, err = st.Set(ctx, p, nil, coord.AnyVersion)
 		calls["set"] = err
 		calls["delete"] = st.Delete(ctx, p, coord.AnyVersion)
@@ -559,5 +561,80 @@ func testStatCreated(t *testing.T, s *suite) {
 	must(t, err)
 	if a3.Created <= b.Created {
 		t.Fatalf("a node deleted and made again: Created %d, want above %d", a3.Created, b.Created)
+	}
+}
+
+// GetMany answers each path as Get does, in order: more paths than the
+// largest transaction (so across any chunks the backend reads in), every
+// other one missing, with the root, an ephemeral node, a node at version 1
+// and a repeated path among them, all written by another client first.
+func testGetMany(t *testing.T, s *suite) {
+	st, other := s.open(t), s.open(t)
+	ctx := ctxT(t)
+	res, err := st.GetMany(ctx)
+	must(t, err)
+	if len(res) != 0 {
+		t.Fatalf("GetMany of no paths: %d results", len(res))
+	}
+	_, err = other.Create(ctx, "/m", nil, coord.Persistent)
+	must(t, err)
+	n := max(2*st.Limits().MaxTxnOps, 300) + 3
+	var ops []coord.Op
+	paths := []string{"/"}
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf("/m/%05d", i)
+		paths = append(paths, p)
+		if i%2 == 0 && i != 4 {
+			ops = append(ops, coord.CreateOp(p, []byte(p), coord.Persistent))
+		}
+	}
+	for len(ops) > 0 {
+		k := min(len(ops), other.Limits().MaxTxnOps)
+		_, err := other.Txn(ctx, ops[:k]...)
+		must(t, err)
+		ops = ops[k:]
+	}
+	_, err = other.Create(ctx, "/m/00004", []byte("mine"), coord.Ephemeral)
+	must(t, err)
+	_, err = other.Set(ctx, "/m/00002", []byte("set"), 0)
+	must(t, err)
+	paths = append(paths, "/m/00002", "/m/00003")
+	res, err = st.GetMany(ctx, paths...)
+	must(t, err)
+	if len(res) != len(paths) {
+		t.Fatalf("GetMany of %d paths: %d results", len(paths), len(res))
+	}
+	for i, p := range paths {
+		r := res[i]
+		data, stat, err := st.Get(ctx, p)
+		if errors.Is(err, coord.ErrNoNode) {
+			if !errors.Is(r.Err, coord.ErrNoNode) {
+				t.Fatalf("GetMany, result %d (%s, missing): %+v", i, p, r)
+			}
+			wantPathError(t, r.Err, p)
+			continue
+		}
+		must(t, err)
+		if r.Err != nil || !bytes.Equal(r.Data, data) || r.Stat != stat {
+			t.Fatalf("GetMany, result %d (%s): %q %+v %v; Get says %q %+v", i, p, r.Data, r.Stat, r.Err, data, stat)
+		}
+	}
+	if got := res[len(res)-2]; string(got.Data) != "set" || got.Stat.Version != 1 {
+		t.Fatalf("GetMany of a node set once: %q version %d", got.Data, got.Stat.Version)
+	}
+	sess, err := other.Session(ctx)
+	must(t, err)
+	if got := res[5]; string(got.Data) != "mine" || !got.Stat.Ephemeral || got.Stat.Owner != sess.ID() {
+		t.Fatalf("GetMany of an ephemeral node: %q %+v, owner want %s", got.Data, got.Stat, sess.ID())
+	}
+	if got := res[1]; string(got.Data) != "/m/00000" || got.Stat.Created <= 0 {
+		t.Fatalf("GetMany of /m/00000: %q %+v", got.Data, got.Stat)
+	}
+	// A bad path fails the call, with no results.
+	res, err = st.GetMany(ctx, "/m/00000", "/m//x")
+	is(t, err, coord.ErrInvalidPath)
+	wantPathError(t, err, "/m//x")
+	if res != nil {
+		t.Fatalf("a refused GetMany returned %d results", len(res))
 	}
 }

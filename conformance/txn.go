@@ -262,6 +262,8 @@ func testContextCanceled(t *testing.T, s *suite) {
 	calls["create"] = err
 	_, _, err = st.Get(dead, "/n")
 	calls["get"] = err
+	_, err = st.GetMany(dead, "/n")
+	calls["getmany"] = err
 	_, err = st.Set(dead, "/n", []byte("changed"), coord.AnyVersion)
 	calls["set"] = err
 	calls["delete"] = st.Delete(dead, "/n", coord.AnyVersion)
@@ -313,6 +315,10 @@ func testClosedCalls(t *testing.T, s *suite) {
 	is(t, err, coord.ErrClosed)
 	_, _, err = st.Exists(ctx, "/")
 	is(t, err, coord.ErrClosed)
+	for _, paths := range [][]string{{"/n"}, {"/"}, nil} {
+		_, err = st.GetMany(ctx, paths...)
+		is(t, err, coord.ErrClosed)
+	}
 	_, _, err = st.Exists(ctx, "/n")
 	is(t, err, coord.ErrClosed)
 	_, err = st.Set(ctx, "/n", nil, coord.AnyVersion)
@@ -364,5 +370,111 @@ func testTxnLongPaths(t *testing.T, s *suite) {
 		}
 	default:
 		t.Fatalf("a txn of %d ops with long paths and %d bytes of data: %v, want success or ErrTooLarge", n, n*per, err)
+	}
+}
+
+// A transaction of sets and checks may hold Limits().TxnOps of them (above
+// MaxTxnOps where the backend says MaxTxnSetOps): at that size it applies
+// whole (an ephemeral node set in it stays its session's) or, with its last
+// op failing, not at all; one op more, or a create among them past
+// MaxTxnOps, is refused with ErrTooLarge before anything is sent.
+func testTxnSetLimit(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	lim := st.Limits()
+	m := lim.TxnOps([]coord.Op{coord.SetOp("/x", nil, 0)})
+	if m < lim.MaxTxnOps {
+		t.Fatalf("TxnOps of sets %d, below MaxTxnOps %d", m, lim.MaxTxnOps)
+	}
+	_, err := st.Create(ctx, "/l", nil, coord.Persistent)
+	must(t, err)
+	paths := make([]string, m+1)
+	var creates []coord.Op
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/l/n%05d", i)
+		if i > 0 {
+			creates = append(creates, coord.CreateOp(paths[i], []byte("x"), coord.Persistent))
+		}
+	}
+	_, err = st.Create(ctx, paths[0], []byte("x"), coord.Ephemeral)
+	must(t, err)
+	batches, err := coord.Batches(creates, lim)
+	must(t, err)
+	for _, b := range batches {
+		if len(b) > lim.MaxTxnOps {
+			t.Fatalf("Batches: %d creates in one batch, MaxTxnOps is %d", len(b), lim.MaxTxnOps)
+		}
+		_, err := st.Txn(ctx, b...)
+		must(t, err)
+	}
+	sets := func(n int, data string) []coord.Op {
+		ops := make([]coord.Op, n)
+		for i := range ops {
+			ops[i] = coord.SetOp(paths[i%len(paths)], []byte(data), coord.AnyVersion)
+		}
+		return ops
+	}
+	unchanged := func(what, data string, version int64) {
+		t.Helper()
+		res, err := st.GetMany(ctx, paths...)
+		must(t, err)
+		for i, r := range res {
+			if i == m && version > 0 {
+				data, version = "x", 0 // never in a set of m
+			}
+			if r.Err != nil || string(r.Data) != data || r.Stat.Version != version {
+				t.Fatalf("%s: %s holds %q at version %d (%v), want %q at %d", what, paths[i], r.Data, r.Stat.Version, r.Err, data, version)
+			}
+		}
+	}
+	_, err = st.Txn(ctx, sets(m+1, "y")...)
+	is(t, err, coord.ErrTooLarge)
+	if m > lim.MaxTxnOps {
+		mixed := append(sets(m-1, "y"), coord.CreateOp("/l/made", nil, coord.Persistent))
+		_, err = st.Txn(ctx, mixed...)
+		is(t, err, coord.ErrTooLarge)
+		if _, ok, _ := st.Exists(ctx, "/l/made"); ok {
+			t.Fatal("a refused transaction created its node")
+		}
+	}
+	failing := sets(m, "y")
+	failing[m-1] = coord.CheckOp(paths[m-1], 7)
+	_, err = st.Txn(ctx, failing...)
+	wantTxnError(t, err, m-1, coord.ErrBadVersion)
+	unchanged("after refused transactions", "x", 0)
+	ok := sets(m, "z")
+	ok[m-1] = coord.CheckOp(paths[m], 0)
+	res, err := st.Txn(ctx, ok...)
+	must(t, err)
+	sess, err := st.Session(ctx)
+	must(t, err)
+	for i, r := range res {
+		want := coord.Stat{Version: 1}
+		if i == m-1 {
+			want = coord.Stat{}
+		}
+		if i == 0 {
+			want = coord.Stat{Version: 1, Ephemeral: true, Owner: sess.ID()}
+		}
+		if r.Path != ok[i].Path || r.Stat != want {
+			t.Fatalf("result %d of %d sets and a check: %+v, want %s %+v", i, m, r, ok[i].Path, want)
+		}
+	}
+	got, err := st.GetMany(ctx, paths[0], paths[m-1])
+	must(t, err)
+	if !got[0].Stat.Ephemeral || got[0].Stat.Owner != sess.ID() || string(got[0].Data) != "z" {
+		t.Fatalf("an ephemeral node set in a transaction: %q %+v", got[0].Data, got[0].Stat)
+	}
+	if string(got[1].Data) != "x" || got[1].Stat.Version != 0 {
+		t.Fatalf("the node only checked: %q %+v", got[1].Data, got[1].Stat)
+	}
+	// Batches put sets in batches of up to m, a create in one of MaxTxnOps.
+	batches, err = coord.Batches(append(sets(2*m+1, "w"), coord.CreateOp("/l/made", nil, coord.Persistent)), lim)
+	must(t, err)
+	for i, b := range batches {
+		max := lim.TxnOps(b)
+		if len(b) > max || (i == 0 && len(b) != m) {
+			t.Fatalf("batch %d of %d ops (limit %d, sets %d)", i, len(b), max, m)
+		}
 	}
 }

@@ -117,22 +117,30 @@ func Walk(ctx context.Context, s Store, path string, fn func(path string, data [
 }
 
 // Batches splits ops into transactions that each fit lim, keeping their order.
-// Each batch is atomic; the batches together are not.
+// Each batch is atomic; the batches together are not. A run of sets and
+// checks goes in batches of up to lim.MaxTxnSetOps.
 func Batches(ops []Op, lim Limits) ([][]Op, error) {
 	var out [][]Op
 	var cur []Op
 	size := 0
+	setsOnly := true // cur holds only sets and checks
 	for _, op := range ops {
 		if lim.MaxValueSize > 0 && len(op.Data) > lim.MaxValueSize {
 			return nil, Errorf(string(op.Kind), op.Path, fmt.Errorf("%w: %d bytes of data, the limit is %d", ErrTooLarge, len(op.Data), lim.MaxValueSize))
 		}
-		if len(cur) > 0 && ((lim.MaxTxnOps > 0 && len(cur) == lim.MaxTxnOps) ||
+		set := op.Kind == OpSet || op.Kind == OpCheck
+		max := lim.MaxTxnOps
+		if setsOnly && set && lim.MaxTxnSetOps > max && max > 0 {
+			max = lim.MaxTxnSetOps
+		}
+		if len(cur) > 0 && ((max > 0 && len(cur) >= max) ||
 			(lim.MaxTxnBytes > 0 && size+len(op.Data) > lim.MaxTxnBytes)) {
 			out = append(out, cur)
-			cur, size = nil, 0
+			cur, size, setsOnly = nil, 0, true
 		}
 		cur = append(cur, op)
 		size += len(op.Data)
+		setsOnly = setsOnly && set
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)

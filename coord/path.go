@@ -129,8 +129,8 @@ func CheckTxn(ctx context.Context, ops []Op, lim Limits) error {
 	if len(ops) == 0 {
 		return Errorf("txn", "", fmt.Errorf("%w: no ops", ErrInvalidArgument))
 	}
-	if lim.MaxTxnOps > 0 && len(ops) > lim.MaxTxnOps {
-		return Errorf("txn", "", fmt.Errorf("%w: %d ops, the limit is %d", ErrTooLarge, len(ops), lim.MaxTxnOps))
+	if max := lim.TxnOps(ops); max > 0 && len(ops) > max {
+		return Errorf("txn", "", fmt.Errorf("%w: %d ops, the limit is %d", ErrTooLarge, len(ops), max))
 	}
 	total := 0
 	written := map[string]bool{}
@@ -158,6 +158,24 @@ func CheckTxn(ctx context.Context, ops []Op, lim Limits) error {
 	}
 	if lim.MaxTxnBytes > 0 && total > lim.MaxTxnBytes {
 		return Errorf("txn", "", fmt.Errorf("%w: %d bytes of data, the limit is %d", ErrTooLarge, total, lim.MaxTxnBytes))
+	}
+	return nil
+}
+
+// CheckGetMany validates the paths of a GetMany as CheckCall validates a
+// Get: a done ctx or any invalid path fails the whole call.
+func CheckGetMany(ctx context.Context, paths []string) error {
+	first := ""
+	if len(paths) > 0 {
+		first = paths[0]
+	}
+	if err := ctx.Err(); err != nil {
+		return Errorf("getmany", first, err)
+	}
+	for _, p := range paths {
+		if err := ValidatePath(p); err != nil {
+			return Errorf("getmany", p, err)
+		}
 	}
 	return nil
 }

@@ -69,8 +69,28 @@ type Stat struct {
 // ErrTooLarge before anything is sent.
 type Limits struct {
 	MaxValueSize int // bytes of data in one node
-	MaxTxnOps    int // operations in one Txn
+	MaxTxnOps    int // operations of any kind in one Txn
+	// MaxTxnSetOps is the operations in one Txn that only sets and checks
+	// (SetOp and CheckOp, the bulk updates of existing nodes): each of those
+	// costs the server one op, where a create or delete can cost several, so
+	// this may be above MaxTxnOps. Below it (0 included), MaxTxnOps holds.
+	MaxTxnSetOps int
 	MaxTxnBytes  int // bytes of data (all ops together) in one Txn
+}
+
+// TxnOps is the most ops a Txn of ops' kinds may hold: MaxTxnSetOps when
+// every op is a SetOp or CheckOp and that is larger, else MaxTxnOps (0: no
+// limit).
+func (l Limits) TxnOps(ops []Op) int {
+	if l.MaxTxnOps <= 0 || l.MaxTxnSetOps <= l.MaxTxnOps {
+		return l.MaxTxnOps
+	}
+	for _, op := range ops {
+		if op.Kind != OpSet && op.Kind != OpCheck {
+			return l.MaxTxnOps
+		}
+	}
+	return l.MaxTxnSetOps
 }
 
 // Store is a hierarchical coordination store. Implementations are safe for
@@ -85,6 +105,16 @@ type Store interface {
 	Create(ctx context.Context, path string, data []byte, mode Mode) (string, error)
 	// Get returns the data and Stat of the node at path.
 	Get(ctx context.Context, path string) ([]byte, Stat, error)
+	// GetMany reads the nodes at paths as Get reads each one, in as few
+	// requests as the backend allows, and returns one result per path, in
+	// order (a path given twice is read twice). A missing node fails only
+	// its own result (Err wraps ErrNoNode); any other failure (an invalid
+	// path, a closed or unavailable store, ctx) fails the call and returns
+	// no results. Every result reflects at least the writes acknowledged
+	// before GetMany was called, as Get does; the results need not be one
+	// snapshot (etcd's are: one revision), so to act on several nodes at
+	// once, check their versions in a Txn.
+	GetMany(ctx context.Context, paths ...string) ([]GetResult, error)
 	// Set replaces the node's data if its version is version (or version is
 	// AnyVersion), and returns the new Stat.
 	Set(ctx context.Context, path string, data []byte, version int64) (Stat, error)
@@ -122,6 +152,15 @@ type Store interface {
 	// Close ends the session (removing its ephemeral nodes), stops every
 	// watch and releases the connection. Later calls fail with ErrClosed.
 	Close() error
+}
+
+// GetResult is the outcome of reading one node in GetMany: its data and
+// Stat, or Err (wrapping ErrNoNode, in a *PathError naming the path) when
+// the node does not exist.
+type GetResult struct {
+	Data []byte
+	Stat Stat
+	Err  error
 }
 
 // Session owns ephemeral nodes. It ends when the store is closed or the

@@ -93,5 +93,8 @@ func (f *fencedStore) Limits() coord.Limits {
 	if lim.MaxTxnOps > 1 {
 		lim.MaxTxnOps--
 	}
+	if lim.MaxTxnSetOps > 1 {
+		lim.MaxTxnSetOps-- // the fence is a check: sets stay sets only
+	}
 	return lim
 }

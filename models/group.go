@@ -140,26 +140,28 @@ func (g *ServerGroup) servers(ctx context.Context, store coord.Store) ([]*Server
 	if err != nil {
 		return nil, nil, errorf(op, g.path(), err)
 	}
+	paths := make([]string, len(kids))
+	for i, kid := range kids {
+		paths[i] = coord.Join(g.path(), kid)
+	}
+	res, err := store.GetMany(ctx, paths...)
+	if err != nil {
+		return nil, nil, errorf(op, g.path(), err)
+	}
 	servers := make([]*Server, len(kids))
 	versions := make([]int64, len(kids))
-	err = forEach(ctx, len(kids), func(i int) error {
-		p := coord.Join(g.path(), kids[i])
-		data, st, err := store.Get(ctx, p)
-		if errors.Is(err, coord.ErrNoNode) {
-			return nil
+	for i, r := range res {
+		if errors.Is(r.Err, coord.ErrNoNode) {
+			continue // removed since the listing
 		}
-		if err != nil {
-			return errorf(op, p, err)
+		if r.Err != nil {
+			return nil, nil, errorf(op, paths[i], r.Err)
 		}
 		var s Server
-		if err := decode(p, data, &s); err != nil {
-			return err
+		if err := decode(paths[i], r.Data, &s); err != nil {
+			return nil, nil, err
 		}
-		servers[i], versions[i] = &s, st.Version
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
+		servers[i], versions[i] = &s, r.Stat.Version
 	}
 	out := []*Server{}
 	vs := map[string]int64{}

@@ -74,25 +74,29 @@ func Slots(ctx context.Context, store coord.Store, productName string) ([]*Slot,
 	if err != nil {
 		return nil, errorf(op, base, err)
 	}
-	slots := make([]*Slot, len(kids))
-	err = forEach(ctx, len(kids), func(i int) error {
-		p := coord.Join(base, kids[i])
-		if id, err := strconv.Atoi(strings.TrimPrefix(kids[i], "slot_")); err != nil || !strings.HasPrefix(kids[i], "slot_") || validSlot(id) != nil {
-			return errorf(op, p, fmt.Errorf("%w: not a slot node", ErrMalformed))
+	paths := make([]string, len(kids))
+	for i, kid := range kids {
+		paths[i] = coord.Join(base, kid)
+		if id, err := strconv.Atoi(strings.TrimPrefix(kid, "slot_")); err != nil || !strings.HasPrefix(kid, "slot_") || validSlot(id) != nil {
+			return nil, errorf(op, paths[i], fmt.Errorf("%w: not a slot node", ErrMalformed))
 		}
-		data, st, err := store.Get(ctx, p)
-		if errors.Is(err, coord.ErrNoNode) {
-			// Codis 2 fails too: a slot table with a hole is no slot table.
-			return errorf(op, p, fmt.Errorf("%w: the slot vanished while the slots were read", err))
-		}
-		if err != nil {
-			return errorf(op, p, err)
-		}
-		slots[i], err = decodeSlot(p, data, st.Version)
-		return err
-	})
+	}
+	res, err := store.GetMany(ctx, paths...)
 	if err != nil {
-		return nil, err
+		return nil, errorf(op, base, err)
+	}
+	slots := make([]*Slot, len(kids))
+	for i, r := range res {
+		if errors.Is(r.Err, coord.ErrNoNode) {
+			// Codis 2 fails too: a slot table with a hole is no slot table.
+			return nil, errorf(op, paths[i], fmt.Errorf("%w: the slot vanished while the slots were read", coord.ErrNoNode))
+		}
+		if r.Err != nil {
+			return nil, errorf(op, paths[i], r.Err)
+		}
+		if slots[i], err = decodeSlot(paths[i], r.Data, r.Stat.Version); err != nil {
+			return nil, err
+		}
 	}
 	out := slots[:0]
 	for _, s := range slots {
@@ -355,18 +359,24 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 		}
 		written := map[int]bool{}
 		for {
-			n := toSlot - fromSlot + 1
-			slots := make([]*Slot, n)
-			err := forEach(ctx, n, func(i int) error {
-				if written[fromSlot+i] {
-					return nil
+			var paths []string
+			for id := fromSlot; id <= toSlot; id++ {
+				if !written[id] {
+					paths = append(paths, GetSlotPath(productName, id))
 				}
-				s, err := GetSlot(ctx, store, productName, fromSlot+i)
-				slots[i] = s
-				return err
-			})
+			}
+			res, err := store.GetMany(ctx, paths...)
 			if err != nil {
 				return errorf(op, productName, err)
+			}
+			slots := make([]*Slot, len(paths))
+			for i, r := range res {
+				if r.Err != nil {
+					return errorf(op, productName, r.Err)
+				}
+				if slots[i], err = decodeSlot(paths[i], r.Data, r.Stat.Version); err != nil {
+					return errorf(op, productName, err)
+				}
 			}
 			var ops []coord.Op
 			var ids []int
@@ -386,6 +396,9 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 			lim := store.Limits()
 			if lim.MaxTxnOps > 0 {
 				lim.MaxTxnOps--
+			}
+			if lim.MaxTxnSetOps > 0 {
+				lim.MaxTxnSetOps--
 			}
 			batches, err := coord.Batches(ops, lim)
 			if err != nil {

@@ -159,7 +159,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	// Values travel base64-encoded inside the JSON body of /v1/txn.
 	data := (req - 16<<10) / 4 * 3
-	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnBytes: data}
+	// A set is one check-and-set, a check one index check.
+	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnSetOps: serverTxnOps, MaxTxnBytes: data}
 	s.maxReq = req
 	s.bg, s.stop = context.WithCancel(context.Background())
 	// Fail now, not at the first call, when the agent does not answer.
@@ -365,6 +366,111 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 		return nil, coord.Stat{}, coord.Errorf("get", path, coord.ErrNoNode)
 	}
 	return kv.Value, statOf(kv), nil
+}
+
+// GetMany implements coord.Store: the keys are read in read-only
+// transactions of up to Consul's 128 ops (a missing key fails its
+// transaction, which then names every missing key: they are dropped and the
+// rest read again).
+func (s *Store) GetMany(ctx context.Context, paths ...string) ([]coord.GetResult, error) {
+	if err := coord.CheckGetMany(ctx, paths); err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(paths))
+	for i, p := range paths {
+		keys[i] = s.key(p)
+	}
+	kvs, err := s.getKeys(ctx, keys)
+	if err != nil {
+		first := ""
+		if len(paths) > 0 {
+			first = paths[0]
+		}
+		return nil, coord.Errorf("getmany", first, err)
+	}
+	res := make([]coord.GetResult, len(paths))
+	for i, kv := range kvs {
+		switch {
+		case paths[i] == "/":
+		case kv == nil:
+			res[i].Err = coord.Errorf("getmany", paths[i], coord.ErrNoNode)
+		default:
+			res[i] = coord.GetResult{Data: kv.Value, Stat: statOf(kv)}
+		}
+	}
+	return res, nil
+}
+
+// getKeys reads keys (nil for a missing one) in as few consistent
+// read-only transactions as Consul takes.
+func (s *Store) getKeys(ctx context.Context, keys []string) ([]*api.KVPair, error) {
+	if len(keys) == 0 {
+		_, cancel, err := s.opts(ctx) // refuses on a closed store
+		if err != nil {
+			return nil, err
+		}
+		cancel()
+		return []*api.KVPair{}, nil
+	}
+	out := make([]*api.KVPair, len(keys))
+	for start := 0; start < len(keys); start += serverTxnOps {
+		todo := make([]int, 0, serverTxnOps)
+		for i := start; i < min(start+serverTxnOps, len(keys)); i++ {
+			todo = append(todo, i)
+		}
+		for len(todo) > 0 {
+			ops := make(api.TxnOps, len(todo))
+			for j, i := range todo {
+				ops[j] = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGet, Key: keys[i]}}
+			}
+			q, cancel, err := s.opts(ctx)
+			if err != nil {
+				return nil, err
+			}
+			var ok bool
+			var resp *api.TxnResponse
+			err = retry.Do(q.Context(), transientRead, func() error {
+				var err error
+				ok, resp, _, err = s.cli.Txn().Txn(ops, q)
+				return err
+			})
+			cancel()
+			if err != nil {
+				return nil, mapErr(ctx, err)
+			}
+			if ok {
+				for j, r := range resp.Results {
+					if j < len(todo) && r.KV != nil {
+						out[todo[j]] = r.KV
+						s.seen.See(int64(r.KV.ModifyIndex))
+					}
+				}
+				break
+			}
+			// Only missing keys may fail a read: drop them, read the rest.
+			missing := map[int]bool{}
+			for _, e := range resp.Errors {
+				if e.OpIndex < 0 || e.OpIndex >= len(todo) || !strings.Contains(e.What, "doesn't exist") {
+					if strings.Contains(e.What, "Permission denied") || strings.Contains(e.What, "ACL") {
+						return nil, fmt.Errorf("%w: %s", coord.ErrPermission, e.What)
+					}
+					return nil, fmt.Errorf("%w: reading %s: %s", coord.ErrUnavailable, keys[todo[0]], e.What)
+				}
+				missing[e.OpIndex] = true
+			}
+			if len(missing) == 0 {
+				return nil, fmt.Errorf("%w: a read transaction failed without saying why", coord.ErrUnavailable)
+			}
+			kept := todo[:0]
+			for j, i := range todo {
+				if !missing[j] {
+					kept = append(kept, i)
+				}
+			}
+			todo = kept
+		}
+	}
+	return out, nil
 }
 
 // Exists implements coord.Store.

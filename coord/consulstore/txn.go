@@ -58,8 +58,9 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 	}
 }
 
-// read fetches, concurrently, every key the ops depend on. A node to delete
-// is read before its children are listed, so that a child created after the
+// read fetches every key the ops depend on, in as few read transactions as
+// Consul takes (getKeys), then lists the children of the nodes to delete. A
+// node to delete is read before its children are listed, so that a child created after the
 // listing has moved the node's ModifyIndex, which the commit checks.
 func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes, seqs map[string]*kvState, err error) {
 	nodes, seqs = map[string]*kvState{}, map[string]*kvState{}
@@ -99,41 +100,33 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	for _, p := range extra {
 		add(nodes, p, s.key(p), false)
 	}
+	keys := make([]string, len(jobs))
+	for i, j := range jobs {
+		keys[i] = j.key
+	}
+	kvs, err := s.getKeys(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
-	for _, j := range jobs {
+	for i, j := range jobs {
+		j.m[j.path].kv = kvs[i]
+		if !j.kids || kvs[i] == nil {
+			continue
+		}
 		wg.Add(1)
 		go func(j job) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			q, cancel, e := s.opts(ctx)
-			if e == nil {
-				defer cancel()
-				var kv *api.KVPair
-				var meta *api.QueryMeta
-				e = retry.Do(q.Context(), transientRead, func() error {
-					var err error
-					kv, meta, err = s.cli.KV().Get(j.key, q)
-					return err
-				})
-				if e == nil {
-					s.seen.See(int64(meta.LastIndex))
-					j.m[j.path].kv = kv
-					if j.kids && kv != nil {
-						var kids []string
-						kids, _, _, e = s.children(ctx, j.path, 0, 0)
-						j.m[j.path].kids = len(kids)
-					}
-				}
-			}
-			if e != nil {
-				mu.Lock()
-				if err == nil {
-					err = e
-				}
-				mu.Unlock()
+			kids, _, _, e := s.children(ctx, j.path, 0, 0)
+			mu.Lock()
+			defer mu.Unlock()
+			j.m[j.path].kids = len(kids)
+			if e != nil && err == nil {
+				err = e
 			}
 		}(j)
 	}

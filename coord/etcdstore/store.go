@@ -123,7 +123,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	// Leave room for keys and framing in a request.
 	s.serverOps = ops
-	s.limits = coord.Limits{MaxValueSize: reqBytes - 64<<10, MaxTxnOps: ops / 2, MaxTxnBytes: reqBytes - 64<<10}
+	// A set or check takes one compare and one op of the server's limit.
+	s.limits = coord.Limits{MaxValueSize: reqBytes - 64<<10, MaxTxnOps: ops / 2, MaxTxnSetOps: ops, MaxTxnBytes: reqBytes - 64<<10}
 	if cfg.Client != nil {
 		s.cli = cfg.Client
 	} else {
@@ -357,6 +358,76 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 	}
 	kv := resp.Kvs[0]
 	return kv.Value, statOf(kv.Version, kv.Lease, kv.CreateRevision), nil
+}
+
+// GetMany implements coord.Store: the reads go in read-only transactions of
+// up to the server's --max-txn-ops ranges, the later ones at the first one's
+// revision, so that the results are one snapshot.
+func (s *Store) GetMany(ctx context.Context, paths ...string) ([]coord.GetResult, error) {
+	if err := coord.CheckGetMany(ctx, paths); err != nil {
+		return nil, err
+	}
+	first := ""
+	if len(paths) > 0 {
+		first = paths[0]
+	}
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, coord.Errorf("getmany", first, err)
+	}
+	defer cancel()
+	for {
+		res, err := s.getManyAt(c, paths)
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			continue // the snapshot's revision was compacted between chunks
+		}
+		if err != nil {
+			return nil, coord.Errorf("getmany", first, mapErr(ctx, err))
+		}
+		return res, nil
+	}
+}
+
+func (s *Store) getManyAt(ctx context.Context, paths []string) ([]coord.GetResult, error) {
+	res := make([]coord.GetResult, len(paths))
+	var rev int64
+	for start := 0; start < len(paths); start += s.serverOps {
+		var ops []clientv3.Op
+		var idx []int
+		for i := start; i < min(start+s.serverOps, len(paths)); i++ {
+			if paths[i] == "/" {
+				continue // always there, with no data
+			}
+			var opts []clientv3.OpOption
+			if rev != 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			ops = append(ops, clientv3.OpGet(s.nodeKey(paths[i]), opts...))
+			idx = append(idx, i)
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		resp, err := s.readTxn(ctx, ops...)
+		if err != nil {
+			return nil, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+			s.seen.See(rev)
+		}
+		for j, r := range resp.Responses {
+			i := idx[j]
+			kvs := r.GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				res[i].Err = coord.Errorf("getmany", paths[i], coord.ErrNoNode)
+				continue
+			}
+			kv := kvs[0]
+			res[i] = coord.GetResult{Data: kv.Value, Stat: statOf(kv.Version, kv.Lease, kv.CreateRevision)}
+		}
+	}
+	return res, nil
 }
 
 // Exists implements coord.Store.

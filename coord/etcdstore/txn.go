@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -57,6 +58,16 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 		return nil, coord.Errorf("txn", ops[0].Path, err)
 	}
 	defer cancel()
+	if setsAndChecks(ops) {
+		res, err := s.txnSetCheck(c, ops)
+		if err != nil {
+			var te *coord.TxnError
+			if !errors.As(err, &te) {
+				err = coord.Errorf("txn", ops[0].Path, mapErr(ctx, err))
+			}
+		}
+		return res, err
+	}
 	for {
 		res, retry, err := s.txnOnce(c, ops, lease)
 		if err != nil {
@@ -73,6 +84,76 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 			return res, nil
 		}
 	}
+}
+
+// setsAndChecks reports whether ops only set and check nodes other than
+// the root, each path once: such a transaction needs no planning read
+// (txnSetCheck).
+func setsAndChecks(ops []coord.Op) bool {
+	seen := make(map[string]bool, len(ops))
+	for _, op := range ops {
+		if (op.Kind != coord.OpSet && op.Kind != coord.OpCheck) || op.Path == "/" || seen[op.Path] {
+			return false
+		}
+		seen[op.Path] = true
+	}
+	return true
+}
+
+// txnSetCheck commits sets and checks of distinct nodes in one request, as
+// setOne does one set: each node's version is compared, the sets keep the
+// nodes' leases, and a refused transaction reads the nodes in its Else
+// branch, which tells the first op that failed and why.
+func (s *Store) txnSetCheck(ctx context.Context, ops []coord.Op) ([]coord.OpResult, error) {
+	cmps := make([]clientv3.Cmp, len(ops))
+	then := make([]clientv3.Op, len(ops))
+	els := make([]clientv3.Op, len(ops))
+	for i, op := range ops {
+		key := s.nodeKey(op.Path)
+		cmps[i] = versionCmp(key, op.Version)
+		if op.Kind == coord.OpSet {
+			then[i] = clientv3.OpPut(key, string(op.Data), clientv3.WithIgnoreLease(), clientv3.WithPrevKV())
+		} else {
+			then[i] = clientv3.OpGet(key)
+		}
+		els[i] = clientv3.OpGet(key)
+	}
+	resp, err := s.commit(ctx, cmps, then, els)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]coord.OpResult, len(ops))
+	for i, op := range ops {
+		var kv *mvccpb.KeyValue
+		r := resp.Responses[i]
+		if put := r.GetResponsePut(); put != nil {
+			kv = put.PrevKv
+		} else if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+			kv = kvs[0]
+		}
+		if !resp.Succeeded {
+			switch {
+			case kv == nil:
+				return nil, &coord.TxnError{Index: i, Op: op, Err: coord.ErrNoNode}
+			case op.Version != coord.AnyVersion && kv.Version-1 != op.Version:
+				return nil, &coord.TxnError{Index: i, Op: op, Err: fmt.Errorf("%w: expected %d, is %d", coord.ErrBadVersion, op.Version, kv.Version-1)}
+			}
+			continue
+		}
+		if kv == nil {
+			return nil, fmt.Errorf("%w: no previous state of %s in the reply", coord.ErrUnavailable, op.Path)
+		}
+		ver := kv.Version - 1
+		if op.Kind == coord.OpSet {
+			ver++
+		}
+		res[i] = coord.OpResult{Path: op.Path, Stat: coord.Stat{Version: ver, Ephemeral: kv.Lease != 0, Owner: leaseOwner(kv.Lease)}}
+	}
+	if !resp.Succeeded {
+		// Every compare held on the state read: it changed in between.
+		return nil, fmt.Errorf("%w: the transaction was refused, then every node it names was found as expected", coord.ErrUnavailable)
+	}
+	return res, nil
 }
 
 // plan is what a transaction reads before it is built, at one revision: the

@@ -509,6 +509,81 @@ func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error
 	return data, statOf(st), nil
 }
 
+// getManyWorkers bounds the reads of one GetMany in flight at once. The
+// client pipelines them on the one connection, so the call takes about
+// len(paths)/getManyWorkers round trips, not len(paths).
+const getManyWorkers = 64
+
+// GetMany implements coord.Store: one sync (unless StaleReads), then the
+// reads, pipelined on the connection. (go-zookeeper has no multi-read.)
+func (s *Store) GetMany(ctx context.Context, paths ...string) ([]coord.GetResult, error) {
+	if err := coord.CheckGetMany(ctx, paths); err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		if s.life.Ended() {
+			return nil, coord.Errorf("getmany", "", coord.ErrClosed)
+		}
+		return []coord.GetResult{}, nil
+	}
+	if err := s.sync(ctx); err != nil {
+		return nil, coord.Errorf("getmany", paths[0], mapErr(err))
+	}
+	res := make([]coord.GetResult, len(paths))
+	c, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	next := make(chan int)
+	for w := 0; w < min(getManyWorkers, len(paths)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				var data []byte
+				var st *zk.Stat
+				err := s.read(c, func() error {
+					var err error
+					data, st, err = s.zk().Get(s.abs(paths[i]))
+					return err
+				})
+				switch err := mapErr(err); {
+				case err == nil && paths[i] == "/":
+				case err == nil:
+					res[i] = coord.GetResult{Data: data, Stat: statOf(st)}
+				case errors.Is(err, coord.ErrNoNode) && paths[i] != "/":
+					res[i].Err = coord.Errorf("getmany", paths[i], err)
+				default:
+					mu.Lock()
+					if first == nil {
+						first = coord.Errorf("getmany", paths[i], err)
+					}
+					mu.Unlock()
+					cancel()
+				}
+			}
+		}()
+	}
+	for i := range paths {
+		if c.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = coord.Errorf("getmany", paths[0], ctx.Err())
+	}
+	if first != nil {
+		return nil, first
+	}
+	return res, nil
+}
+
 // Exists implements coord.Store.
 func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, error) {
 	if err := coord.CheckCall(ctx, "exists", path, nil, 0, 0, s.Limits()); err != nil {
@@ -550,7 +625,15 @@ func (s *Store) Set(ctx context.Context, path string, data []byte, version int64
 	if err != nil {
 		return coord.Stat{}, coord.Errorf("set", path, mapErr(err))
 	}
-	return statOf(st), nil
+	return writeStat(st), nil
+}
+
+// writeStat is the Stat a write returns: as the contract says, without
+// Created (which etcd and Consul do not learn from a write).
+func writeStat(st *zk.Stat) coord.Stat {
+	out := statOf(st)
+	out.Created = 0
+	return out
 }
 
 // Delete implements coord.Store.

@@ -87,7 +87,7 @@ multi:
 				res[i].Stat = coord.Stat{Ephemeral: true, Owner: owner(sid)}
 			}
 		case coord.OpSet:
-			res[i].Stat = statOf(resp[i].Stat)
+			res[i].Stat = writeStat(resp[i].Stat)
 		}
 	}
 	// ZooKeeper's multi does not return the Stat of a checked node; a check
@@ -100,6 +100,7 @@ multi:
 				if op.Version != coord.AnyVersion {
 					st.Version = op.Version
 				}
+				st.Created = 0 // as a write's Stat
 				res[i].Stat = st
 			}
 		}
