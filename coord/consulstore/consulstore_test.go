@@ -12,11 +12,16 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,5 +445,187 @@ func TestShortWatchesFreeTheirConnections(t *testing.T) {
 	}
 	if n := agentConns(t, srv.Addr) - base; n > 2 {
 		t.Fatalf("30 short watches, cancelled, still hold %d agent connections", n)
+	}
+}
+
+// countingAgent is a reverse proxy to the agent at addr that counts the
+// requests it forwards.
+func countingAgent(t *testing.T, addr string) (string, *atomic.Int64) {
+	target, err := url.Parse("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), &n
+}
+
+// A Txn of sets and checks on nodes whose state the store last saw (read or
+// written) commits in one request, without reading first; when another
+// writer has moved a node since (through a store, or `consul kv put`), the
+// commit's index checks fail, nothing is applied, and the Txn reads the
+// server's state: a stale version is ErrBadVersion, AnyVersion succeeds on
+// top of the other write.
+func TestKnownSetsCommitWithoutReading(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	prefix := "coordtest/known-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	via, requests := countingAgent(t, addr)
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, p := range []string{"/a", "/b", "/c"} {
+		if _, err := s.Create(ctx, p, []byte("v0"), coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.GetMany(ctx, "/b", "/c"); err != nil {
+		t.Fatal(err)
+	}
+	count := func(what string, want int64, f func() error) {
+		t.Helper()
+		before := requests.Load()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := requests.Load() - before; got != want {
+			t.Fatalf("%s took %d requests, want %d", what, got, want)
+		}
+	}
+	count("a set of a node just created", 1, func() error {
+		st, err := s.Set(ctx, "/a", []byte("v1"), 0)
+		if err == nil && st.Version != 1 {
+			err = fmt.Errorf("version %d, want 1", st.Version)
+		}
+		return err
+	})
+	count("a set of a node just set", 1, func() error { _, err := s.Set(ctx, "/a", []byte("v2"), 1); return err })
+	count("sets and a check of nodes just read", 1, func() error {
+		res, err := s.Txn(ctx, coord.SetOp("/b", []byte("v1"), 0), coord.SetOp("/c", []byte("v1"), coord.AnyVersion), coord.CheckOp("/a", 2))
+		if err == nil && (res[0].Stat.Version != 1 || res[1].Stat.Version != 1 || res[2].Stat.Version != 2) {
+			err = fmt.Errorf("results %+v, want versions 1, 1, 2", res)
+		}
+		return err
+	})
+
+	// Moved by another store: the version s knows (2) is stale.
+	if _, err := other.Set(ctx, "/a", []byte("theirs"), 2); err != nil {
+		t.Fatal(err)
+	}
+	before := requests.Load()
+	if _, err := s.Set(ctx, "/a", []byte("ours"), 2); !errors.Is(err, coord.ErrBadVersion) {
+		t.Fatalf("a set at the version last seen, after another writer's: %v, want ErrBadVersion", err)
+	}
+	if requests.Load()-before < 2 {
+		t.Fatalf("the refusal took %d requests: it was not read from the server", requests.Load()-before)
+	}
+	if data, st, err := other.Get(ctx, "/a"); err != nil || string(data) != "theirs" || st.Version != 3 {
+		t.Fatalf("after the refused set /a holds %q at %d (%v), want the other writer's \"theirs\" at 3", data, st.Version, err)
+	}
+	// Moved by a foreign writer, which resets the flags: the version s
+	// knows (1) looks right, and is not.
+	if _, err := other.Client().KV().Put(&api.KVPair{Key: prefix + "/nodes/b", Value: []byte("foreign")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Txn(ctx, coord.CheckOp("/c", 1), coord.SetOp("/b", []byte("ours"), 1)); !errors.Is(err, coord.ErrBadVersion) {
+		t.Fatalf("a set at the version last seen, after a foreign put: %v, want ErrBadVersion", err)
+	}
+	if data, _, err := other.Get(ctx, "/b"); err != nil || string(data) != "foreign" {
+		t.Fatalf("after the refused txn /b holds %q (%v), want \"foreign\"", data, err)
+	}
+	st, err := s.Set(ctx, "/b", []byte("ours"), coord.AnyVersion)
+	if err != nil || st.Version != 1 {
+		t.Fatalf("AnyVersion set over the foreign put: %+v %v, want version 1 (0, the put's, + 1)", st, err)
+	}
+	// A check of a moved node fails the txn, although its set is current.
+	if _, err := other.Set(ctx, "/c", []byte("theirs"), 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Txn(ctx, coord.CheckOp("/c", 1), coord.SetOp("/b", []byte("again"), 1))
+	var te *coord.TxnError
+	if !errors.As(err, &te) || te.Index != 0 || !errors.Is(err, coord.ErrBadVersion) {
+		t.Fatalf("a check at the version last seen, after another writer's set: %v, want ErrBadVersion at op 0", err)
+	}
+	if data, st, err := other.Get(ctx, "/b"); err != nil || string(data) != "ours" || st.Version != 1 {
+		t.Fatalf("after the refused txn /b holds %q at %d (%v), want \"ours\" at 1", data, st.Version, err)
+	}
+	// Moved between the lookup and the commit.
+	consulstore.BeforeNextCommit(s, func() {
+		if _, err := other.Set(ctx, "/c", []byte("theirs"), 2); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := s.Set(ctx, "/c", []byte("ours"), 2); !errors.Is(err, coord.ErrBadVersion) {
+		t.Fatalf("a set whose node moved before its commit: %v, want ErrBadVersion", err)
+	}
+	// Deleted and made again: a new node at version 0.
+	if err := other.Delete(ctx, "/c", coord.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Create(ctx, "/c", []byte("new"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Set(ctx, "/c", []byte("ours"), coord.AnyVersion); err != nil || st.Version != 1 {
+		t.Fatalf("AnyVersion set of a node made again: %+v %v, want version 1", st, err)
+	}
+}
+
+// An agent older than Consul 1.14 has no get-or-empty: reads fall back to
+// get, which fails on a missing key, and give the same results: the missing
+// nodes named, the others read, transactions planned on them.
+func TestOldAgentReads(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	prefix := "coordtest/old-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	consulstore.ReadAsOldAgent(s)
+	for _, p := range []string{"/a", "/c"} {
+		if _, err := s.Create(ctx, p, []byte(p), coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths := []string{"/a", "/b", "/c", "/d", "/a"}
+	res, err := s.GetMany(ctx, paths...)
+	if err != nil || len(res) != len(paths) {
+		t.Fatalf("GetMany: %d results, %v", len(res), err)
+	}
+	for i, p := range paths {
+		if p == "/b" || p == "/d" {
+			if !errors.Is(res[i].Err, coord.ErrNoNode) {
+				t.Fatalf("GetMany of missing %s: %v, want ErrNoNode", p, res[i].Err)
+			}
+		} else if res[i].Err != nil || string(res[i].Data) != p {
+			t.Fatalf("GetMany of %s: %q %v", p, res[i].Data, res[i].Err)
+		}
+	}
+	if _, err := s.Txn(ctx, coord.CreateOp("/b", nil, coord.Persistent), coord.SetOp("/a", []byte("a1"), 0), coord.DeleteOp("/c", 0)); err != nil {
+		t.Fatalf("a txn planned on reads with missing keys: %v", err)
+	}
+	if data, st, err := s.Get(ctx, "/a"); err != nil || string(data) != "a1" || st.Version != 1 {
+		t.Fatalf("/a after the txn: %q at %d, %v", data, st.Version, err)
+	}
+	if _, ok, err := s.Exists(ctx, "/c"); ok || err != nil {
+		t.Fatalf("/c after its delete: exists %v, %v", ok, err)
+	}
+	_, err = s.Txn(ctx, coord.CheckOp("/b", 0), coord.CheckOp("/d", 0))
+	var te *coord.TxnError
+	if !errors.As(err, &te) || te.Index != 1 || !errors.Is(err, coord.ErrNoNode) {
+		t.Fatalf("a check of a missing node: %v, want ErrNoNode at op 1", err)
 	}
 }

@@ -7,3 +7,7 @@ func LoseNextReply(s *Store) { s.loseReply.Store(true) }
 // BeforeNextCommit makes f run once between the next transaction's plan and
 // its commit, as a writer that got in between.
 func BeforeNextCommit(s *Store, f func()) { s.beforeCommit.Store(&f) }
+
+// ReadAsOldAgent makes the store read as it does from an agent older than
+// Consul 1.14, which has no get-or-empty.
+func ReadAsOldAgent(s *Store) { s.oldAgent.Store(true) }

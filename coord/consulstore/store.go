@@ -108,6 +108,8 @@ type Store struct {
 	maxReq    int             // the agent's limit on a request body
 	seen      resolve.Stamp   // the largest index a reply carried
 	claims    resolve.Claims  // nodes that creates with lost replies took
+	known     knownKeys       // keys' states last seen, for setsFast
+	oldAgent  atomic.Bool     // the agent refused get-or-empty (before Consul 1.14)
 	loseReply atomic.Bool     // a test's fault: lose the next commit's answer
 	// a test's fault: run once between the next plan and its commit
 	beforeCommit atomic.Pointer[func()]
@@ -344,6 +346,9 @@ func (s *Store) get(ctx context.Context, path string) (*api.KVPair, *api.QueryMe
 		return nil, nil, mapErr(ctx, err)
 	}
 	s.seen.See(int64(meta.LastIndex))
+	if path != "/" {
+		s.known.see(s.key(path), kv)
+	}
 	return kv, meta, nil
 }
 
@@ -402,7 +407,10 @@ func (s *Store) GetMany(ctx context.Context, paths ...string) ([]coord.GetResult
 }
 
 // getKeys reads keys (nil for a missing one) in as few consistent
-// read-only transactions as Consul takes.
+// read-only transactions as Consul takes: one per 128 keys, with Consul's
+// get-or-empty (1.14 and later), which answers a missing key with an empty
+// entry. An older agent refuses that verb; getKeys then reads with get,
+// which fails the transaction on a missing key (getKeysOld).
 func (s *Store) getKeys(ctx context.Context, keys []string) ([]*api.KVPair, error) {
 	if len(keys) == 0 {
 		_, cancel, err := s.opts(ctx) // refuses on a closed store
@@ -412,6 +420,87 @@ func (s *Store) getKeys(ctx context.Context, keys []string) ([]*api.KVPair, erro
 		cancel()
 		return []*api.KVPair{}, nil
 	}
+	if s.oldAgent.Load() {
+		return s.getKeysOld(ctx, keys)
+	}
+	out := make([]*api.KVPair, len(keys))
+	for start := 0; start < len(keys); start += serverTxnOps {
+		chunk := keys[start:min(start+serverTxnOps, len(keys))]
+		ops := make(api.TxnOps, len(chunk))
+		for j, k := range chunk {
+			ops[j] = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetOrEmpty, Key: k}}
+		}
+		ok, resp, err := s.readTxn(ctx, ops)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			for _, e := range resp.Errors {
+				if strings.Contains(e.What, "unknown KV verb") {
+					s.oldAgent.Store(true)
+					return s.getKeysOld(ctx, keys)
+				}
+			}
+			return nil, readFailed(resp, chunk[0])
+		}
+		if len(resp.Results) != len(chunk) {
+			return nil, fmt.Errorf("%w: a read of %d keys answered %d", coord.ErrUnavailable, len(chunk), len(resp.Results))
+		}
+		for j, r := range resp.Results {
+			kv := r.KV
+			if kv == nil || kv.Key != chunk[j] {
+				return nil, fmt.Errorf("%w: a read of %s answered another key", coord.ErrUnavailable, chunk[j])
+			}
+			if kv.ModifyIndex == 0 {
+				kv = nil // the empty entry of a missing key
+			} else {
+				s.seen.See(int64(kv.ModifyIndex))
+			}
+			out[start+j] = kv
+			s.known.see(chunk[j], kv)
+		}
+	}
+	return out, nil
+}
+
+// readTxn sends a read-only transaction, retried on transient failures.
+func (s *Store) readTxn(ctx context.Context, ops api.TxnOps) (bool, *api.TxnResponse, error) {
+	q, cancel, err := s.opts(ctx)
+	if err != nil {
+		return false, nil, err
+	}
+	defer cancel()
+	var ok bool
+	var resp *api.TxnResponse
+	err = retry.Do(q.Context(), transientRead, func() error {
+		var err error
+		ok, resp, _, err = s.cli.Txn().Txn(ops, q)
+		return err
+	})
+	if err != nil {
+		return false, nil, mapErr(ctx, err)
+	}
+	return ok, resp, nil
+}
+
+// readFailed is the error of a read transaction that failed other than on
+// missing keys.
+func readFailed(resp *api.TxnResponse, first string) error {
+	for _, e := range resp.Errors {
+		if strings.Contains(e.What, "Permission denied") || strings.Contains(e.What, "ACL") {
+			return fmt.Errorf("%w: %s", coord.ErrPermission, e.What)
+		}
+	}
+	if len(resp.Errors) > 0 {
+		return fmt.Errorf("%w: reading %s: %s", coord.ErrUnavailable, first, resp.Errors[0].What)
+	}
+	return fmt.Errorf("%w: a read transaction failed without saying why", coord.ErrUnavailable)
+}
+
+// getKeysOld is getKeys for an agent without get-or-empty: a missing key
+// fails its transaction, which then names every missing key; they are
+// dropped and the rest read again.
+func (s *Store) getKeysOld(ctx context.Context, keys []string) ([]*api.KVPair, error) {
 	out := make([]*api.KVPair, len(keys))
 	for start := 0; start < len(keys); start += serverTxnOps {
 		todo := make([]int, 0, serverTxnOps)
@@ -423,20 +512,9 @@ func (s *Store) getKeys(ctx context.Context, keys []string) ([]*api.KVPair, erro
 			for j, i := range todo {
 				ops[j] = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGet, Key: keys[i]}}
 			}
-			q, cancel, err := s.opts(ctx)
+			ok, resp, err := s.readTxn(ctx, ops)
 			if err != nil {
 				return nil, err
-			}
-			var ok bool
-			var resp *api.TxnResponse
-			err = retry.Do(q.Context(), transientRead, func() error {
-				var err error
-				ok, resp, _, err = s.cli.Txn().Txn(ops, q)
-				return err
-			})
-			cancel()
-			if err != nil {
-				return nil, mapErr(ctx, err)
 			}
 			if ok {
 				for j, r := range resp.Results {
@@ -445,21 +523,21 @@ func (s *Store) getKeys(ctx context.Context, keys []string) ([]*api.KVPair, erro
 						s.seen.See(int64(r.KV.ModifyIndex))
 					}
 				}
+				for _, i := range todo {
+					s.known.see(keys[i], out[i])
+				}
 				break
 			}
 			// Only missing keys may fail a read: drop them, read the rest.
 			missing := map[int]bool{}
 			for _, e := range resp.Errors {
 				if e.OpIndex < 0 || e.OpIndex >= len(todo) || !strings.Contains(e.What, "doesn't exist") {
-					if strings.Contains(e.What, "Permission denied") || strings.Contains(e.What, "ACL") {
-						return nil, fmt.Errorf("%w: %s", coord.ErrPermission, e.What)
-					}
-					return nil, fmt.Errorf("%w: reading %s: %s", coord.ErrUnavailable, keys[todo[0]], e.What)
+					return nil, readFailed(resp, keys[todo[0]])
 				}
 				missing[e.OpIndex] = true
 			}
 			if len(missing) == 0 {
-				return nil, fmt.Errorf("%w: a read transaction failed without saying why", coord.ErrUnavailable)
+				return nil, readFailed(resp, keys[todo[0]])
 			}
 			kept := todo[:0]
 			for j, i := range todo {
@@ -538,13 +616,22 @@ func (s *Store) children(ctx context.Context, path string, waitIndex uint64, wai
 	if !exists {
 		return nil, false, index, nil
 	}
+	kids, last, err := s.list(ctx, q, path)
+	if err != nil {
+		return nil, false, 0, err
+	}
+	if index == 0 {
+		index = last
+	}
+	return kids, true, index, nil
+}
+
+// list lists the direct children of path, sorted, whether or not it exists.
+func (s *Store) list(ctx context.Context, q *api.QueryOptions, path string) ([]string, uint64, error) {
 	base := s.key(path) + "/"
 	keys, meta, err := s.keys(base, q)
 	if err != nil {
-		return nil, false, 0, mapErr(ctx, err)
-	}
-	if index == 0 {
-		index = meta.LastIndex
+		return nil, 0, mapErr(ctx, err)
 	}
 	seen := map[string]bool{}
 	kids := make([]string, 0, len(keys))
@@ -557,7 +644,7 @@ func (s *Store) children(ctx context.Context, path string, waitIndex uint64, wai
 		kids = append(kids, name)
 	}
 	sort.Strings(kids)
-	return kids, true, index, nil
+	return kids, meta.LastIndex, nil
 }
 
 // Create implements coord.Store.

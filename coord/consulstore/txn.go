@@ -44,6 +44,12 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 	}
 	c, cancel := lifecycle.Bound(ctx, s.reqTO)
 	defer cancel()
+	if res, done, err := s.setsFast(c, ops); done {
+		if err != nil {
+			return nil, coord.Errorf("txn", ops[0].Path, mapErr(ctx, err))
+		}
+		return res, nil
+	}
 	for {
 		res, retry, err := s.txnOnce(c, ops, sessID)
 		if err != nil {
@@ -121,7 +127,13 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			kids, _, _, e := s.children(ctx, j.path, 0, 0)
+			// The read found the node: only its children are listed.
+			q, cancel, e := s.opts(ctx)
+			var kids []string
+			if e == nil {
+				kids, _, e = s.list(ctx, q, j.path)
+				cancel()
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			j.m[j.path].kids = len(kids)
@@ -162,47 +174,187 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 			extra = append(extra, missing...)
 			continue
 		}
-		if f := s.beforeCommit.Swap(nil); f != nil {
-			(*f)() // a test's fault: another writer between plan and commit
-		}
-		q, cancel, err := s.opts(ctx)
+		ok, resp, err := s.commit(ctx, txn, sessID)
 		if err != nil {
-			return nil, false, err
-		}
-		var ok bool
-		var resp *api.TxnResponse
-		// A failed commit is repeated only when it cannot have been applied.
-		err = retry.Do(q.Context(), notApplied, func() error {
-			var err error
-			ok, resp, _, err = s.cli.Txn().Txn(txn, q)
-			return err
-		})
-		cancel()
-		if err == nil && s.loseReply.CompareAndSwap(true, false) {
-			// A test's fault: applied, and the answer lost on the way.
-			ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
-		}
-		if err != nil {
-			if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
-				// Sent, and no answer: it may have been applied.
-				return nil, false, fmt.Errorf("%w: %w", coord.ErrOutcomeUnknown, mapped)
-			}
 			return nil, false, err
 		}
 		if ok {
+			s.learn(ops, res, resp)
 			return res, false, nil
-		}
-		for _, e := range resp.Errors {
-			switch {
-			case strings.Contains(e.What, "Permission denied"), strings.Contains(e.What, "ACL"):
-				return nil, false, fmt.Errorf("%w: %s", coord.ErrPermission, e.What)
-			case strings.Contains(e.What, "invalid session"), strings.Contains(e.What, "Invalid session"):
-				s.sessionLost(sessID)
-				return nil, false, coord.ErrSessionExpired
-			}
 		}
 		// A guard failed: the state changed since it was read. Plan again.
 	}
+}
+
+// commit sends a planned transaction. ok is false, with a nil error, when a
+// guard failed: nothing was applied.
+func (s *Store) commit(ctx context.Context, txn api.TxnOps, sessID string) (bool, *api.TxnResponse, error) {
+	if f := s.beforeCommit.Swap(nil); f != nil {
+		(*f)() // a test's fault: another writer between plan and commit
+	}
+	q, cancel, err := s.opts(ctx)
+	if err != nil {
+		return false, nil, err
+	}
+	var ok bool
+	var resp *api.TxnResponse
+	// A failed commit is repeated only when it cannot have been applied.
+	err = retry.Do(q.Context(), notApplied, func() error {
+		var err error
+		ok, resp, _, err = s.cli.Txn().Txn(txn, q)
+		return err
+	})
+	cancel()
+	if err == nil && s.loseReply.CompareAndSwap(true, false) {
+		// A test's fault: applied, and the answer lost on the way.
+		ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
+			// Sent, and no answer: it may have been applied.
+			return false, nil, fmt.Errorf("%w: %w", coord.ErrOutcomeUnknown, mapped)
+		}
+		return false, nil, err
+	}
+	if ok {
+		return true, resp, nil
+	}
+	for _, e := range resp.Errors {
+		switch {
+		case strings.Contains(e.What, "Permission denied"), strings.Contains(e.What, "ACL"):
+			return false, nil, fmt.Errorf("%w: %s", coord.ErrPermission, e.What)
+		case strings.Contains(e.What, "invalid session"), strings.Contains(e.What, "Invalid session"):
+			s.sessionLost(sessID)
+			return false, nil, coord.ErrSessionExpired
+		}
+	}
+	return false, resp, nil
+}
+
+// setsFast commits a Txn of only sets and checks, on distinct nodes whose
+// state is known (knownKeys) and matches the versions asked, without the
+// planning read: a set is a check-and-set on the index last seen, a check an
+// index check. done is false, with nothing applied, when it does not apply
+// or a key has moved since it was seen; the Txn then reads and plans, and
+// reports what it finds.
+func (s *Store) setsFast(ctx context.Context, ops []coord.Op) (res []coord.OpResult, done bool, err error) {
+	if len(ops) > serverTxnOps {
+		return nil, false, nil
+	}
+	txn := make(api.TxnOps, len(ops))
+	res = make([]coord.OpResult, len(ops))
+	paths := make(map[string]bool, len(ops))
+	for i, op := range ops {
+		if (op.Kind != coord.OpSet && op.Kind != coord.OpCheck) || op.Path == "/" || paths[op.Path] {
+			return nil, false, nil
+		}
+		paths[op.Path] = true
+		key := s.key(op.Path)
+		k, ok := s.known.get(key)
+		if !ok || (op.Version != coord.AnyVersion && op.Version != k.version) {
+			return nil, false, nil
+		}
+		st := coord.Stat{Version: k.version, Ephemeral: k.session != "", Owner: k.session}
+		if op.Kind == coord.OpSet {
+			st.Version++
+			txn[i] = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: op.Data, Flags: uint64(st.Version), Index: k.index}}
+		} else {
+			txn[i] = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckIndex, Key: key, Index: k.index}}
+		}
+		res[i] = coord.OpResult{Path: op.Path, Stat: st}
+	}
+	if s.checkBody(txn) != nil {
+		return nil, false, nil // the planned Txn refuses it
+	}
+	ok, resp, err := s.commit(ctx, txn, "")
+	if err != nil || !ok {
+		for p := range paths {
+			s.known.forget(s.key(p))
+		}
+		return nil, err != nil, err
+	}
+	s.learn(ops, res, resp)
+	return res, true, nil
+}
+
+// learn records in knownKeys what a committed Txn made of its nodes: the
+// Stats it returned, at the indexes the reply gives.
+func (s *Store) learn(ops []coord.Op, res []coord.OpResult, resp *api.TxnResponse) {
+	index := make(map[string]uint64, len(resp.Results))
+	for _, r := range resp.Results {
+		if r.KV != nil {
+			index[r.KV.Key] = max(index[r.KV.Key], r.KV.ModifyIndex)
+			s.seen.See(int64(r.KV.ModifyIndex))
+		}
+	}
+	for i, op := range ops {
+		switch op.Kind {
+		case coord.OpDelete:
+			s.known.forget(s.key(op.Path))
+		case coord.OpCreate, coord.OpSet:
+			key := s.key(res[i].Path)
+			if n := index[key]; n != 0 {
+				s.known.put(key, known{index: n, version: res[i].Stat.Version, session: res[i].Stat.Owner})
+			} else {
+				s.known.forget(key)
+			}
+		}
+	}
+}
+
+// known is a key's state as a reply showed it. At one ModifyIndex a key has
+// one value, flags (the node's version) and session, so a check-and-set on
+// that index applies only if the key is still in that state.
+type known struct {
+	index   uint64
+	version int64
+	session string
+}
+
+// maxKnown bounds knownKeys; when full, it starts again empty.
+const maxKnown = 1 << 14
+
+// knownKeys is the last state replies showed of recently read or written
+// keys, which lets a Txn of sets and checks skip the planning read
+// (setsFast). An entry may be stale (another client wrote the key since):
+// the commit's index checks then fail and nothing is applied.
+type knownKeys struct {
+	mu sync.Mutex
+	m  map[string]known
+}
+
+func (c *knownKeys) get(key string) (known, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.m[key]
+	return k, ok
+}
+
+func (c *knownKeys) put(key string, k known) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[key]; ok && old.index > k.index {
+		return // a newer state is known
+	}
+	if c.m == nil || len(c.m) >= maxKnown {
+		c.m = make(map[string]known)
+	}
+	c.m[key] = k
+}
+
+// see records a key as a read found it (nil: missing).
+func (c *knownKeys) see(key string, kv *api.KVPair) {
+	if kv == nil {
+		c.forget(key)
+		return
+	}
+	c.put(key, known{index: kv.ModifyIndex, version: int64(kv.Flags), session: kv.Session})
+}
+
+func (c *knownKeys) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, key)
 }
 
 // plan plans the ops on the state read (see package txnplan) and builds the

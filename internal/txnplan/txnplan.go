@@ -42,6 +42,9 @@ func Plan(ops []coord.Op, owner string, read func(path string) (Node, bool), nex
 	state := map[string]*Node{"/": {Exists: true}}
 	written := map[string]bool{}
 	var missing []string
+	// Children deleted under parents not read (yet): a delete needs no read
+	// of its parent, unless a later op looks at the parent.
+	gone := map[string]int64{}
 	get := func(path string) *Node {
 		if n, ok := state[path]; ok {
 			return n
@@ -50,6 +53,7 @@ func Plan(ops []coord.Op, owner string, read func(path string) (Node, bool), nex
 		if !ok {
 			missing = append(missing, path)
 		}
+		n.Kids -= gone[path]
 		state[path] = &n
 		return &n
 	}
@@ -125,7 +129,11 @@ func Plan(ops []coord.Op, owner string, read func(path string) (Node, bool), nex
 					continue
 				}
 				*n = Node{}
-				get(coord.Parent(path)).Kids--
+				if pn, ok := state[coord.Parent(path)]; ok {
+					pn.Kids--
+				} else {
+					gone[coord.Parent(path)]++
+				}
 			}
 			res[i] = coord.OpResult{Path: path, Stat: n.stat()}
 		}
