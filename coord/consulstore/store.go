@@ -463,8 +463,9 @@ func (s *Store) getKeys(ctx context.Context, keys []string) ([]*api.KVPair, erro
 	return out, nil
 }
 
-// readTxn sends a read-only transaction, retried on transient failures.
-func (s *Store) readTxn(ctx context.Context, ops api.TxnOps) (bool, *api.TxnResponse, error) {
+// sendTxn sends ops to /v1/txn, again while retryable says a failure
+// allows it. Errors are the client's, unmapped.
+func (s *Store) sendTxn(ctx context.Context, ops api.TxnOps, retryable func(error) bool) (bool, *api.TxnResponse, error) {
 	q, cancel, err := s.opts(ctx)
 	if err != nil {
 		return false, nil, err
@@ -472,11 +473,17 @@ func (s *Store) readTxn(ctx context.Context, ops api.TxnOps) (bool, *api.TxnResp
 	defer cancel()
 	var ok bool
 	var resp *api.TxnResponse
-	err = retry.Do(q.Context(), transientRead, func() error {
+	err = retry.Do(q.Context(), retryable, func() error {
 		var err error
 		ok, resp, _, err = s.cli.Txn().Txn(ops, q)
 		return err
 	})
+	return ok, resp, err
+}
+
+// readTxn sends a read-only transaction, retried on transient failures.
+func (s *Store) readTxn(ctx context.Context, ops api.TxnOps) (bool, *api.TxnResponse, error) {
+	ok, resp, err := s.sendTxn(ctx, ops, transientRead)
 	if err != nil {
 		return false, nil, mapErr(ctx, err)
 	}

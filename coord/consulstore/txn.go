@@ -16,7 +16,6 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
-	"github.com/coordkit/coord/internal/retry"
 	"github.com/coordkit/coord/internal/txnplan"
 )
 
@@ -192,19 +191,8 @@ func (s *Store) commit(ctx context.Context, txn api.TxnOps, sessID string) (bool
 	if f := s.beforeCommit.Swap(nil); f != nil {
 		(*f)() // a test's fault: another writer between plan and commit
 	}
-	q, cancel, err := s.opts(ctx)
-	if err != nil {
-		return false, nil, err
-	}
-	var ok bool
-	var resp *api.TxnResponse
 	// A failed commit is repeated only when it cannot have been applied.
-	err = retry.Do(q.Context(), notApplied, func() error {
-		var err error
-		ok, resp, _, err = s.cli.Txn().Txn(txn, q)
-		return err
-	})
-	cancel()
+	ok, resp, err := s.sendTxn(ctx, txn, notApplied)
 	if err == nil && s.loseReply.CompareAndSwap(true, false) {
 		// A test's fault: applied, and the answer lost on the way.
 		ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
