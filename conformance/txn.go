@@ -347,7 +347,7 @@ func testTxnLongPaths(t *testing.T, s *suite) {
 	_, err := st.Create(ctx, "/l", nil, coord.Persistent)
 	must(t, err)
 	n := lim.MaxTxnOps
-	per := lim.MaxTxnBytes / n
+	per := lim.MaxTxnBytes/n - lim.TxnOpBytes
 	if per > lim.MaxValueSize {
 		per = lim.MaxValueSize
 	}
@@ -475,6 +475,45 @@ func testTxnSetLimit(t *testing.T, s *suite) {
 		max := lim.TxnOps(b)
 		if len(b) > max || (i == 0 && len(b) != m) {
 			t.Fatalf("batch %d of %d ops (limit %d, sets %d)", i, len(b), max, m)
+		}
+	}
+	// The most sets with the most data Limits admit are accepted (with
+	// the short paths of this case); a byte more is refused before it is
+	// sent. So is one op of the largest value.
+	if lim.MaxTxnBytes > 0 {
+		per := lim.MaxTxnBytes/m - lim.TxnOpBytes
+		if lim.MaxValueSize > 0 && per > lim.MaxValueSize {
+			per = lim.MaxValueSize
+		}
+		big := sets(m, strings.Repeat("b", per))
+		if lim.TxnBytes(big) > lim.MaxTxnBytes {
+			t.Fatalf("TxnBytes of %d sets of %d bytes: %d, over MaxTxnBytes %d", m, per, lim.TxnBytes(big), lim.MaxTxnBytes)
+		}
+		res, err := st.Txn(ctx, big...)
+		if err != nil {
+			t.Fatalf("%d sets of %d bytes (Limits %+v): %v", m, per, lim, err)
+		}
+		got, err := st.GetMany(ctx, paths[:m]...)
+		must(t, err)
+		for i, r := range got {
+			r.Stat.Created = 0 // write results do not carry it
+			if r.Err != nil || len(r.Data) != per || r.Stat != res[i].Stat {
+				t.Fatalf("after the largest set transaction %s holds %d bytes, %+v (%v); the set said %+v", paths[i], len(r.Data), r.Stat, r.Err, res[i].Stat)
+			}
+		}
+		if lim.MaxValueSize <= 0 || per < lim.MaxValueSize {
+			over := lim.MaxTxnBytes - lim.TxnBytes(big) + 1
+			big[0].Data = append(big[0].Data, make([]byte, over)...)
+			if lim.MaxValueSize <= 0 || len(big[0].Data) <= lim.MaxValueSize {
+				_, err = st.Txn(ctx, big...)
+				is(t, err, coord.ErrTooLarge)
+			}
+		}
+		if lim.MaxValueSize > 0 {
+			_, err = st.Txn(ctx, coord.SetOp(paths[0], make([]byte, lim.MaxValueSize), coord.AnyVersion))
+			if err != nil {
+				t.Fatalf("a txn of one set of MaxValueSize bytes: %v", err)
+			}
 		}
 	}
 }

@@ -134,12 +134,12 @@ func Batches(ops []Op, lim Limits) ([][]Op, error) {
 			max = lim.MaxTxnSetOps
 		}
 		if len(cur) > 0 && ((max > 0 && len(cur) >= max) ||
-			(lim.MaxTxnBytes > 0 && size+len(op.Data) > lim.MaxTxnBytes)) {
+			(lim.MaxTxnBytes > 0 && size+len(op.Data)+lim.TxnOpBytes > lim.MaxTxnBytes)) {
 			out = append(out, cur)
 			cur, size, setsOnly = nil, 0, true
 		}
 		cur = append(cur, op)
-		size += len(op.Data)
+		size += len(op.Data) + lim.TxnOpBytes
 		setsOnly = setsOnly && set
 	}
 	if len(cur) > 0 {

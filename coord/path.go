@@ -132,7 +132,6 @@ func CheckTxn(ctx context.Context, ops []Op, lim Limits) error {
 	if max := lim.TxnOps(ops); max > 0 && len(ops) > max {
 		return Errorf("txn", "", fmt.Errorf("%w: %d ops, the limit is %d", ErrTooLarge, len(ops), max))
 	}
-	total := 0
 	written := map[string]bool{}
 	for i, op := range ops {
 		var err error
@@ -154,10 +153,9 @@ func CheckTxn(ctx context.Context, ops []Op, lim Limits) error {
 		if err != nil {
 			return &TxnError{Index: i, Op: op, Err: err}
 		}
-		total += len(op.Data)
 	}
-	if lim.MaxTxnBytes > 0 && total > lim.MaxTxnBytes {
-		return Errorf("txn", "", fmt.Errorf("%w: %d bytes of data, the limit is %d", ErrTooLarge, total, lim.MaxTxnBytes))
+	if total := lim.TxnBytes(ops); lim.MaxTxnBytes > 0 && total > lim.MaxTxnBytes {
+		return Errorf("txn", "", fmt.Errorf("%w: %d bytes of data and %d ops of %d bytes each, the limit is %d", ErrTooLarge, total-len(ops)*lim.TxnOpBytes, len(ops), lim.TxnOpBytes, lim.MaxTxnBytes))
 	}
 	return nil
 }

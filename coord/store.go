@@ -75,7 +75,23 @@ type Limits struct {
 	// costs the server one op, where a create or delete can cost several, so
 	// this may be above MaxTxnOps. Below it (0 included), MaxTxnOps holds.
 	MaxTxnSetOps int
-	MaxTxnBytes  int // bytes of data (all ops together) in one Txn
+	// MaxTxnBytes bounds a Txn's data plus TxnOpBytes for each of its ops.
+	MaxTxnBytes int
+	// TxnOpBytes is the room each op of a Txn takes in the request beside
+	// its data (its encoding and a path of ordinary length), so that a Txn
+	// within MaxTxnBytes fits the server's request limit however many ops it
+	// has. Paths near MaxPathLen in a large Txn can still exceed it: such a
+	// Txn fails with ErrTooLarge before it is sent.
+	TxnOpBytes int
+}
+
+// TxnBytes is what a Txn of ops counts against MaxTxnBytes.
+func (l Limits) TxnBytes(ops []Op) int {
+	n := 0
+	for _, op := range ops {
+		n += len(op.Data) + l.TxnOpBytes
+	}
+	return n
 }
 
 // TxnOps is the most ops a Txn of ops' kinds may hold: MaxTxnSetOps when

@@ -96,5 +96,8 @@ func (f *fencedStore) Limits() coord.Limits {
 	if lim.MaxTxnSetOps > 1 {
 		lim.MaxTxnSetOps-- // the fence is a check: sets stay sets only
 	}
+	if lim.MaxTxnBytes > lim.TxnOpBytes {
+		lim.MaxTxnBytes -= lim.TxnOpBytes
+	}
 	return lim
 }

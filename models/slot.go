@@ -400,6 +400,9 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 			if lim.MaxTxnSetOps > 0 {
 				lim.MaxTxnSetOps--
 			}
+			if lim.MaxTxnBytes > lim.TxnOpBytes {
+				lim.MaxTxnBytes -= lim.TxnOpBytes
+			}
 			batches, err := coord.Batches(ops, lim)
 			if err != nil {
 				return errorf(op, productName, err)

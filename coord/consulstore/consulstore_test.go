@@ -629,3 +629,58 @@ func TestOldAgentReads(t *testing.T) {
 		t.Fatalf("a check of a missing node: %v, want ErrNoNode at op 1", err)
 	}
 }
+
+// A transaction within Limits whose request body the agent would still
+// refuse (long keys on top of the largest data) is refused before it is
+// sent, with ErrTooLarge and nothing written: the agent drops the
+// connection while such a body is being written, which would look like a
+// lost reply.
+func TestLongKeysBodyRefused(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	prefix := "coordtest/body-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	lim := s.Limits()
+	n := max(lim.MaxTxnOps, lim.MaxTxnSetOps)
+	if _, err := s.Create(ctx, "/l", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("k", 900)
+	ops := make([]coord.Op, n)
+	for i := range ops {
+		p := fmt.Sprintf("/l/%s%04d", long, i)
+		if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		data := make([]byte, lim.MaxTxnBytes/n-lim.TxnOpBytes)
+		ops[i] = coord.SetOp(p, data, 0)
+	}
+	_, err = s.Txn(ctx, ops...)
+	if !errors.Is(err, coord.ErrTooLarge) {
+		t.Fatalf("a txn of %d sets of %d bytes on %d-byte keys: %v, want ErrTooLarge", n, len(ops[0].Data), len(ops[0].Path), err)
+	}
+	for _, op := range ops {
+		if _, st, err := s.Get(ctx, op.Path); err != nil || st.Version != 0 {
+			t.Fatalf("%s after the refusal: version %d, %v", op.Path[:8], st.Version, err)
+		}
+	}
+	// The same data on short keys fits.
+	if _, err := s.Create(ctx, "/s", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	short := make([]coord.Op, n)
+	for i := range short {
+		p := fmt.Sprintf("/s/%04d", i)
+		if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		short[i] = coord.SetOp(p, ops[i].Data, 0)
+	}
+	if _, err := s.Txn(ctx, short...); err != nil {
+		t.Fatalf("the same data on short keys: %v", err)
+	}
+}

@@ -124,7 +124,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// Leave room for keys and framing in a request.
 	s.serverOps = ops
 	// A set or check takes one compare and one op of the server's limit.
-	s.limits = coord.Limits{MaxValueSize: reqBytes - 64<<10, MaxTxnOps: ops / 2, MaxTxnSetOps: ops, MaxTxnBytes: reqBytes - 64<<10}
+	// An op is a compare and a put (or a get), each naming the key: about
+	// 40 bytes of encoding and twice a key of ordinary length.
+	const opBytes = 128
+	s.limits = coord.Limits{MaxValueSize: reqBytes - 64<<10, MaxTxnOps: ops / 2, MaxTxnSetOps: ops, MaxTxnBytes: reqBytes - 64<<10 + opBytes, TxnOpBytes: opBytes}
 	if cfg.Client != nil {
 		s.cli = cfg.Client
 	} else {

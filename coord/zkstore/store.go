@@ -118,6 +118,9 @@ const (
 	maxPacket    = 1<<20 - 1
 	maxValueSize = maxPacket - 8<<10
 	maxTxnOps    = 2048
+	// txnOpBytes is Limits.TxnOpBytes: an op of a multi beside its data
+	// (header, version, flags, an ACL and a path of ordinary length).
+	txnOpBytes = 160
 )
 
 type nopLogger struct{}
@@ -215,7 +218,7 @@ func (s *Store) zk() *zk.Conn {
 // Limits implements coord.Store. ZooKeeper bounds a request by
 // jute.maxbuffer (1 MiB by default); this store allows 2048 ops per multi.
 func (s *Store) Limits() coord.Limits {
-	return coord.Limits{MaxValueSize: maxValueSize, MaxTxnOps: maxTxnOps, MaxTxnBytes: maxValueSize}
+	return coord.Limits{MaxValueSize: maxValueSize, MaxTxnOps: maxTxnOps, MaxTxnBytes: maxValueSize + txnOpBytes, TxnOpBytes: txnOpBytes}
 }
 
 // abs maps a store path to the ZooKeeper path.
