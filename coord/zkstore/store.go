@@ -307,11 +307,17 @@ func (s *Store) call(ctx context.Context, idempotent bool, fn func() error) erro
 	}
 }
 
-// retryable: err says the request was not applied (ErrNoServer), or the
-// call is a read whose connection went away under it.
+// retryable: err says the request was not applied (ErrNoServer, or a write
+// to a closed connection), or the call is a read whose connection went away
+// under it.
 func retryable(err error, idempotent bool) bool {
+	var oe *net.OpError
 	switch {
 	case errors.Is(err, zk.ErrNoServer):
+		return true
+	case errors.As(err, &oe) && oe.Op == "write" && errors.Is(err, net.ErrClosed):
+		// The connection was closed before the request was written (as
+		// when the client drops an expired session): never sent.
 		return true
 	case idempotent:
 		return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrClosing)
