@@ -1,6 +1,7 @@
 package consulstore_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -639,7 +641,24 @@ func TestLongKeysBodyRefused(t *testing.T) {
 	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
 	prefix := "coordtest/body-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+	// Count the transactions that carry a write (the agent answers some
+	// oversized bodies with 413, which would look the same to the caller).
+	target, err := url.Parse("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/txn" && bytes.Contains(body, []byte(`"Verb":"cas"`)) {
+			writes.Add(1)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rp.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	s, err := consulstore.New(ctx, consulstore.Config{Address: strings.TrimPrefix(srv.URL, "http://"), Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -659,9 +678,13 @@ func TestLongKeysBodyRefused(t *testing.T) {
 		data := make([]byte, lim.MaxTxnBytes/n-lim.TxnOpBytes)
 		ops[i] = coord.SetOp(p, data, 0)
 	}
+	before := writes.Load()
 	_, err = s.Txn(ctx, ops...)
 	if !errors.Is(err, coord.ErrTooLarge) {
 		t.Fatalf("a txn of %d sets of %d bytes on %d-byte keys: %v, want ErrTooLarge", n, len(ops[0].Data), len(ops[0].Path), err)
+	}
+	if sent := writes.Load() - before; sent != 0 {
+		t.Fatalf("the refused txn was sent %d times; it must be refused before sending", sent)
 	}
 	for _, op := range ops {
 		if _, st, err := s.Get(ctx, op.Path); err != nil || st.Version != 0 {
