@@ -108,18 +108,30 @@ start() {
 	install >/dev/null
 	mkdir -p "$dir/data"
 	dir=$(cd "$dir" && pwd)
-	local http dns serf_lan serf_wan server grpc
-	http=$(free_port)
-	dns=$(free_port)
-	serf_lan=$(free_port)
-	serf_wan=$(free_port)
-	server=$(free_port)
-	grpc=$(free_port)
-	local https=-1 tls=""
+	local attempt rc
+	for attempt in 1 2 3 4 5; do
+		rc=0
+		configure "$dir" "$token"
+		launch "$dir" "127.0.0.1:$(cat "$dir/consul.http")" start "$attempt" || rc=$?
+		[ "$rc" = 75 ] || return "$rc"
+		log "a port given to the agent was taken before it bound it; trying new ports"
+	done
+	die start "the agent found a port taken 5 times running" "$dir/consul.log"
+}
+
+# configure DIR TOKEN writes the agent's configuration in DIR, on new free
+# ports (the HTTP one in DIR/consul.http).
+configure() {
+	local dir=$1 token=$2
+	local http dns serf_lan serf_wan server grpc https=-1 tls=""
+	local ports
+	mapfile -t ports < <(free_ports 7)
+	http=${ports[0]} dns=${ports[1]} serf_lan=${ports[2]} serf_wan=${ports[3]} server=${ports[4]} grpc=${ports[5]}
 	if [ -f "$dir/tls/ca.pem" ] && [ -f "$dir/tls/server.pem" ] && [ -f "$dir/tls/server-key.pem" ]; then
-		https=$(free_port)
+		https=${ports[6]}
 		tls=1
 	fi
+	echo "$http" >"$dir/consul.http"
 	cat >"$dir/agent.hcl" <<HCL
 datacenter = "dc1"
 data_dir = "$dir/data"
@@ -180,15 +192,17 @@ acl {
 }
 HCL
 	fi
-	launch "$dir" "127.0.0.1:$http" start
 }
 
-# launch DIR ADDR STEP runs the agent configured in DIR and waits until it has
-# a leader; STEP names what failed in the message.
+# launch DIR ADDR STEP [ATTEMPT] runs the agent configured in DIR and waits
+# until it has a leader; STEP names what failed in the message. With ATTEMPT
+# (a start, which can pick new ports), an agent that exits because a port
+# was taken meanwhile makes it return 75 instead of failing.
 launch() {
-	local dir=$1 addr=$2 step=$3 mode
+	local dir=$1 addr=$2 step=$3 attempt=${4:-} mode
 	mode=$(cat "$dir/consul.mode")
-	local logfile=$dir/consul.log
+	local logfile=$dir/consul.log offset
+	offset=$(size "$logfile")
 	# shellcheck disable=SC2086 # $mode is empty or one flag
 	"$bin" agent $mode -config-file "$dir/agent.hcl" >>"$logfile" 2>&1 &
 	echo $! >"$dir/consul.pid"
@@ -201,6 +215,9 @@ launch() {
 		fi
 		if ! kill -0 "$(cat "$dir/consul.pid")" 2>/dev/null; then
 			rm -f "$dir/consul.pid"
+			if [ -n "$attempt" ] && bind_lost "$logfile" "$offset"; then
+				return 75
+			fi
 			die "$step" "the consul agent exited" "$logfile"
 		fi
 		sleep 0.1

@@ -27,10 +27,36 @@ die() {
 }
 
 # free_port prints a free TCP port on 127.0.0.1.
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-		echo $((20000 + RANDOM % 20000))
+free_port() { free_ports 1; }
+
+# free_ports N prints N distinct free TCP ports on 127.0.0.1, one a line
+# (all held at once while chosen, so none repeats). A port can still be
+# taken by another process before the server binds it: starters retry with
+# new ports when the server says so (bind_lost).
+free_ports() {
+	python3 -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+' "$1" 2>/dev/null || {
+		local i
+		for i in $(seq 1 "$1"); do echo $((20000 + (RANDOM % 2000) * 10 + i)); done
+	}
 }
+
+# bind_lost LOG OFFSET: the server whose output went to LOG (from byte
+# OFFSET on) exited because a port it was given was taken meanwhile.
+bind_lost() {
+	tail -c +"$(($2 + 1))" "$1" 2>/dev/null | grep -qi 'address already in use'
+}
+
+# size FILE prints FILE's size in bytes (0 when it does not exist).
+size() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
 
 # stop_pidfile FILE stops the process whose pid FILE holds (TERM, then KILL
 # after 5s) and removes FILE.

@@ -54,7 +54,31 @@ cat >"$t/bin/consul-dies" <<'EOF'
 echo "stand-in consul: refusing to run an agent" >&2
 exit 1
 EOF
-chmod +x "$t/bin/apt-get" "$t/bin/consul-dies"
+# Stand-ins for a port taken by another process between the moment a starter
+# picks it and the moment the server binds it: the agent (or the JVM) says
+# so and exits, the first time or every time ($t/bind.always exists); after
+# that they run the real program.
+cat >"$t/bin/consul-bind-lost" <<EOF
+#!/usr/bin/env bash
+if [ "\$1" = agent ] && { [ -e "$t/bind.always" ] || [ ! -e "$t/bind.lost.consul" ]; }; then
+	touch "$t/bind.lost.consul"
+	echo "==> Error starting agent: listen tcp 127.0.0.1:1: bind: address already in use" >&2
+	exit 1
+fi
+exec "$real_consul" "\$@"
+EOF
+mkdir -p "$t/java-bin"
+real_java=$(command -v java)
+cat >"$t/java-bin/java" <<EOF
+#!/usr/bin/env bash
+if [ -e "$t/bind.always" ] || [ ! -e "$t/bind.lost.zk" ]; then
+	touch "$t/bind.lost.zk"
+	echo "java.net.BindException: Address already in use"
+	exit 1
+fi
+exec "$real_java" "\$@"
+EOF
+chmod +x "$t/bin/apt-get" "$t/bin/consul-dies" "$t/bin/consul-bind-lost" "$t/java-bin/java"
 export COORD_APT_GET=$t/bin/apt-get
 
 # run CASE CMD...: runs CMD with stdout in $t/CASE.out, stderr in $t/CASE.err,
@@ -151,6 +175,23 @@ expect_fail start
 [ ! -e "$t/consul-dies/consul.pid" ] || fail "pid file left"
 nothing_runs "$t/consul-dies"
 
+# A port is taken before the agent binds it: the start picks new ports and
+# succeeds; when every attempt loses its ports, it fails naming the log.
+export COORD_CACHE=$t/cache-bind
+rm -f "$t/bind.always" "$t/bind.lost.consul"
+run consul-port-taken env COORD_CONSUL_BUILD="cp $t/bin/consul-bind-lost" "$repo/scripts/consul.sh" start "$t/consul-bind"
+expect_ok
+grep -q 'trying new ports' "$t/consul-port-taken.err" || fail "the retry is not said"
+[ -s "$t/consul-bind/consul.pid" ] && kill -0 "$(cat "$t/consul-bind/consul.pid")" 2>/dev/null || fail "the agent does not run"
+[ "$(cat "$t/consul-port-taken.out" 2>/dev/null)" = "127.0.0.1:$(cat "$t/consul-bind/consul.http")" ] || fail "printed '$(cat "$t/consul-port-taken.out")', not the port the agent has"
+"$repo/scripts/consul.sh" stop "$t/consul-bind"
+touch "$t/bind.always"
+run consul-port-always-taken "$repo/scripts/consul.sh" start "$t/consul-bind-always"
+expect_fail start
+[ "$(grep -c 'trying new ports' "$t/consul-port-always-taken.err")" = 5 ] || fail "want 5 attempts: $(cat "$t/consul-port-always-taken.err")"
+nothing_runs "$t/consul-bind"
+rm -f "$t/bind.always"
+
 # --- ZooKeeper ------------------------------------------------------------
 export COORD_ZK_JAR=$t/zk-root/usr/share/java/zookeeper.jar
 rm -f "$t/apt.calls"
@@ -170,6 +211,23 @@ expect_ok
 run zk-stop "$repo/scripts/zk.sh" stop "$t/zk-cold"
 expect_ok
 nothing_runs "$t/zk-cold"
+
+# The server says why it stops in its own log (a logging binding is on the
+# class path; without one it said nothing at all).
+grep -q 'running in standalone mode' "$t/zk-cold/zookeeper.log" 2>/dev/null || fail "the server wrote no zookeeper.log"
+
+# Its port is taken before it binds it: the start picks another port.
+rm -f "$t/bind.lost.zk"
+run zk-port-taken env PATH="$t/java-bin:$PATH" "$repo/scripts/zk.sh" start "$t/zk-bind"
+expect_ok
+grep -q 'trying another' "$t/zk-port-taken.err" || fail "the retry is not said"
+[[ "$("$repo/scripts/zk.sh" version "$t/zk-bind" || true)" =~ ^ZooKeeper ]] || fail "the server does not answer"
+"$repo/scripts/zk.sh" stop "$t/zk-bind"
+touch "$t/bind.always"
+run zk-port-always-taken env PATH="$t/java-bin:$PATH" "$repo/scripts/zk.sh" start "$t/zk-bind-always"
+expect_fail start
+nothing_runs "$t/zk-bind"
+rm -f "$t/bind.always"
 
 run zk-restart-none "$repo/scripts/zk.sh" restart "$t/zk-never"
 expect_fail restart nolog

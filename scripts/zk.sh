@@ -21,6 +21,14 @@ script=zk.sh
 
 ZK_JAR=${COORD_ZK_JAR:-/usr/share/java/zookeeper.jar}
 
+# The server logs through SLF4J; without a binding on the class path it logs
+# nothing at all (not even why it exited). Debian's zookeeper package brings
+# the log4j 1.2 binding, which writes DIR/zookeeper.log.
+ZK_CP=$ZK_JAR
+for jar in /usr/share/java/slf4j-log4j12.jar /usr/share/java/log4j-1.2.jar; do
+	[ -f "$jar" ] && ZK_CP=$ZK_CP:$jar
+done
+
 installed() { [ -f "$ZK_JAR" ] && command -v java >/dev/null; }
 
 # install [LOG] installs Debian's zookeeper package unless it is there.
@@ -45,8 +53,21 @@ start() {
 	mkdir -p "$dir/data"
 	dir=$(cd "$dir" && pwd)
 	install "$dir/install.log"
-	local port
-	port=$(free_port)
+	local attempt rc port
+	for attempt in 1 2 3 4 5; do
+		rc=0
+		port=$(free_port)
+		configure "$dir" "$port"
+		launch "$dir" "$port" start "$attempt" || rc=$?
+		[ "$rc" = 75 ] || return "$rc"
+		log "port $port was taken before the server bound it; trying another"
+	done
+	die start "the server found its port taken 5 times running" "$(why "$dir")"
+}
+
+# configure DIR PORT writes the server's configuration in DIR.
+configure() {
+	local dir=$1 port=$2
 	cat >"$dir/zoo.cfg" <<CFG
 tickTime=500
 initLimit=10
@@ -67,16 +88,19 @@ log4j.appender.FILE.File=${zookeeper.log.dir}/zookeeper.log
 log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
 log4j.appender.FILE.layout.ConversionPattern=%d %p [%t] %c: %m%n
 L4J
-	launch "$dir" "$port" start
 }
 
-# launch DIR PORT STEP runs the server configured in DIR and waits until it
-# serves; STEP names what failed in the message.
+# launch DIR PORT STEP [ATTEMPT] runs the server configured in DIR and waits
+# until it serves; STEP names what failed in the message. With ATTEMPT (a
+# start, which can pick another port), a server that exits because its port
+# was taken meanwhile makes it return 75 instead of failing.
 launch() {
-	local dir=$1 port=$2 step=$3
-	local logfile=$dir/stdout.log
+	local dir=$1 port=$2 step=$3 attempt=${4:-}
+	local logfile=$dir/stdout.log offset zkoffset
+	offset=$(size "$logfile")
+	zkoffset=$(size "$dir/zookeeper.log")
 	java -Dzookeeper.log.dir="$dir" -Dlog4j.configuration="file:$dir/log4j.properties" \
-		-Xmx256m -cp "$dir:$ZK_JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
+		-Xmx256m -cp "$dir:$ZK_CP" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
 		>>"$logfile" 2>&1 &
 	echo $! >"$dir/zk.pid"
 	local _
@@ -92,12 +116,21 @@ launch() {
 		fi
 		if ! kill -0 "$(cat "$dir/zk.pid")" 2>/dev/null; then
 			rm -f "$dir/zk.pid"
-			die "$step" "the zookeeper server exited" "$logfile"
+			if [ -n "$attempt" ] && { bind_lost "$logfile" "$offset" || bind_lost "$dir/zookeeper.log" "$zkoffset"; }; then
+				return 75
+			fi
+			die "$step" "the zookeeper server exited" "$(why "$dir")"
 		fi
 		sleep 0.1
 	done
 	stop_pidfile "$dir/zk.pid"
-	die "$step" "the zookeeper server did not serve within 30s; stopped it" "$logfile"
+	die "$step" "the zookeeper server did not serve within 30s; stopped it" "$(why "$dir")"
+}
+
+# why DIR names the log that says why the server in DIR failed: its own
+# (zookeeper.log) once it wrote one, else the JVM's output.
+why() {
+	if [ -s "$1/zookeeper.log" ]; then echo "$1/zookeeper.log"; else echo "$1/stdout.log"; fi
 }
 
 stop() {
