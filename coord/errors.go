@@ -3,6 +3,7 @@ package coord
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Backends wrap them in *PathError (or *TxnError); test them
@@ -52,7 +53,17 @@ type PathError struct {
 }
 
 func (e *PathError) Error() string {
-	return fmt.Sprintf("coord: %s %s: %v", e.Op, e.Path, e.Err)
+	return fmt.Sprintf("coord: %s %s: %s", e.Op, e.Path, inner(e.Err))
+}
+
+// inner is err's message without the "coord: " that an error of this
+// package nested in another starts with, so that a chain of them reads
+// "coord: op path: op path: why", naming the package once.
+func inner(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return strings.TrimPrefix(err.Error(), "coord: ")
 }
 
 // Unwrap returns the underlying error.
@@ -81,7 +92,7 @@ type TxnError struct {
 }
 
 func (e *TxnError) Error() string {
-	return fmt.Sprintf("coord: txn op %d (%s %s): %v", e.Index, e.Op.Kind, e.Op.Path, e.Err)
+	return fmt.Sprintf("coord: txn op %d (%s %s): %s", e.Index, e.Op.Kind, e.Op.Path, inner(e.Err))
 }
 
 // Unwrap returns the underlying error.

@@ -124,10 +124,16 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.What == "" {
-		return fmt.Sprintf("models: %s: %v", e.Op, e.Err)
+	msg := "<nil>"
+	if e.Err != nil {
+		// A models error nested in another names the package once:
+		// "models: Op what: Op2 what2: why".
+		msg = strings.TrimPrefix(e.Err.Error(), "models: ")
 	}
-	return fmt.Sprintf("models: %s %s: %v", e.Op, e.What, e.Err)
+	if e.What == "" {
+		return fmt.Sprintf("models: %s: %s", e.Op, msg)
+	}
+	return fmt.Sprintf("models: %s %s: %s", e.Op, e.What, msg)
 }
 
 // Unwrap returns the underlying error.
