@@ -220,27 +220,53 @@ func awaitAnswers(ctx context.Context, store coord.Store, respPath string, proxi
 	for _, p := range proxies {
 		pending[p.Id] = true
 	}
+	waiting := func() []string {
+		ids := make([]string, 0, len(pending))
+		for id := range pending {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		return ids
+	}
 	events, err := store.WatchChildren(ctx, respPath)
 	if err != nil {
 		return nil, err
 	}
-	for ev := range events {
-		if ev.Err != nil {
-			return nil, ev.Err
-		}
-		for _, c := range ev.Children {
-			delete(pending, c)
-		}
-		if len(pending) == 0 {
-			return nil, nil
+	report := reporter(ctx)
+	var tick <-chan time.Time
+	start, reported := time.Now(), -1
+	if report != nil {
+		t := time.NewTicker(ProgressInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	tell := func(always bool) {
+		if report != nil && (always || len(pending) != reported) {
+			reported = len(pending)
+			report(Progress{Op: "WaitForReceiverWithTimeout", Done: len(proxies) - len(pending), Total: len(proxies), Waiting: waiting(), Elapsed: time.Since(start)})
 		}
 	}
-	ids := make([]string, 0, len(pending))
-	for id := range pending {
-		ids = append(ids, id)
+	for {
+		select {
+		case <-tick:
+			tell(true)
+			continue
+		case ev, ok := <-events:
+			if !ok {
+				return waiting(), nil
+			}
+			if ev.Err != nil {
+				return nil, ev.Err
+			}
+			for _, c := range ev.Children {
+				delete(pending, c)
+			}
+			tell(false)
+			if len(pending) == 0 {
+				return nil, nil
+			}
+		}
 	}
-	sort.Strings(ids)
-	return ids, nil
 }
 
 // WaitForReceiverWithTimeout waits until every proxy has answered under
@@ -343,7 +369,11 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 				}
 			}
 		}
-		for _, seq := range doomed {
+		report, start := reporter(ctx), time.Now()
+		for i, seq := range doomed {
+			if report != nil {
+				report(Progress{Op: op, Done: i, Total: len(doomed), Elapsed: time.Since(start)})
+			}
 			name := seqName(int64(seq))
 			if err := coord.DeleteAll(ctx, store, coord.Join(prefix, name)); err != nil {
 				return errorf(op, coord.Join(prefix, name), err)
@@ -351,6 +381,9 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 			if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, name)); err != nil {
 				return errorf(op, coord.Join(respPrefix, name), err)
 			}
+		}
+		if report != nil && len(doomed) > 0 {
+			report(Progress{Op: op, Done: len(doomed), Total: len(doomed), Elapsed: time.Since(start)})
 		}
 		// Response directories left without an action older than the oldest
 		// kept action (an action whose creation failed half-way, or an earlier

@@ -168,8 +168,12 @@ func TestConfirmationAndTimeout(t *testing.T) {
 		setupProduct(t, s)
 		good := startProxy(t, open, "proxy_ok", proxysim.Options{}, true)
 		start := time.Now()
-		must(t, models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true))
+		var first []models.Progress
+		must(t, models.NewAction(models.WithProgress(ctx, func(p models.Progress) { first = append(first, p) }), s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true))
 		t.Logf("one confirmed action: %v", time.Since(start))
+		if n := len(first); n == 0 || first[n-1].Done != 1 || first[n-1].Total != 1 || len(first[n-1].Waiting) != 0 {
+			t.Fatalf("progress of a confirmed wait: %+v", first)
+		}
 		if len(good.Handled()) == 0 {
 			t.Fatal("proxy did not answer")
 		}
@@ -177,13 +181,20 @@ func TestConfirmationAndTimeout(t *testing.T) {
 		// ErrReceiverTimeout after the timeout.
 		mute := startProxy(t, open, "proxy_mute", proxysim.Options{Mute: true}, true)
 		start = time.Now()
-		err := models.NewActionWithTimeout(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true, 700)
+		var reports []models.Progress
+		pctx := models.WithProgress(ctx, func(p models.Progress) { reports = append(reports, p) })
+		err := models.NewActionWithTimeout(pctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, models.NewSlot(product, 1), "", true, 1500)
 		is(t, err, models.ErrReceiverTimeout)
+		// The wait reported the silent proxy, also while nothing changed.
+		last := reports[len(reports)-1]
+		if last.Op != "WaitForReceiverWithTimeout" || last.Done != 1 || last.Total != 2 || len(last.Waiting) != 1 || last.Waiting[0] != "proxy_mute" || last.Elapsed < models.ProgressInterval {
+			t.Fatalf("progress of a wait with a silent proxy: %+v", reports)
+		}
 		if !strings.Contains(err.Error(), "proxy_mute") || strings.Contains(err.Error(), "proxy_ok") {
 			t.Fatalf("error should name only the silent proxy: %v", err)
 		}
-		if el := time.Since(start); el < 700*time.Millisecond {
-			t.Fatalf("timed out after %v, before the 700ms timeout", el)
+		if el := time.Since(start); el < 1500*time.Millisecond {
+			t.Fatalf("timed out after %v, before the 1.5s timeout", el)
 		}
 		// It obeyed mark_offline: a clean shutdown removed its node and fence.
 		select {
@@ -320,7 +331,12 @@ func TestActionGCAndLocks(t *testing.T) {
 			}
 		}
 		txns(ops)
-		must(t, models.ActionGC(ctx, s, product, models.GC_TYPE_N, 2))
+		var gcReports []models.Progress
+		must(t, models.ActionGC(models.WithProgress(ctx, func(p models.Progress) { gcReports = append(gcReports, p) }), s, product, models.GC_TYPE_N, 2))
+		// It reported each deletion, from 0 to all 4 of them.
+		if n := len(gcReports); n != 5 || gcReports[0].Done != 0 || gcReports[n-1].Done != 4 || gcReports[n-1].Total != 4 || gcReports[n-1].Op != "ActionGC" {
+			t.Fatalf("ActionGC progress: %+v", gcReports)
+		}
 		left, err := models.GetActionSeqList(ctx, s, product)
 		must(t, err)
 		if len(left) != 2+models.ActionGCFloor || left[0] != seqs[4] {

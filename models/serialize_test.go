@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -359,4 +360,22 @@ func TestLockFailureNotTakenForHolder(t *testing.T) {
 			t.Fatalf("a closed store's failure reads as a held lock: %v", err)
 		}
 	})
+}
+
+// TestReceiverIDs: the ids of an action's receivers, whether each is a
+// proxy's whole info (what Codis 2 writes) or its bare id.
+func TestReceiverIDs(t *testing.T) {
+	full, err := json.Marshal(models.ProxyInfo{Id: "proxy_1", Addr: "127.0.0.1:19000", Pid: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &models.Action{Receivers: []string{string(full), "proxy_2", `{"id":"proxy_3"}`}}
+	got := a.ReceiverIDs()
+	want := []string{"proxy_1", "proxy_2", "proxy_3"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ReceiverIDs() = %q, want %q", got, want)
+	}
+	if ids := (&models.Action{}).ReceiverIDs(); len(ids) != 0 {
+		t.Errorf("no receivers: %q", ids)
+	}
 }

@@ -49,6 +49,17 @@ func (a *Action) IsReceiver(pi ProxyInfo) bool {
 	return false
 }
 
+// ReceiverIDs returns the ids of the proxies the action names as its
+// receivers, in its order, whichever form each entry has.
+func (a *Action) ReceiverIDs() []string {
+	ids := make([]string, len(a.Receivers))
+	for i, r := range a.Receivers {
+		pi, _ := receiverInfo(r)
+		ids[i] = pi.Id
+	}
+	return ids
+}
+
 // ProxyInfo is what a proxy publishes about itself.
 type ProxyInfo struct {
 	Id           string `json:"id"`
