@@ -106,7 +106,8 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 	if _, ok := ctx.Deadline(); !ok {
 		wctx, cancel = context.WithTimeout(ctx, DefaultLockWait)
 	}
-	err = l.Lock(wctx)
+	start := time.Now()
+	err = lockReporting(ctx, wctx, store, product, l)
 	ownBound := ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if err != nil {
@@ -115,7 +116,7 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 			return errorf(op, product, fmt.Errorf("%w: waited %v for the product lock, %s", coord.ErrLocked, DefaultLockWait, holderText(ctx, store, product)))
 		}
 		if ctx.Err() != nil {
-			return errorf(op, product, fmt.Errorf("%w: %w waiting for the product lock, %s", coord.ErrLocked, ctx.Err(), holderText(context.WithoutCancel(ctx), store, product)))
+			return errorf(op, product, fmt.Errorf("%w: %w after waiting %v for the product lock, %s", coord.ErrLocked, ctx.Err(), time.Since(start).Round(100*time.Millisecond), holderText(context.WithoutCancel(ctx), store, product)))
 		}
 		return errorf(op, product, err)
 	}
@@ -125,6 +126,29 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 		_ = l.Unlock(uctx)
 	}()
 	return fn(WithLock(ctx, l), fenced(store, l))
+}
+
+// lockReporting takes l within wctx; with a progress function in ctx, it
+// reports every ProgressInterval who holds the lock meanwhile (Op "Lock"),
+// from the caller's goroutine as WithProgress promises.
+func lockReporting(ctx, wctx context.Context, store coord.Store, product string, l *ProductLock) error {
+	report := reporter(ctx)
+	if report == nil {
+		return l.Lock(wctx)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Lock(wctx) }()
+	start := time.Now()
+	tick := time.NewTicker(ProgressInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			report(Progress{Op: "Lock", Waiting: []string{holderText(wctx, store, product)}, Elapsed: time.Since(start)})
+		}
+	}
 }
 
 // WithProductLock runs fn holding the product lock, as every changing models

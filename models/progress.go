@@ -11,13 +11,15 @@ type Progress struct {
 	// Op is the call reporting: "WaitForReceiverWithTimeout" while a
 	// confirmed action waits for the proxies' answers (every models
 	// function that announces a confirmed action reports so), "ActionGC"
-	// while old actions are deleted.
+	// while old actions are deleted, "Lock" while a change waits for the
+	// product lock that another writer holds.
 	Op string
 	// Done of Total: proxies that have answered of those that must, or
 	// actions deleted of those to delete.
 	Done, Total int
 	// Waiting names the proxies that have not answered yet, sorted
-	// (WaitForReceiverWithTimeout only).
+	// (WaitForReceiverWithTimeout), or the lock's holder (Lock: one entry,
+	// as the error naming it would say).
 	Waiting []string
 	// Elapsed is how long the call has been at it.
 	Elapsed time.Duration
@@ -31,7 +33,8 @@ type progressKey struct{}
 
 // WithProgress returns ctx telling the models functions called with it to
 // report their progress to fn: at the start, on every change and, while a
-// wait for answers sees none, every ProgressInterval. fn is called on the
+// wait for answers sees none or a wait for the product lock goes on, every
+// ProgressInterval. fn is called on the
 // goroutine of the call and must return quickly; it must not call models
 // functions.
 func WithProgress(ctx context.Context, fn func(Progress)) context.Context {

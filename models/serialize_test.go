@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,15 +228,28 @@ func TestChangesWaitForDashboardLock(t *testing.T) {
 		must(t, err)
 		before, err := models.GetActionSeqList(ctx, s, product)
 		must(t, err)
-		short, cancel := context.WithTimeout(ctx, time.Second)
+		// While it waits, it reports every second who holds the lock.
+		var reports []models.Progress
+		short, cancel := context.WithTimeout(models.WithProgress(ctx, func(p models.Progress) { reports = append(reports, p) }), 2500*time.Millisecond)
 		defer cancel()
 		err = models.NewServerGroup(product, 3).Create(short, open())
+		if len(reports) == 0 {
+			t.Error("no progress report while waiting 2.5 s for the lock")
+		}
+		for _, p := range reports {
+			if p.Op != "Lock" || len(p.Waiting) != 1 || !strings.Contains(p.Waiting[0], "dash-1") || p.Elapsed < models.ProgressInterval {
+				t.Errorf("progress while waiting for the lock: %+v", p)
+			}
+		}
 		is(t, err, coord.ErrLocked)
 		is(t, err, context.DeadlineExceeded)
 		for _, want := range []string{`"slot migrate"`, "dash-1", "4242", "ServerGroup.Create"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("the error does not name %s: %v", want, err)
 			}
+		}
+		if !regexp.MustCompile(`after waiting [0-9.]+s for the product lock`).MatchString(err.Error()) {
+			t.Errorf("the error does not say how long it waited: %v", err)
 		}
 		noGroup(t, s, 3)
 		after, err := models.GetActionSeqList(ctx, s, product)
