@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -51,7 +53,7 @@ func (a *app) slotCmd() *cobra.Command {
 				if err := models.InitSlotSet(ctx, s, a.product, models.DEFAULT_SLOT_NUM); err != nil {
 					return err
 				}
-				return a.done(fmt.Sprintf("initialized %d slots of %s", models.DEFAULT_SLOT_NUM, a.product), map[string]interface{}{"slots": models.DEFAULT_SLOT_NUM})
+				return a.done(fmt.Sprintf("initialized %d slots of %s", models.DEFAULT_SLOT_NUM, a.product), &CountOut{Product: a.product, Count: models.DEFAULT_SLOT_NUM})
 			})
 		},
 	}
@@ -77,8 +79,9 @@ func (a *app) slotCmd() *cobra.Command {
 				if err := models.SetSlotRange(ctx, s, a.product, from, to, group, models.SlotStatus(status)); err != nil {
 					return err
 				}
-				return a.done(fmt.Sprintf("slots %d..%d -> group %d (%s) in %v", from, to, group, status, time.Since(start).Round(time.Millisecond)),
-					map[string]interface{}{"from": from, "to": to, "group": group, "status": status})
+				took := time.Since(start)
+				return a.done(fmt.Sprintf("slots %d..%d -> group %d (%s) in %v", from, to, group, status, took.Round(time.Millisecond)),
+					&RangeOut{Product: a.product, From: from, To: to, Group: group, Status: status, Micros: micros(took)})
 			})
 		},
 	}
@@ -117,7 +120,7 @@ func (a *app) slotCmd() *cobra.Command {
 				if err := sl.Update(ctx, s); err != nil {
 					return err
 				}
-				return a.done(fmt.Sprintf("slot %d: group %d, %s", sl.Id, sl.GroupId, sl.State.Status), map[string]interface{}{"slot": sl})
+				return a.done(fmt.Sprintf("slot %d: group %d, %s", sl.Id, sl.GroupId, sl.State.Status), &SlotsOut{Product: a.product, Slots: []SlotOut{slotOut(sl)}})
 			})
 		},
 	}
@@ -136,10 +139,11 @@ func (a *app) slotCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if slots == nil {
-					slots = []*models.Slot{}
+				out := &SlotsOut{Product: a.product, Slots: []SlotOut{}}
+				for _, sl := range slots {
+					out.Slots = append(out.Slots, slotOut(sl))
 				}
-				return a.print(slots, func(w *tabwriter.Writer) {
+				return a.print(out, func(w *tabwriter.Writer) {
 					fmt.Fprintln(w, "SLOTS\tGROUP\tSTATUS\tMIGRATE FROM\tMIGRATE TO")
 					for i := 0; i < len(slots); {
 						j := i
@@ -159,6 +163,65 @@ func (a *app) slotCmd() *cobra.Command {
 		},
 	}
 	listCmd.Flags().BoolVar(&migrating, "migrating", false, "only slots in migrate or pre_migrate")
+	infoPassword := os.Getenv("REDIS_PASSWORD")
+	infoCmd := &cobra.Command{
+		Use: "info ID", Short: "Show one slot, its group, and how many of its keys the group's master holds", Args: cobra.ExactArgs(1),
+		Long: `info shows slot ID, its group's servers, and how many keys of the slot the
+group's master holds (and, while the slot migrates, how many are still on the
+source group's master), counted as migrate-done counts them. A master that
+cannot be asked is reported, not fatal: the slot is still shown.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := atoi("ID", args[0])
+			if err != nil {
+				return err
+			}
+			return a.read(cmd, func(ctx context.Context, s coord.Store) error {
+				sl, err := models.GetSlot(ctx, s, a.product, id)
+				if err != nil {
+					return err
+				}
+				out := &SlotInfoOut{Product: a.product, Slot: slotOut(sl)}
+				var g *models.ServerGroup
+				if sl.GroupId != models.INVALID_ID {
+					g, err = models.GetGroup(ctx, s, a.product, sl.GroupId)
+					switch {
+					case errors.Is(err, models.ErrGroupNotFound):
+						out.KeysError = fmt.Sprintf("group %d does not exist", sl.GroupId)
+					case err != nil:
+						return err
+					default:
+						gout := groupOut(g)
+						out.Group = &gout
+						out.Keys, out.KeysError = a.slotKeys(ctx, s, sl.GroupId, id, infoPassword)
+					}
+				} else {
+					out.KeysError = "the slot has no group"
+				}
+				migrating := sl.State.Status == models.SLOT_STATUS_MIGRATE || sl.State.Status == models.SLOT_STATUS_PRE_MIGRATE
+				if migrating && sl.State.MigrateStatus.From != models.INVALID_ID {
+					out.SourceKeys, out.SourceKeysError = a.slotKeys(ctx, s, sl.State.MigrateStatus.From, id, infoPassword)
+				}
+				return a.print(out, func(w *tabwriter.Writer) {
+					fmt.Fprintf(w, "slot\t%d\n", sl.Id)
+					fmt.Fprintf(w, "status\t%s\n", sl.State.Status)
+					fmt.Fprintf(w, "group\t%d\n", sl.GroupId)
+					if migrating {
+						fmt.Fprintf(w, "migrating\tfrom group %d to group %d\n", sl.State.MigrateStatus.From, sl.State.MigrateStatus.To)
+					}
+					if g != nil {
+						for _, sv := range g.Servers {
+							fmt.Fprintf(w, "server\t%s (%s)\n", sv.Addr, sv.Type)
+						}
+					}
+					fmt.Fprintf(w, "keys\t%s\n", keysText(out.Keys, out.KeysError))
+					if migrating {
+						fmt.Fprintf(w, "keys left on the source\t%s\n", keysText(out.SourceKeys, out.SourceKeysError))
+					}
+				})
+			})
+		},
+	}
+	infoCmd.Flags().StringVar(&infoPassword, "password", infoPassword, "Redis password (env REDIS_PASSWORD; never printed)")
 	var toGroup int
 	migrateCmd := &cobra.Command{
 		Use: "migrate FROM [TO] --to GROUP", Short: "Mark slots migrating to GROUP: pre_migrate then migrate, each confirmed (moves no keys: see migrate-done)", Args: cobra.RangeArgs(1, 2),
@@ -170,12 +233,13 @@ func (a *app) slotCmd() *cobra.Command {
 			if !cmd.Flags().Changed("to") {
 				return usageError{fmt.Errorf("--to GROUP is required")}
 			}
+			a.resume = fmt.Sprintf("run the same slot migrate again: slots already migrating to group %d are skipped, one left in pre_migrate is taken on", toGroup)
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 				n, err := migrate(ctx, s, a.product, from, to, toGroup, func(d, t int) { a.progress("migrating slots", d, t) })
 				if err != nil {
 					return err
 				}
-				return a.done(fmt.Sprintf("%d slots migrating to group %d", n, toGroup), map[string]interface{}{"slots": n, "to": toGroup})
+				return a.done(fmt.Sprintf("%d slots migrating to group %d", n, toGroup), &CountOut{Product: a.product, Count: n})
 			})
 		},
 	}
@@ -198,6 +262,7 @@ left; --force skips the check (those keys are then lost to clients).`,
 			if err != nil {
 				return err
 			}
+			a.resume = "run the same slot migrate-done again: slots already online are skipped"
 			return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 				if !doneForce {
 					if err := a.checkMigrated(ctx, s, a.product, from, to, donePassword); err != nil {
@@ -208,13 +273,13 @@ left; --force skips the check (those keys are then lost to clients).`,
 				if err != nil {
 					return err
 				}
-				return a.done(fmt.Sprintf("%d slots online", n), map[string]interface{}{"slots": n})
+				return a.done(fmt.Sprintf("%d slots online", n), &CountOut{Product: a.product, Count: n})
 			})
 		},
 	}
 	doneCmd.Flags().BoolVar(&doneForce, "force", false, "skip the check that the keys have left the source group")
 	doneCmd.Flags().StringVar(&donePassword, "password", donePassword, "Redis password for the check (env REDIS_PASSWORD; never printed)")
-	c.AddCommand(initCmd, rangeCmd, setCmd, listCmd, migrateCmd, doneCmd)
+	c.AddCommand(initCmd, rangeCmd, setCmd, listCmd, infoCmd, migrateCmd, doneCmd)
 	return c
 }
 
@@ -237,7 +302,7 @@ func (a *app) groupCmd() *cobra.Command {
 			if err := g.Create(ctx, s); err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("group %d created", g.Id), map[string]interface{}{"group": g.Id})
+			return a.groupDone(ctx, s, g.Id, fmt.Sprintf("group %d created", g.Id))
 		})
 	})
 	remove := withGroup("remove GROUP", "Remove a group no slot uses", 1, func(cmd *cobra.Command, g *models.ServerGroup, _ []string) error {
@@ -245,7 +310,15 @@ func (a *app) groupCmd() *cobra.Command {
 			if err := g.Remove(ctx, s); err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("group %d removed", g.Id), map[string]interface{}{"group": g.Id})
+			left, err := models.ServerGroups(ctx, s, a.product)
+			if err != nil {
+				return err
+			}
+			out := &GroupsOut{Product: a.product, Groups: []GroupOut{}}
+			for _, g := range left {
+				out.Groups = append(out.Groups, groupOut(g))
+			}
+			return a.done(fmt.Sprintf("group %d removed", g.Id), out)
 		})
 	})
 	var addForce bool
@@ -263,7 +336,7 @@ func (a *app) groupCmd() *cobra.Command {
 			if err := g.AddServer(ctx, s, srv, password); err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("%s added to group %d as %s", srv.Addr, g.Id, srv.Type), map[string]interface{}{"server": srv})
+			return a.groupDone(ctx, s, g.Id, fmt.Sprintf("%s added to group %d as %s", srv.Addr, g.Id, srv.Type))
 		})
 	})
 	add.Flags().StringVar(&serverType, "type", models.SERVER_TYPE_SLAVE, "master or slave (the first server of a group is its master)")
@@ -273,7 +346,7 @@ func (a *app) groupCmd() *cobra.Command {
 			if err := g.RemoveServer(ctx, s, args[0]); err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("%s removed from group %d", args[0], g.Id), nil)
+			return a.groupDone(ctx, s, g.Id, fmt.Sprintf("%s removed from group %d", args[0], g.Id))
 		})
 	})
 	promote := withGroup("promote GROUP ADDR", "Make ADDR the master (confirmed); --repoint moves the other slaves to it", 2, func(cmd *cobra.Command, g *models.ServerGroup, args []string) error {
@@ -286,7 +359,7 @@ func (a *app) groupCmd() *cobra.Command {
 					return err
 				}
 			}
-			return a.done(fmt.Sprintf("%s is the master of group %d", args[0], g.Id), nil)
+			return a.groupDone(ctx, s, g.Id, fmt.Sprintf("%s is the master of group %d", args[0], g.Id))
 		})
 	})
 	promote.Flags().BoolVar(&repoint, "repoint", false, "point the other slaves at the new master")
@@ -299,7 +372,11 @@ func (a *app) groupCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(groups, func(w *tabwriter.Writer) {
+			out := &GroupsOut{Product: a.product, Groups: []GroupOut{}}
+			for _, g := range groups {
+				out.Groups = append(out.Groups, groupOut(g))
+			}
+			return a.print(out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "GROUP\tSERVER\tTYPE")
 				for _, g := range groups {
 					if len(g.Servers) == 0 {
@@ -320,21 +397,16 @@ func (a *app) proxyCmd() *cobra.Command {
 	c := &cobra.Command{Use: "proxy", Short: "Proxies: list, online, offline, remove-fence"}
 	list := &cobra.Command{Use: "list", Short: "List proxies and fences", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
-			proxies, err := models.ProxyList(ctx, s, a.product, nil)
+			out, err := a.proxies(ctx, s, nil)
 			if err != nil {
 				return err
 			}
-			fences, err := models.GetFenceProxyMap(ctx, s, a.product)
-			if err != nil {
-				return err
-			}
-			return a.print(map[string]interface{}{"proxies": proxies, "fences": fences}, func(w *tabwriter.Writer) {
+			return a.print(out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "ID\tADDR\tSTATE\tPID\tSTARTED\tFENCE")
-				for _, p := range proxies {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%v\n", p.Id, p.Addr, p.State, p.Pid, p.StartAt, fences[p.Addr])
-					delete(fences, p.Addr)
+				for _, p := range out.Proxies {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%v\n", p.ID, p.Addr, p.State, p.Pid, p.StartAt, p.Fence)
 				}
-				for addr := range fences {
+				for _, addr := range out.DeadFences {
 					fmt.Fprintf(w, "-\t%s\t(no proxy: dead fence)\t-\t-\ttrue\n", addr)
 				}
 			})
@@ -346,7 +418,11 @@ func (a *app) proxyCmd() *cobra.Command {
 				if err := models.SetProxyStatus(ctx, s, a.product, args[0], state); err != nil {
 					return err
 				}
-				return a.done(fmt.Sprintf("proxy %s: %s", args[0], state), map[string]interface{}{"proxy": args[0], "state": state})
+				out, err := a.proxies(ctx, s, func(p *models.ProxyInfo) bool { return p.Id == args[0] })
+				if err != nil {
+					return err
+				}
+				return a.done(fmt.Sprintf("proxy %s: %s", args[0], state), out)
 			})
 		}}
 	}
@@ -355,7 +431,11 @@ func (a *app) proxyCmd() *cobra.Command {
 			if err := models.ForceRemoveDeadFence(ctx, s, a.product); err != nil {
 				return err
 			}
-			return a.done("dead fences removed", nil)
+			out, err := a.proxies(ctx, s, nil)
+			if err != nil {
+				return err
+			}
+			return a.done("dead fences removed", out)
 		})
 	}}
 	c.AddCommand(list, status("online ID", "Set a proxy online", models.PROXY_STATE_ONLINE),
@@ -371,30 +451,22 @@ func (a *app) actionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			type row struct {
-				Seq       int      `json:"seq"`
-				Type      string   `json:"type"`
-				Ts        string   `json:"ts"`
-				Receivers int      `json:"receivers"`
-				Answered  []string `json:"answered"`
-			}
-			rows := []row{}
+			out := &ActionsOut{Product: a.product, Actions: []ActionOut{}}
 			for _, seq := range seqs {
-				var act models.Action
-				if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
+				act, err := a.action(ctx, s, seq)
+				if errors.Is(err, coord.ErrNoNode) {
 					continue // collected meanwhile
 				}
-				answered, _ := s.Children(ctx, fmt.Sprintf("%s/%010d", models.GetActionResponsePath(a.product), seq))
-				if answered == nil {
-					answered = []string{}
+				if err != nil {
+					return err
 				}
-				rows = append(rows, row{seq, string(act.Type), act.Ts, len(act.Receivers), answered})
+				act.Target = nil // action show has it
+				out.Actions = append(out.Actions, act)
 			}
-			return a.print(rows, func(w *tabwriter.Writer) {
+			return a.print(out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "SEQ\tTYPE\tTIME\tRECEIVERS\tANSWERED")
-				for _, r := range rows {
-					ts, _ := strconv.ParseInt(r.Ts, 10, 64)
-					fmt.Fprintf(w, "%010d\t%s\t%s\t%d\t%d\n", r.Seq, r.Type, time.Unix(ts, 0).Format(time.DateTime), r.Receivers, len(r.Answered))
+				for _, r := range out.Actions {
+					fmt.Fprintf(w, "%010d\t%s\t%s\t%d\t%d\n", r.Seq, r.Type, time.Unix(r.Ts, 0).Format(time.DateTime), len(r.Receivers), len(r.Answered))
 				}
 			})
 		})
@@ -405,12 +477,15 @@ func (a *app) actionCmd() *cobra.Command {
 			return err
 		}
 		return a.read(cmd, func(ctx context.Context, s coord.Store) error {
-			var act models.Action
-			if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
+			act, err := a.action(ctx, s, seq)
+			if err != nil {
 				return err
 			}
-			a.jsonOut = true // an action is JSON
-			return a.print(act, nil)
+			return a.print(&ActionsOut{Product: a.product, Actions: []ActionOut{act}}, func(w *tabwriter.Writer) {
+				target, _ := json.MarshalIndent(act.Target, "", "  ")
+				fmt.Fprintf(w, "seq\t%010d\ntype\t%s\ndesc\t%s\ntime\t%s\nreceivers\t%s\nanswered\t%s\ntarget\t%s\n", act.Seq, act.Type, act.Desc,
+					time.Unix(act.Ts, 0).Format(time.DateTime), strings.Join(act.Receivers, " "), strings.Join(act.Answered, " "), target)
+			})
 		})
 	}}
 	var keep int
@@ -420,6 +495,7 @@ func (a *app) actionCmd() *cobra.Command {
 		if keepSet == olderSet {
 			return usageError{fmt.Errorf("give one of --keep or --older-than")}
 		}
+		a.resume = "run the same action gc again: it deletes what is left to delete"
 		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
 			before, err := models.GetActionSeqList(ctx, s, a.product)
 			if err != nil {
@@ -447,7 +523,7 @@ func (a *app) actionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("deleted %d actions, %d left", len(before)-len(after), len(after)), map[string]interface{}{"deleted": len(before) - len(after), "left": len(after)})
+			return a.done(fmt.Sprintf("deleted %d actions, %d left", len(before)-len(after), len(after)), &GCOut{Product: a.product, Deleted: len(before) - len(after), Left: len(after)})
 		})
 	}}
 	gc.Flags().IntVar(&keep, "keep", 0, "keep the newest N actions, plus the 500 newest that Codis 2 proxies may still be reading")
@@ -464,13 +540,14 @@ func (a *app) lockCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if info == nil {
-				return a.print(map[string]interface{}{"held": false}, func(w *tabwriter.Writer) { fmt.Fprintln(w, "the product lock is free") })
-			}
-			return a.print(map[string]interface{}{"held": true, "node": node, "desc": info.Desc, "hostname": info.Hostname, "pid": info.Pid},
-				func(w *tabwriter.Writer) {
-					fmt.Fprintf(w, "held by %v (%s)\n", info, node)
-				})
+			out := &LockOut{Product: a.product, Holder: holderOut(info, node)}
+			return a.print(out, func(w *tabwriter.Writer) {
+				if info == nil {
+					fmt.Fprintln(w, "the product lock is free")
+					return
+				}
+				fmt.Fprintf(w, "held by %v (%s)\n", info, node)
+			})
 		})
 	}}
 	remove := &cobra.Command{Use: "force-remove", Short: "Delete every lock node (only when its holder is known dead: see lock show)", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
@@ -482,14 +559,14 @@ func (a *app) lockCmd() *cobra.Command {
 			if err := models.ForceRemoveLock(ctx, s, a.product); err != nil {
 				return err
 			}
+			out := &LockOut{Product: a.product, Holder: holderOut(info, node), Removed: node != ""}
 			switch {
 			case node == "":
-				return a.done("the product lock was free: nothing removed", map[string]interface{}{"removed": false})
+				return a.done("the product lock was free: nothing removed", out)
 			case info == nil:
-				return a.done(fmt.Sprintf("removed the lock %s (its data was unreadable)", node), map[string]interface{}{"removed": true, "node": node})
+				return a.done(fmt.Sprintf("removed the lock %s (its data was unreadable)", node), out)
 			}
-			return a.done(fmt.Sprintf("removed the lock held by %v (%s)", info, node),
-				map[string]interface{}{"removed": true, "node": node, "desc": info.Desc, "hostname": info.Hostname, "pid": info.Pid})
+			return a.done(fmt.Sprintf("removed the lock held by %v (%s)", info, node), out)
 		})
 	}}
 	c.AddCommand(show, remove)
@@ -520,7 +597,10 @@ func (a *app) productCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(names, func(w *tabwriter.Writer) {
+			if names == nil {
+				names = []string{}
+			}
+			return a.print(&ProductsOut{Products: names}, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "PRODUCT")
 				for _, n := range names {
 					fmt.Fprintln(w, n)
@@ -555,7 +635,7 @@ func (a *app) productCmd() *cobra.Command {
 			if err := coord.DeleteAll(ctx, s, models.ProductPath(a.product)); err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("product %s removed (%d nodes)", a.product, n), map[string]interface{}{"product": a.product, "nodes": n})
+			return a.done(fmt.Sprintf("product %s removed (%d nodes)", a.product, n), &RemovedOut{Product: a.product, Nodes: n})
 		})
 	}}
 	remove.Flags().BoolVar(&force, "force", false, "remove even with proxies registered or the lock held")
@@ -588,4 +668,88 @@ func checkNewServer(ctx context.Context, s coord.Store, product string, group in
 		return fmt.Errorf("the new master %s is a Redis %s (of %s:%s), read-only to clients: make it a master first or add it as a slave (--force adds it anyway)", srv.Addr, role, info["master_host"], info["master_port"])
 	}
 	return nil
+}
+
+// groupDone reports a change to group id with the group as it now is.
+func (a *app) groupDone(ctx context.Context, s coord.Store, id int, msg string) error {
+	g, err := models.GetGroup(ctx, s, a.product, id)
+	if err != nil {
+		return err
+	}
+	return a.done(msg, &GroupsOut{Product: a.product, Groups: []GroupOut{groupOut(g)}})
+}
+
+// proxies reads the product's proxies (those keep accepts; all when nil)
+// and, when keep is nil, the fences no registered proxy stands behind.
+func (a *app) proxies(ctx context.Context, s coord.Store, keep func(*models.ProxyInfo) bool) (*ProxiesOut, error) {
+	list, err := models.ProxyList(ctx, s, a.product, keep)
+	if err != nil {
+		return nil, err
+	}
+	fences, err := models.GetFenceProxyMap(ctx, s, a.product)
+	if err != nil {
+		return nil, err
+	}
+	out := &ProxiesOut{Product: a.product, Proxies: []ProxyOut{}, DeadFences: []string{}}
+	for _, p := range list {
+		out.Proxies = append(out.Proxies, ProxyOut{ID: p.Id, Addr: p.Addr, State: p.State, Pid: p.Pid, StartAt: p.StartAt, Fence: fences[p.Addr]})
+		delete(fences, p.Addr)
+	}
+	if keep == nil {
+		for addr := range fences {
+			out.DeadFences = append(out.DeadFences, addr)
+		}
+		sort.Strings(out.DeadFences)
+	}
+	return out, nil
+}
+
+// action reads action seq and who has answered it.
+func (a *app) action(ctx context.Context, s coord.Store, seq int) (ActionOut, error) {
+	var act models.Action
+	if err := models.GetActionObject(ctx, s, a.product, int64(seq), &act, ""); err != nil {
+		return ActionOut{}, err
+	}
+	ts, err := strconv.ParseInt(act.Ts, 10, 64)
+	if err != nil {
+		return ActionOut{}, fmt.Errorf("action %010d: %w: ts %q", seq, models.ErrMalformed, act.Ts)
+	}
+	answered, err := s.Children(ctx, fmt.Sprintf("%s/%010d", models.GetActionResponsePath(a.product), seq))
+	if err != nil && !errors.Is(err, coord.ErrNoNode) {
+		return ActionOut{}, err
+	}
+	if answered == nil {
+		answered = []string{}
+	}
+	return ActionOut{Seq: seq, Type: string(act.Type), Desc: act.Desc, Ts: ts, Target: act.Target, Receivers: act.ReceiverIDs(), Answered: answered}, nil
+}
+
+// slotKeys counts the keys of slot id on the master of group gid: the count,
+// or why there is none (no master, the master did not answer).
+func (a *app) slotKeys(ctx context.Context, s coord.Store, gid, id int, passwd string) (*int64, string) {
+	master, err := models.NewServerGroup(a.product, gid).Master(ctx, s)
+	if err != nil {
+		return nil, oneLine(err)
+	}
+	if master == nil {
+		return nil, fmt.Sprintf("group %d has no master", gid)
+	}
+	counts, _, err := redisc.SlotKeys(master.Addr, passwd, map[int]bool{id: true}, models.DEFAULT_SLOT_NUM, 5*time.Second, func(done, total int64) {
+		if total > 0 {
+			a.progress(fmt.Sprintf("scanning %s for keys of slot %d", master.Addr, id), int(min(done, total)), int(total))
+		}
+	})
+	if err != nil {
+		return nil, fmt.Sprintf("%s (master of group %d): %s", master.Addr, gid, oneLine(err))
+	}
+	n := counts[id]
+	return &n, ""
+}
+
+// keysText is a key count for people: the number, or why it is unknown.
+func keysText(n *int64, why string) string {
+	if n == nil {
+		return "unknown: " + why
+	}
+	return strconv.FormatInt(*n, 10)
 }

@@ -63,7 +63,11 @@ proxies then shut down cleanly; the product stays for you to inspect
 				if err != nil {
 					return err
 				}
-				return a.print(steps, func(w *tabwriter.Writer) {
+				out := &DemoOut{Store: a.conn.URL, Product: a.product, Steps: []StepOut{}}
+				for _, st := range steps {
+					out.Steps = append(out.Steps, StepOut{Name: st.Name, Actions: st.Actions, Micros: micros(st.Duration)})
+				}
+				return a.print(out, func(w *tabwriter.Writer) {
 					fmt.Fprintln(w, "STEP\tCONFIRMED ACTIONS\tTOOK\tPER ACTION\tCODIS 2 AT LEAST")
 					for _, st := range steps {
 						per, floor := "-", "-"

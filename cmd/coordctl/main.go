@@ -37,15 +37,21 @@ import (
 
 // app holds the global flags and what they open.
 type app struct {
-	storeURL string
-	product  string
-	jsonOut  bool
-	yes      bool
-	noLock   bool
-	timeout  time.Duration
-	opt      storeurl.Options
-	// progressOpen is set while a progress line is unended.
+	storeURL     string
+	product      string
+	jsonOut      bool
+	yes          bool
+	noLock       bool
+	timeout      time.Duration
+	opt          storeurl.Options
+	progressMode string // --progress: auto, always or never
+	// progressOpen is set while a progress line is unended on a terminal.
 	progressOpen bool
+	lastShown    time.Time // when a progress line was last printed off a terminal
+	waitShown    bool      // a wait for answers is on show
+	// did is the last progress a command made, and resume how to go on
+	// after an interrupt: both for the interrupt summary.
+	did, resume string
 
 	out, errOut io.Writer
 	conn        *storeurl.Conn
@@ -71,42 +77,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	err := root.ExecuteContext(ctx)
 	a.close()
-	if a.progressOpen {
-		fmt.Fprintln(stderr) // end the progress line before any message
-	}
+	a.endProgress()
 	if err == nil {
 		return 0
 	}
-	if ctx.Err() != nil {
-		// Interrupted (Ctrl-C, SIGTERM): say so, and what to check.
-		fmt.Fprintf(stderr, "coordctl: interrupted: %s; what was done before stays done: check with 'coordctl slot list', 'proxy list' and 'action list'\n", oneLine(err))
-		return 130
+	msg, code := oneLine(err), 1
+	var ue usageError
+	switch {
+	case ctx.Err() != nil:
+		// Interrupted (Ctrl-C, SIGTERM): say so, what was done, and how to go on.
+		msg, code = "interrupted: "+msg+"; "+a.summary(err), 130
+	case errors.As(err, &ue) || errors.Is(err, storeurl.ErrBadURL) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+		strings.Contains(err.Error(), "arg(s)") || strings.HasPrefix(err.Error(), "invalid argument") || strings.Contains(err.Error(), "flag needs an argument"):
+		code = 2
 	}
 	if a.jsonOut {
-		_ = json.NewEncoder(stdout).Encode(map[string]interface{}{"ok": false, "error": oneLine(err)})
+		_ = json.NewEncoder(stdout).Encode(&ErrorOut{Header: Header{V: jsonVersion}, Error: msg, Exit: code, Done: a.did})
 	}
-	fmt.Fprintf(stderr, "coordctl: %v\n", oneLine(err))
-	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, storeurl.ErrBadURL) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
-		strings.Contains(err.Error(), "arg(s)") || strings.HasPrefix(err.Error(), "invalid argument") || strings.Contains(err.Error(), "flag needs an argument") {
-		return 2
-	}
-	return 1
+	fmt.Fprintf(stderr, "coordctl: %s\n", msg)
+	return code
 }
 
-// oneLine is err's message on one line, without the package prefixes that
-// each layer of a wrapped error repeats ("models: X: models: Y: coord: ...").
+// oneLine is err's message on one line. The error types of coord and models
+// name their package once however deep the chain (models.Error,
+// coord.PathError), so nothing is cut here.
 func oneLine(err error) string {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	for _, p := range []string{"models: ", "coord: ", "etcdembed: "} {
-		first := strings.Index(msg, p)
-		if first < 0 {
-			continue
-		}
-		head, tail := msg[:first+len(p)], msg[first+len(p):]
-		msg = head + strings.ReplaceAll(tail, p, "")
-	}
-	return msg
+	return strings.ReplaceAll(err.Error(), "\n", " ")
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -128,9 +124,12 @@ held by another writer fails the command naming the holder (lock show).
 Destructive commands say what they will do and need --yes off a terminal.
 
 Environment: COORD_STORE (--store), COORD_PRODUCT (--product),
-COORD_DATA_DIR (--data-dir), CONSUL_HTTP_TOKEN (--token), REDIS_PASSWORD
-(--password of group add-server, promote and slot migrate-done). Secrets are
-best given by environment: flags show in ps.
+COORD_DATA_DIR (--data-dir), COORD_PROGRESS (--progress), COORD_TIMEOUT
+(--timeout), COORD_TLS_CA, COORD_TLS_CERT, COORD_TLS_KEY (--tls-*),
+CONSUL_HTTP_TOKEN (--token), REDIS_PASSWORD (--password of group add-server,
+promote, slot info and migrate-done). A flag wins over its variable. Secrets
+are best given by environment: flags show in ps. --yes, --no-lock and
+--tls-insecure have no variable: they are asked for each time.
 
 Exit status: 0 done, 1 failed (one line on stderr; with --json also
 {"ok":false,"error":...} on stdout), 2 bad usage (checked before
@@ -143,6 +142,18 @@ connecting), 130 interrupted.`,
 			if err := models.ValidateProductName(a.product); err != nil {
 				return usageError{fmt.Errorf("--product: %w", err)}
 			}
+			switch a.progressMode {
+			case "auto", "always", "never":
+			default:
+				return usageError{fmt.Errorf("--progress %q: want auto, always or never", a.progressMode)}
+			}
+			if v := os.Getenv("COORD_TIMEOUT"); v != "" && !cmd.Flags().Changed("timeout") {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					return usageError{fmt.Errorf("COORD_TIMEOUT %q: not a duration (say 30s or 2m)", v)}
+				}
+				a.timeout = d
+			}
 			if a.timeout <= 0 {
 				return usageError{fmt.Errorf("--timeout %v: must be positive", a.timeout)}
 			}
@@ -152,21 +163,23 @@ connecting), 130 interrupted.`,
 	f := root.PersistentFlags()
 	f.StringVar(&a.storeURL, "store", envOr("COORD_STORE", "embedded"), "store URL (env COORD_STORE)")
 	f.StringVar(&a.product, "product", envOr("COORD_PRODUCT", "demo"), "product name (env COORD_PRODUCT)")
-	f.BoolVar(&a.jsonOut, "json", false, "print JSON for scripts")
+	f.BoolVar(&a.jsonOut, "json", false, "print one line of JSON for scripts (shapes: docs/COORDCTL.md)")
+	f.StringVar(&a.progressMode, "progress", envOr("COORD_PROGRESS", "auto"), "progress lines on stderr during long work: auto (on a terminal, without --json), always, never (env COORD_PROGRESS)")
 	f.BoolVar(&a.noLock, "no-lock", false, "EMERGENCY ONLY: change the product without taking its lock (R/LOCK); concurrent writers can then make proxies miss actions")
 	f.BoolVar(&a.yes, "yes", false, "go on with destructive commands without asking (needed when not on a terminal)")
-	f.DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
+	f.DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long (env COORD_TIMEOUT)")
 	f.StringVar(&a.opt.DataDir, "data-dir", storeurl.DefaultDataDir(), "where the embedded store keeps its data (env COORD_DATA_DIR)")
 	f.StringVar(&a.opt.Token, "token", "", "Consul ACL token (better: env CONSUL_HTTP_TOKEN, not visible in ps)")
-	f.StringVar(&a.opt.CAFile, "tls-ca", "", "CA certificate file (turns TLS on for etcd and Consul)")
-	f.StringVar(&a.opt.CertFile, "tls-cert", "", "client certificate file")
-	f.StringVar(&a.opt.KeyFile, "tls-key", "", "client key file")
+	f.StringVar(&a.opt.CAFile, "tls-ca", os.Getenv("COORD_TLS_CA"), "CA certificate file (turns TLS on for etcd and Consul; env COORD_TLS_CA)")
+	f.StringVar(&a.opt.CertFile, "tls-cert", os.Getenv("COORD_TLS_CERT"), "client certificate file (env COORD_TLS_CERT)")
+	f.StringVar(&a.opt.KeyFile, "tls-key", os.Getenv("COORD_TLS_KEY"), "client key file (env COORD_TLS_KEY)")
 	f.BoolVar(&a.opt.InsecureSkipVerify, "tls-insecure", false, "do not verify the server certificate")
 	a.opt.Embedded = startEmbedded
 	a.opt.ZKLeaf = models.IsLeafNode // Codis 2's ACLs on ZooKeeper
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(parent(a.slotCmd()), parent(a.groupCmd()), parent(a.proxyCmd()), parent(a.actionCmd()), parent(a.lockCmd()),
 		parent(a.productCmd()), parent(a.rawCmd()), a.dumpCmd(), a.loadCmd(), a.copyCmd(), a.demoCmd())
+	a.addCompletions(root)
 	return root
 }
 
@@ -225,48 +238,27 @@ func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 		fmt.Fprintf(a.errOut, "coordctl: WARNING: --no-lock: changing product %s without its lock; a writer at the same time can make proxies miss an action\n", a.product)
 		ctx = models.WithoutLock(ctx)
 	}
+	ctx = models.WithProgress(ctx, a.modelProgress)
 	return context.WithTimeout(ctx, a.timeout)
 }
 
-// print writes v as JSON with --json, else calls human.
-func (a *app) print(v interface{}, human func(w *tabwriter.Writer)) error {
+// print writes v as one line of JSON with --json (v's Header filled in),
+// else calls human to write a table.
+func (a *app) print(v output, human func(w *tabwriter.Writer)) error {
+	a.endProgress()
 	if a.jsonOut {
-		enc := json.NewEncoder(a.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		h := v.header()
+		h.V, h.OK = jsonVersion, true
+		return json.NewEncoder(a.out).Encode(v)
 	}
 	w := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 	human(w)
 	return w.Flush()
 }
 
-// done reports a change: a line for people, {"ok":true,...} for scripts.
-func (a *app) done(msg string, fields map[string]interface{}) error {
-	if a.jsonOut {
-		if fields == nil {
-			fields = map[string]interface{}{}
-		}
-		fields["ok"] = true
-		return json.NewEncoder(a.out).Encode(fields)
-	}
-	fmt.Fprintln(a.out, msg)
-	return nil
-}
-
-// progress shows a progress line on a terminal.
-func (a *app) progress(what string, done, total int) {
-	f, ok := a.errOut.(*os.File)
-	if !ok || a.jsonOut {
-		return
-	}
-	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return
-	}
-	fmt.Fprintf(f, "\r%s %d/%d", what, done, total)
-	a.progressOpen = done != total
-	if done == total {
-		fmt.Fprintln(f)
-	}
+// done reports a change: msg for people, v for scripts.
+func (a *app) done(msg string, v output) error {
+	return a.print(v, func(w *tabwriter.Writer) { fmt.Fprintln(w, msg) })
 }
 
 func atoi(name, s string) (int, error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -71,6 +70,11 @@ func fails(t *testing.T, wantCode int, wantErr string, args ...string) {
 	if code != wantCode || !strings.Contains(errs, wantErr) || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 		t.Fatalf("coordctl %s: exit %d, stderr %q, stdout %q; want exit %d and one line with %q", strings.Join(args, " "), code, errs, out, wantCode, wantErr)
 	}
+	for _, p := range []string{"models: ", "coord: ", "etcdembed: ", "storeurl: "} {
+		if strings.Count(errs, p) > 1 {
+			t.Fatalf("coordctl %s: stderr %q names %q more than once", strings.Join(args, " "), errs, p)
+		}
+	}
 }
 
 // storeArgs are the global flags for a backend and a fresh namespace.
@@ -106,10 +110,8 @@ func TestCommands(t *testing.T) {
 					t.Fatalf("slot list lacks %q:\n%s", want, list)
 				}
 			}
-			var slots []map[string]interface{}
-			must(t, json.Unmarshal([]byte(run("--json", "slot", "list")), &slots))
-			if len(slots) != 1024 || slots[1023]["group_id"].(float64) != 2 {
-				t.Fatalf("--json slot list: %d slots", len(slots))
+			if sl := decode[SlotsOut](t, "slot list", run("--json", "slot", "list")); len(sl.Slots) != 1024 || sl.Slots[1023].Group != 2 {
+				t.Fatalf("--json slot list: %d slots", len(sl.Slots))
 			}
 			run("slot", "migrate", "10", "12", "--to", "2")
 			if mig := run("slot", "list", "--migrating"); !strings.Contains(mig, "10-12") || !strings.Contains(mig, "migrate") {
@@ -159,11 +161,11 @@ func TestCommands(t *testing.T) {
 			// The loaded product is its own: changing it leaves shop alone.
 			g2 := append(append([]string{}, g[:2]...), "--product", "shop2")
 			ok(t, append(g2, "slot", "set", "600", "--group", "1", "--force")...)
-			var s600 map[string]interface{}
-			must(t, json.Unmarshal([]byte(run("--json", "slot", "list")), &slots))
-			s600 = slots[600]
-			if s600["group_id"].(float64) != 2 || s600["product_name"] != "shop" {
-				t.Fatalf("shop's slot 600 after changing shop2's: %v", s600)
+			if sl := decode[SlotsOut](t, "slot list", run("--json", "slot", "list")); sl.Product != "shop" || sl.Slots[600].Group != 2 {
+				t.Fatalf("shop's slot 600 after changing shop2's: %+v", sl.Slots[600])
+			}
+			if sl := decode[SlotsOut](t, "slot list", ok(t, append(g2, "--json", "slot", "list")...)); sl.Product != "shop2" || sl.Slots[600].Group != 1 {
+				t.Fatalf("shop2's slot 600: %+v", sl.Slots[600])
 			}
 		})
 	}
@@ -182,10 +184,14 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(list, "0-31      2      online") || !strings.Contains(list, "960-1023  2      online") {
 		t.Fatalf("after the demo:\n%s", list)
 	}
-	var steps []map[string]interface{}
-	must(t, json.Unmarshal([]byte(ok(t, "--data-dir", dir, "--json", "demo")), &steps))
-	if len(steps) < 8 {
-		t.Fatalf("--json demo: %v", steps)
+	demo := decode[DemoOut](t, "demo", ok(t, "--data-dir", dir, "--json", "demo"))
+	if len(demo.Steps) < 8 || demo.Product != "demo" || !strings.HasPrefix(demo.Store, "embedded") {
+		t.Fatalf("--json demo: %+v", demo)
+	}
+	for _, st := range demo.Steps {
+		if st.Name == "" || st.Micros <= 0 {
+			t.Fatalf("--json demo: step %+v", st)
+		}
 	}
 }
 

@@ -36,7 +36,9 @@ func migrate(ctx context.Context, s coord.Store, product string, from, to, group
 		if sl.GroupId == group {
 			continue
 		}
-		if sl.GroupId < 0 || sl.State.Status != models.SLOT_STATUS_ONLINE {
+		// A slot left in pre_migrate (a migrate cut short between its two
+		// steps) is taken on: SetMigrateStatus announces pre_migrate again.
+		if sl.GroupId < 0 || (sl.State.Status != models.SLOT_STATUS_ONLINE && sl.State.Status != models.SLOT_STATUS_PRE_MIGRATE) {
 			return n, fmt.Errorf("slot %d is %s in group %d: only online, assigned slots migrate", id, sl.State.Status, sl.GroupId)
 		}
 		if err := sl.SetMigrateStatus(ctx, s, sl.GroupId, group); err != nil {
@@ -176,10 +178,11 @@ func (a *app) loadCmd() *cobra.Command {
 			if as != "" {
 				product = as
 			}
+			a.resume = fmt.Sprintf("remove the partial product (coordctl --product %s product remove --force) and load again", product)
 			if err := models.Load(ctx, s, &snap, product, func(d, t int) { a.progress("loading", d, t) }); err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("loaded %d nodes into %s", len(snap.Nodes), product), map[string]interface{}{"nodes": len(snap.Nodes), "product": product})
+			return a.done(fmt.Sprintf("loaded %d nodes into %s", len(snap.Nodes), product), &CountOut{Product: product, Count: len(snap.Nodes)})
 		})
 	}}
 	c.Flags().StringVar(&as, "as", "", "load under this product name")
@@ -235,6 +238,7 @@ must not exist in the target.`,
 			if len(snap.Nodes) == 0 {
 				return fmt.Errorf("product %s not found in %s", a.product, storeurl.Redact(from))
 			}
+			a.resume = fmt.Sprintf("remove the partial copy (coordctl --store %s --product %s product remove --force) and copy again", storeurl.Redact(to), a.product)
 			if err := models.Load(ctx, dst, snap, a.product, func(d, t int) { a.progress("copying", d, t) }); err != nil {
 				return err
 			}
@@ -252,7 +256,7 @@ must not exist in the target.`,
 			if len(live) > 0 {
 				msg += fmt.Sprintf(" (%d fences of proxies live on the source left behind)", len(live))
 			}
-			return a.done(msg, map[string]interface{}{"nodes": len(snap.Nodes), "verified": true, "live_fences_left": len(live)})
+			return a.done(msg, &CopyOut{Product: a.product, Nodes: len(snap.Nodes), LiveFencesLeft: len(live)})
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "source store URL")

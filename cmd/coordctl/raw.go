@@ -16,19 +16,10 @@ import (
 	"github.com/coordkit/coord/models"
 )
 
-// rawNode is a node as raw get, stat and watch print it with --json.
-type rawNode struct {
-	Path      string `json:"path"`
-	Data      string `json:"data,omitempty"`
-	Binary    bool   `json:"binary,omitempty"` // Data is not UTF-8 and was left out
-	Version   int64  `json:"version"`
-	Ephemeral bool   `json:"ephemeral"`
-	Owner     string `json:"owner,omitempty"`
-	Absent    bool   `json:"absent,omitempty"` // watch: the node does not exist
-}
-
-func newRawNode(path string, data []byte, st coord.Stat, withData bool) rawNode {
-	n := rawNode{Path: path, Version: st.Version, Ephemeral: st.Ephemeral, Owner: st.Owner}
+// newRawNode is the node at path as the raw commands print it, with its
+// data when withData and the data is UTF-8.
+func newRawNode(path string, data []byte, st coord.Stat, withData bool) NodeOut {
+	n := NodeOut{Path: path, Bytes: len(data), Version: st.Version, Ephemeral: st.Ephemeral, Owner: st.Owner}
 	if withData {
 		if utf8.Valid(data) {
 			n.Data = string(data)
@@ -74,7 +65,7 @@ inside a product takes the product lock, as every other change does.`}
 				return err
 			}
 			if a.jsonOut {
-				return a.print(newRawNode(args[0], data, st, true), nil)
+				return a.print(&NodeReply{Node: newRawNode(args[0], data, st, true)}, nil)
 			}
 			_, err = a.out.Write(data)
 			if err == nil && len(data) > 0 && data[len(data)-1] != '\n' && isTerminal(os.Stdout) {
@@ -91,7 +82,7 @@ inside a product takes the product lock, as every other change does.`}
 				return err
 			}
 			n := newRawNode(args[0], data, st, false)
-			return a.print(n, func(w *tabwriter.Writer) {
+			return a.print(&NodeReply{Node: n}, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "path\t%s\nversion\t%d\nephemeral\t%v\nowner\t%s\nbytes\t%d\n", n.Path, n.Version, n.Ephemeral, n.Owner, len(data))
 			})
 		})
@@ -103,7 +94,10 @@ inside a product takes the product lock, as every other change does.`}
 			if err != nil {
 				return err
 			}
-			return a.print(kids, func(w *tabwriter.Writer) {
+			if kids == nil {
+				kids = []string{}
+			}
+			return a.print(&ChildrenOut{Path: args[0], Children: kids}, func(w *tabwriter.Writer) {
 				for _, k := range kids {
 					fmt.Fprintln(w, k)
 				}
@@ -132,18 +126,23 @@ inside a product takes the product lock, as every other change does.`}
 			return usageError{err}
 		}
 		return a.with(cmd, func(ctx context.Context, s coord.Store) error {
+			var st coord.Stat
 			err := a.rawWrite(ctx, s, "put", args[0], func(ctx context.Context, s coord.Store) error {
+				var err error
 				if create {
-					_, err := s.Create(ctx, args[0], data, coord.Persistent)
+					_, err = s.Create(ctx, args[0], data, coord.Persistent)
+					if err == nil {
+						_, st, err = s.Get(ctx, args[0])
+					}
 					return err
 				}
-				_, err := s.Set(ctx, args[0], data, version)
+				st, err = s.Set(ctx, args[0], data, version)
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("wrote %d bytes to %s", len(data), args[0]), map[string]interface{}{"path": args[0], "bytes": len(data)})
+			return a.done(fmt.Sprintf("wrote %d bytes to %s (version %d)", len(data), args[0], st.Version), &NodeReply{Node: newRawNode(args[0], data, st, false)})
 		})
 	}}
 	put.Flags().Int64Var(&version, "version", 0, "the node's current version (compare-and-set)")
@@ -163,7 +162,7 @@ inside a product takes the product lock, as every other change does.`}
 			if err := a.rawWrite(ctx, s, "rm", args[0], func(ctx context.Context, s coord.Store) error { return s.Delete(ctx, args[0], rmVersion) }); err != nil {
 				return err
 			}
-			return a.done(fmt.Sprintf("deleted %s", args[0]), map[string]interface{}{"path": args[0]})
+			return a.done(fmt.Sprintf("deleted %s", args[0]), &NodeReply{Node: NodeOut{Path: args[0], Absent: true}})
 		})
 	}}
 	rm.Flags().Int64Var(&rmVersion, "version", 0, "the node's current version")
@@ -184,7 +183,7 @@ inside a product takes the product lock, as every other change does.`}
 				}
 				n := newRawNode(args[0], ev.Data, ev.Stat, true)
 				n.Absent = !ev.Exists
-				if err := a.print(n, func(w *tabwriter.Writer) {
+				if err := a.print(&NodeReply{Node: n}, func(w *tabwriter.Writer) {
 					if n.Absent {
 						fmt.Fprintln(w, "(no node)")
 						return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,6 +72,21 @@ func TestReadsNeverCreate(t *testing.T) {
 	} {
 		fails(t, 2, c.want, append([]string{"--data-dir", none}, c.args...)...)
 	}
+	// The environment stands in for flags, and is checked as they are.
+	for _, c := range []struct {
+		env, want string
+	}{
+		{"COORD_TIMEOUT=soon", `COORD_TIMEOUT "soon": not a duration`},
+		{"COORD_TIMEOUT=-1s", "must be positive"},
+		{"COORD_TLS_CA=ca.pem", "the embedded store takes neither"},
+	} {
+		if _, errs, code := ctlEnv(t, []string{c.env}, "--data-dir", none, "slot", "init"); code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("%s: exit %d, %q; want 2 and %q", c.env, code, errs, c.want)
+		}
+	}
+	if _, _, code := ctlEnv(t, []string{"COORD_TIMEOUT=soon"}, "--timeout", "1m", "--data-dir", good, "--product", "shop", "slot", "list"); code != 0 {
+		t.Errorf("--timeout does not win over COORD_TIMEOUT: exit %d", code)
+	}
 	if _, err := os.Stat(none); !os.IsNotExist(err) {
 		t.Fatalf("a refused command created %s", none)
 	}
@@ -83,7 +99,7 @@ func TestReadsNeverCreate(t *testing.T) {
 		t.Fatalf("--version: %q", out)
 	}
 	help := ok(t, "--help")
-	for _, env := range []string{"COORD_STORE", "COORD_PRODUCT", "COORD_DATA_DIR", "CONSUL_HTTP_TOKEN", "REDIS_PASSWORD", "--yes", "--no-lock", "--timeout"} {
+	for _, env := range []string{"COORD_STORE", "COORD_PRODUCT", "COORD_DATA_DIR", "CONSUL_HTTP_TOKEN", "REDIS_PASSWORD", "COORD_TIMEOUT", "COORD_TLS_CA", "COORD_PROGRESS", "--yes", "--no-lock", "--timeout", "--progress"} {
 		if !strings.Contains(help, env) {
 			t.Errorf("--help does not mention %s", env)
 		}
@@ -166,16 +182,18 @@ func TestInterruptedAndCutShort(t *testing.T) {
 	lock, err := models.NewProductLock(s, "shop", "held by the test")
 	must(t, err)
 	must(t, lock.Lock(ctx))
-	cmd := exec.Command(bin, append(args, "group", "create", "2")...)
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	must(t, cmd.Start())
-	time.Sleep(2 * time.Second)
-	must(t, cmd.Process.Signal(syscall.SIGINT))
-	err = cmd.Wait()
+	r := startCtl(t, append(args, "--progress", "always", "group", "create", "2")...)
+	r.waitFor(t, func(l string) bool {
+		return strings.Contains(l, "for the product lock, held by") && strings.Contains(l, "held by the test")
+	})
+	must(t, r.cmd.Process.Signal(syscall.SIGINT))
+	for l := range r.lines {
+		r.seen = append(r.seen, l)
+	}
+	err = r.cmd.Wait()
 	ee, _ := err.(*exec.ExitError)
-	if ee == nil || ee.ExitCode() != 130 || !strings.Contains(errb.String(), "interrupted") {
-		t.Fatalf("Ctrl-C: %v, stderr %q; want exit 130 saying interrupted", err, errb.String())
+	if last := r.seen[len(r.seen)-1]; ee == nil || ee.ExitCode() != 130 || !strings.HasPrefix(last, "coordctl: interrupted: ") || !strings.HasSuffix(last, "nothing was changed: it was still waiting for the product lock") {
+		t.Fatalf("Ctrl-C: %v, stderr %q; want exit 130 saying interrupted, and that nothing was changed", err, r.seen)
 	}
 	must(t, lock.Unlock(ctx))
 
@@ -248,9 +266,8 @@ func TestMigrateDoneChecksKeys(t *testing.T) {
 	if groups := ok(t, append(g, "group", "list")...); strings.Count(groups, "127.0.0.1:") != 2 {
 		t.Fatalf("refused servers were added:\n%s", groups)
 	}
-	if sl := ok(t, append(g, "--json", "slot", "list")...); !strings.Contains(sl, `"id": 500,
-    "group_id": 1`) {
-		t.Fatal("a refused slot set changed slot 500")
+	if sl := decode[SlotsOut](t, "slot list", ok(t, append(g, "--json", "slot", "list")...)); sl.Slots[500].Group != 1 {
+		t.Fatalf("a refused slot set changed slot 500: %+v", sl.Slots[500])
 	}
 	c, err := redisc.Dial(src, "pw", 5*time.Second)
 	must(t, err)
@@ -326,5 +343,131 @@ func TestRawEscapeHatch(t *testing.T) {
 			fails(t, 2, "--version", append(g, "raw", "rm", p)...)
 			fails(t, 2, "--yes", append(g, "raw", "rm", p, "--version", "2")...)
 		})
+	}
+}
+
+// TestInterruptedMigrationResumes: with a silent proxy holding up slot
+// migrate, --progress always names the proxy every second; Ctrl-C exits
+// 130, with --json the error object says so and how to go on; the slot
+// the interrupt caught in pre_migrate is taken on by the same command run
+// again, once the silent proxy is gone.
+func TestInterruptedMigrationResumes(t *testing.T) {
+	b, ns, s := shopOnZooKeeper(t)
+	ctx := context.Background()
+	args := []string{"--store", b.URL(ns), "--product", "shop"}
+	must(t, models.SetSlotRange(ctx, s, "shop", 0, 1023, 1, models.SLOT_STATUS_ONLINE))
+	g2 := models.NewServerGroup("shop", 2)
+	must(t, g2.Create(ctx, s))
+	must(t, g2.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6380"), ""))
+	ps := b.Open(t, ns)
+	p, err := proxysim.Start(ctx, ps, "shop", models.ProxyInfo{Id: "mute", Addr: "127.0.0.1:19003", Pid: os.Getpid(), StartAt: "now"}, proxysim.Options{Mute: true})
+	must(t, err)
+	must(t, models.SetProxyStatus(ctx, s, "shop", "mute", models.PROXY_STATE_ONLINE))
+	<-p.Ready()
+
+	r := startCtl(t, append(args, "--json", "--progress", "always", "slot", "migrate", "0", "5", "--to", "2")...)
+	r.waitFor(t, func(l string) bool {
+		return strings.Contains(l, "waiting for the proxies to confirm: 0/1 answered") && strings.HasSuffix(l, "silent: mute")
+	})
+	cmd, lines, out := r.cmd, r.lines, r.out
+	seen := r.seen
+	must(t, cmd.Process.Signal(syscall.SIGINT))
+	for l := range lines {
+		seen = append(seen, l)
+	}
+	err = cmd.Wait()
+	if ee, _ := err.(*exec.ExitError); ee == nil || ee.ExitCode() != 130 {
+		t.Fatalf("Ctrl-C: %v; stderr %q", err, seen)
+	}
+	last := seen[len(seen)-1]
+	if !strings.HasPrefix(last, "coordctl: interrupted: ") || !strings.Contains(last, "to go on: run the same slot migrate again") {
+		t.Fatalf("the last line: %q", last)
+	}
+	var e ErrorOut
+	dec := json.NewDecoder(strings.NewReader(out.String()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil || e.OK || e.Exit != 130 || "coordctl: "+e.Error != last {
+		t.Fatalf("--json after Ctrl-C: %q (%v); stderr ends %q", out.String(), err, last)
+	}
+	sl, err := models.GetSlot(ctx, s, "shop", 0)
+	must(t, err)
+	if sl.State.Status != models.SLOT_STATUS_PRE_MIGRATE || sl.GroupId != 1 {
+		t.Fatalf("slot 0 after the interrupt: %s in group %d; want pre_migrate in group 1", sl.State.Status, sl.GroupId)
+	}
+
+	// The silent proxy goes away (its session ends; its fence stays until
+	// removed); the same command takes slot 0 on and does the rest.
+	p.Stop()
+	must(t, ps.Close())
+	ok(t, append(args, "proxy", "remove-fence")...)
+	if out := ok(t, append(args, "slot", "migrate", "0", "5", "--to", "2")...); !strings.Contains(out, "6 slots migrating to group 2") {
+		t.Fatalf("the second migrate: %s", out)
+	}
+	for id := 0; id <= 5; id++ {
+		sl, err := models.GetSlot(ctx, s, "shop", id)
+		must(t, err)
+		if sl.State.Status != models.SLOT_STATUS_MIGRATE || sl.GroupId != 2 || sl.State.MigrateStatus.From != 1 {
+			t.Fatalf("slot %d: %+v", id, sl)
+		}
+	}
+}
+
+// running is a coordctl started in the background, its stderr read line by
+// line.
+type running struct {
+	cmd   *exec.Cmd
+	out   *strings.Builder // stdout, to read once cmd has ended
+	lines chan string      // stderr, closed at its end
+	seen  []string         // the lines waitFor read
+}
+
+func startCtl(t *testing.T, args ...string) *running {
+	t.Helper()
+	r := &running{cmd: exec.Command(bin, args...), out: &strings.Builder{}, lines: make(chan string)}
+	r.cmd.Stdout = r.out
+	stderr, err := r.cmd.StderrPipe()
+	must(t, err)
+	must(t, r.cmd.Start())
+	go func() {
+		defer close(r.lines)
+		buf := make([]byte, 64<<10)
+		var rest string
+		for {
+			n, err := stderr.Read(buf)
+			rest += string(buf[:n])
+			for {
+				i := strings.IndexByte(rest, '\n')
+				if i < 0 {
+					break
+				}
+				r.lines <- rest[:i]
+				rest = rest[i+1:]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// waitFor reads stderr until a line satisfies ok (within a minute).
+func (r *running) waitFor(t *testing.T, ok func(string) bool) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case l, open := <-r.lines:
+			if !open {
+				t.Fatalf("coordctl ended before the line awaited: %q", r.seen)
+			}
+			r.seen = append(r.seen, l)
+			if ok(l) {
+				return
+			}
+		case <-deadline:
+			r.cmd.Process.Kill()
+			t.Fatalf("not the line awaited in a minute: %q", r.seen)
+		}
 	}
 }
