@@ -98,7 +98,11 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 		}
 		return fn(ctx, fenced(store, l))
 	}
-	l, err := NewProductLock(store, product, op)
+	desc := op
+	if d, _ := ctx.Value(lockDescKey{}).(string); d != "" {
+		desc = d + ": " + op
+	}
+	l, err := NewProductLock(store, product, desc)
 	if err != nil {
 		return err
 	}
@@ -126,6 +130,18 @@ func locked(ctx context.Context, store coord.Store, product, op string, fn func(
 		_ = l.Unlock(uctx)
 	}()
 	return fn(WithLock(ctx, l), fenced(store, l))
+}
+
+type lockDescKey struct{}
+
+// WithLockDesc returns ctx telling the models functions called with it to
+// describe the product lock they take as desc followed by the function's
+// name (desc: "Slot.SetMigrateStatus"), instead of the name alone: what
+// the people and tools that find the lock held see of its holder (lock
+// show, codis-config, an error naming the holder). The lock node's data
+// keeps Codis 2's format; desc is its free-text "desc" field.
+func WithLockDesc(ctx context.Context, desc string) context.Context {
+	return context.WithValue(ctx, lockDescKey{}, desc)
 }
 
 // lockReporting takes l within wctx; with a progress function in ctx, it

@@ -393,3 +393,28 @@ func TestReceiverIDs(t *testing.T) {
 		t.Errorf("no receivers: %q", ids)
 	}
 }
+
+// WithLockDesc describes the lock the models functions take: the caller's
+// words, then the function's name.
+func TestLockDescribedByCaller(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		for _, c := range []struct {
+			ctx  context.Context
+			want string
+		}{
+			{ctx, "repair"},
+			{models.WithLockDesc(ctx, "coordctl raw put /x (since now)"), "coordctl raw put /x (since now): repair"},
+		} {
+			must(t, models.WithProductLock(c.ctx, s, product, "repair", func(ctx context.Context, _ coord.Store) error {
+				info, _, err := models.LockHolder(ctx, s, product)
+				if err != nil || info == nil || info.Desc != c.want {
+					t.Errorf("the holder while held: %+v, %v; want desc %q", info, err, c.want)
+				}
+				return nil
+			}))
+		}
+	})
+}

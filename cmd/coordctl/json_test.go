@@ -122,10 +122,16 @@ func TestShapesDocumented(t *testing.T) {
 	}
 }
 
-// TestJSONShapes runs the commands with --json, on the embedded store and
-// real Redis servers, and decodes each output strictly into its shape.
+// TestJSONShapes runs the commands with --json, on every backend (etcd as
+// the embedded store) and real Redis servers, and decodes each output
+// strictly into its shape.
 func TestJSONShapes(t *testing.T) {
-	b := backends.All()[0]
+	for _, b := range backends.All() {
+		t.Run(b.Name, func(t *testing.T) { testJSONShapes(t, b) })
+	}
+}
+
+func testJSONShapes(t *testing.T, b backends.Backend) {
 	st := storeArgs(t, b)
 	g := append(append([]string{}, st...), "--product", "shop", "--json", "--yes")
 	j := func(args ...string) string { return ok(t, append(append([]string{}, g...), args...)...) }

@@ -239,7 +239,25 @@ func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 		ctx = models.WithoutLock(ctx)
 	}
 	ctx = models.WithProgress(ctx, a.modelProgress)
+	ctx = models.WithLockDesc(ctx, lockDesc(cmd, time.Now()))
 	return context.WithTimeout(ctx, a.timeout)
+}
+
+// lockDesc describes the product lock a command takes, for whoever finds
+// it held: the command and its arguments (not its flags, which may hold
+// secrets; long arguments cut), and since when.
+func lockDesc(cmd *cobra.Command, now time.Time) string {
+	words := []string{cmd.CommandPath()}
+	for _, arg := range cmd.Flags().Args() {
+		if r := []rune(arg); len(r) > 40 {
+			arg = string(r[:40]) + "..."
+		}
+		if strings.IndexFunc(arg, func(r rune) bool { return r <= ' ' || r == '"' || r == 0x7f }) >= 0 {
+			arg = strconv.Quote(arg)
+		}
+		words = append(words, arg)
+	}
+	return fmt.Sprintf("%s (since %s)", strings.Join(words, " "), now.UTC().Format(time.RFC3339))
 }
 
 // print writes v as one line of JSON with --json (v's Header filled in),

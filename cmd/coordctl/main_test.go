@@ -279,3 +279,19 @@ func TestLockHolderNamed(t *testing.T) {
 		})
 	}
 }
+
+// TestLockDescription: the lock a command takes names the command and its
+// arguments (quoted where they need it, long ones cut), never its flags.
+func TestLockDescription(t *testing.T) {
+	a := &app{}
+	root := a.rootCmd()
+	long := strings.Repeat("é", 50)
+	cmd, rest, err := root.Find([]string{"raw", "put", "/a b", long, "--version", "3", "--tls-key", "secret.pem"})
+	must(t, err)
+	must(t, cmd.ParseFlags(rest)) // parsed as cobra does before running it (not run here)
+	got := lockDesc(cmd, time.Date(2026, 12, 3, 17, 4, 5, 0, time.UTC))
+	want := `coordctl raw put "/a b" ` + strings.Repeat("é", 40) + `... (since 2026-12-03T17:04:05Z)`
+	if got != want {
+		t.Fatalf("lockDesc = %q\nwant %q", got, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -369,6 +370,10 @@ func TestInterruptedMigrationResumes(t *testing.T) {
 	r.waitFor(t, func(l string) bool {
 		return strings.Contains(l, "waiting for the proxies to confirm: 0/1 answered") && strings.HasSuffix(l, "silent: mute")
 	})
+	// Who holds the lock meanwhile says what it does, and since when.
+	if show := ok(t, append(args, "lock", "show")...); !regexp.MustCompile(`"coordctl slot migrate 0 5 \(since 20\d\d-\d\d-\d\dT[0-9:]+Z\): Slot.SetMigrateStatus"`).MatchString(show) {
+		t.Errorf("lock show while slot migrate waits: %s", show)
+	}
 	cmd, lines, out := r.cmd, r.lines, r.out
 	seen := r.seen
 	must(t, cmd.Process.Signal(syscall.SIGINT))
