@@ -106,6 +106,7 @@ func Run(t *testing.T, b Backend) {
 		{"Watch/LastState", testWatchLastState},
 		{"Watch/StoreClosed", testWatchStoreClosed},
 		{"Watch/Ephemeral", testWatchEphemeral},
+		{"Close/NoGoroutinesLeft", testNoGoroutinesLeft},
 		{"Txn/Commit", testTxnCommit},
 		{"Txn/Atomic", testTxnAtomic},
 		{"Txn/Order", testTxnOrder},

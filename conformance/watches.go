@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/coordkit/coord/coord"
 )
 
@@ -365,5 +367,70 @@ func testWatchChildrenRecreated(t *testing.T, s *suite) {
 			}
 		}
 		must(t, writer.Delete(ctx, "/dir", coord.AnyVersion))
+	}
+}
+
+// testNoGoroutinesLeft: a store that has had a session, ephemeral nodes,
+// watches (one cancelled, others still open) and a held lock leaves no
+// goroutine of its own running once Close has returned and its watches
+// have closed: a program that opens and closes stores does not grow.
+func testNoGoroutinesLeft(t *testing.T, s *suite) {
+	// Goroutines that were there before this store are not its own: those
+	// of other stores (earlier cases', being closed) and of a server that
+	// runs in the process, which the first store of a run may start (so one
+	// is opened and closed first).
+	must(t, s.b.Open(t, s.ns).Close())
+	before := goleak.IgnoreCurrent()
+	st := s.b.Open(t, s.ns)
+	ctx := ctxT(t)
+	_, err := st.Create(ctx, "/n", nil, coord.Persistent)
+	must(t, err)
+	_, err = st.Create(ctx, "/n/e", []byte("x"), coord.Ephemeral)
+	must(t, err)
+	cancelled, cancel := context.WithCancel(ctx)
+	var chans []<-chan coord.Event
+	for _, w := range []func(context.Context, string) (<-chan coord.Event, error){st.WatchData, st.WatchChildren} {
+		for _, wctx := range []context.Context{cancelled, ctx} {
+			ch, err := w(wctx, "/n")
+			must(t, err)
+			next(t, ch)
+			chans = append(chans, ch)
+		}
+	}
+	m := coord.NewMutex(st, "/lock", "m-", nil)
+	must(t, m.Lock(ctx))
+	cancel()
+	closedWithin(t, chans[0])
+	closedWithin(t, chans[2])
+	must(t, st.Close())
+	for _, ch := range chans {
+		drainClosed(t, ch)
+	}
+	// Goroutines that are on their way out get Timeout to finish (goleak's
+	// own retries last about half a second: short on a loaded machine).
+	for deadline := time.Now().Add(Timeout); ; {
+		err := goleak.Find(before)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left %v after Close: %v", Timeout, err)
+		}
+	}
+}
+
+// drainClosed reads ch until it closes (within Timeout).
+func drainClosed(t *testing.T, ch <-chan coord.Event) {
+	t.Helper()
+	deadline := time.After(Timeout)
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatal("a watch is still open after Close")
+		}
 	}
 }
