@@ -7,8 +7,11 @@
 //	                       Options.Embedded says how to start one
 //
 // For ZooKeeper the user and password are digest credentials; for etcd,
-// etcd's own. TLS (etcd and Consul) and the Consul ACL token come from
-// Options.
+// etcd's own. A URL may name the user alone (zk://ops@host:2181) and leave
+// the password to Options (Password, PasswordFile), so that it is on no
+// command line. TLS (etcd and Consul) and the Consul ACL token (Token,
+// TokenFile, else $CONSUL_HTTP_TOKEN, else the file $CONSUL_HTTP_TOKEN_FILE
+// names) come from Options. No error repeats a password or a token.
 package storeurl
 
 import (
@@ -17,6 +20,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -45,6 +49,15 @@ type Options struct {
 	DataDir string
 	// Token is the Consul ACL token.
 	Token string
+	// TokenFile names a file holding the Consul ACL token (its first line),
+	// instead of Token.
+	TokenFile string
+	// Password is the password of the user the URL names without one
+	// (ZooKeeper digest, etcd). A URL with a password of its own and a
+	// Password (or PasswordFile) is refused as ambiguous.
+	Password string
+	// PasswordFile names a file holding Password (its first line).
+	PasswordFile string
 	// CAFile, CertFile, KeyFile turn TLS on for etcd and Consul.
 	CAFile, CertFile, KeyFile string
 	// InsecureSkipVerify skips server certificate checks (tests only).
@@ -106,9 +119,23 @@ func DefaultDataDir() string {
 // Dial resolves raw (and, for "embedded:", starts the server).
 func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 	tlsSet := opt.CAFile != "" || opt.CertFile != "" || opt.KeyFile != "" || opt.InsecureSkipVerify
+	pwSet := opt.Password != "" || opt.PasswordFile != ""
+	if opt.Token != "" && opt.TokenFile != "" {
+		return nil, fmt.Errorf("%w: a token and a token file: give one", ErrBadURL)
+	}
+	if opt.Password != "" && opt.PasswordFile != "" {
+		return nil, fmt.Errorf("%w: a password and a password file: give one", ErrBadURL)
+	}
+	if opt.TokenFile != "" {
+		tok, err := secretFile("token", opt.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		opt.Token = tok
+	}
 	if raw == "" || raw == "embedded" || strings.HasPrefix(raw, "embedded:") {
-		if tlsSet || opt.Token != "" {
-			return nil, fmt.Errorf("%w: %q: TLS options and a token are for etcd and Consul stores; the embedded store takes neither", ErrBadURL, raw)
+		if tlsSet || opt.Token != "" || pwSet {
+			return nil, fmt.Errorf("%w: %q: TLS options, tokens and passwords are for etcd, Consul and ZooKeeper stores; the embedded store takes none", ErrBadURL, raw)
 		}
 		dir := strings.TrimPrefix(strings.TrimPrefix(raw, "embedded"), ":")
 		dir = strings.TrimPrefix(dir, "//")
@@ -166,8 +193,23 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 	if u.Scheme == "etcd" && opt.Token != "" {
 		return nil, fmt.Errorf("%w: %s: a token is for Consul; etcd takes user:password in the URL", ErrBadURL, Redact(raw))
 	}
-	if u.Scheme == "consul" && u.User != nil {
-		return nil, fmt.Errorf("%w: %s: Consul takes a token (--token, CONSUL_HTTP_TOKEN), not user:password in the URL", ErrBadURL, Redact(raw))
+	if u.Scheme == "consul" && (u.User != nil || pwSet) {
+		return nil, fmt.Errorf("%w: %s: Consul takes a token (--token, CONSUL_HTTP_TOKEN), not a user and password", ErrBadURL, Redact(raw))
+	}
+	if pwSet {
+		if u.User == nil {
+			return nil, fmt.Errorf("%w: %s: a password, but the URL names no user (scheme://user@host)", ErrBadURL, Redact(raw))
+		}
+		if _, has := u.User.Password(); has {
+			return nil, fmt.Errorf("%w: %s: a password in the URL and another given apart: give one", ErrBadURL, Redact(raw))
+		}
+		pw := opt.Password
+		if opt.PasswordFile != "" {
+			if pw, err = secretFile("password", opt.PasswordFile); err != nil {
+				return nil, err
+			}
+		}
+		u.User = url.UserPassword(u.User.Username(), pw)
 	}
 	c := &Conn{URL: Redact(raw), Kind: u.Scheme}
 	switch u.Scheme {
@@ -215,6 +257,13 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 		if cfg.Token == "" {
 			cfg.Token = os.Getenv("CONSUL_HTTP_TOKEN")
 		}
+		if f := os.Getenv("CONSUL_HTTP_TOKEN_FILE"); cfg.Token == "" && f != "" {
+			tok, err := secretFile("token (CONSUL_HTTP_TOKEN_FILE)", f)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Token = tok
+		}
 		if opt.CAFile != "" || opt.CertFile != "" || opt.InsecureSkipVerify {
 			cfg.Scheme = "https"
 			cfg.TLS = api.TLSConfig{CAFile: opt.CAFile, CertFile: opt.CertFile, KeyFile: opt.KeyFile, InsecureSkipVerify: opt.InsecureSkipVerify}
@@ -234,6 +283,25 @@ func (c *Conn) Close() {
 	if c.stop != nil {
 		c.stop()
 	}
+}
+
+// secretFile reads a password or token from the first line of the file
+// at path; errors name the file, never what it holds.
+func secretFile(what, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("%w: %s file %s: %v", ErrBadURL, what, path, err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("%w: %s file %s: its first line is empty", ErrBadURL, what, path)
+	}
+	return line, nil
 }
 
 func tlsConfig(opt Options) (*tls.Config, error) {

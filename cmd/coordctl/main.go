@@ -126,9 +126,12 @@ Destructive commands say what they will do and need --yes off a terminal.
 Environment: COORD_STORE (--store), COORD_PRODUCT (--product),
 COORD_DATA_DIR (--data-dir), COORD_PROGRESS (--progress), COORD_TIMEOUT
 (--timeout), COORD_TLS_CA, COORD_TLS_CERT, COORD_TLS_KEY (--tls-*),
-CONSUL_HTTP_TOKEN (--token), REDIS_PASSWORD (--password of group add-server,
-promote, slot info and migrate-done). A flag wins over its variable. Secrets
-are best given by environment: flags show in ps. --yes, --no-lock and
+CONSUL_HTTP_TOKEN (--token), CONSUL_HTTP_TOKEN_FILE (--token-file),
+COORD_STORE_PASSWORD and COORD_STORE_PASSWORD_FILE (--store-password-file:
+the password of the user a zk:// or etcd:// URL names without one),
+REDIS_PASSWORD (--password of group add-server, promote, slot info and
+migrate-done). A flag wins over its variable. Secrets are best given by
+environment or file: flags and URLs show in ps. --yes, --no-lock and
 --tls-insecure have no variable: they are asked for each time.
 
 Exit status: 0 done, 1 failed (one line on stderr; with --json also
@@ -146,6 +149,9 @@ connecting), 130 interrupted.`,
 			case "auto", "always", "never":
 			default:
 				return usageError{fmt.Errorf("--progress %q: want auto, always or never", a.progressMode)}
+			}
+			if cmd.Flags().Changed("store-password-file") {
+				a.opt.Password = "" // the flag wins over COORD_STORE_PASSWORD
 			}
 			if v := os.Getenv("COORD_TIMEOUT"); v != "" && !cmd.Flags().Changed("timeout") {
 				d, err := time.ParseDuration(v)
@@ -169,7 +175,10 @@ connecting), 130 interrupted.`,
 	f.BoolVar(&a.yes, "yes", false, "go on with destructive commands without asking (needed when not on a terminal)")
 	f.DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long (env COORD_TIMEOUT)")
 	f.StringVar(&a.opt.DataDir, "data-dir", storeurl.DefaultDataDir(), "where the embedded store keeps its data (env COORD_DATA_DIR)")
-	f.StringVar(&a.opt.Token, "token", "", "Consul ACL token (better: env CONSUL_HTTP_TOKEN, not visible in ps)")
+	f.StringVar(&a.opt.Token, "token", "", "Consul ACL token (better: env CONSUL_HTTP_TOKEN, or --token-file; not visible in ps)")
+	f.StringVar(&a.opt.TokenFile, "token-file", "", "file whose first line is the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE)")
+	f.StringVar(&a.opt.PasswordFile, "store-password-file", os.Getenv("COORD_STORE_PASSWORD_FILE"), "file whose first line is the password of the user the --store URL names (zk://user@..., etcd://user@...; env COORD_STORE_PASSWORD_FILE, or COORD_STORE_PASSWORD)")
+	a.opt.Password = os.Getenv("COORD_STORE_PASSWORD")
 	f.StringVar(&a.opt.CAFile, "tls-ca", os.Getenv("COORD_TLS_CA"), "CA certificate file (turns TLS on for etcd and Consul; env COORD_TLS_CA)")
 	f.StringVar(&a.opt.CertFile, "tls-cert", os.Getenv("COORD_TLS_CERT"), "client certificate file (env COORD_TLS_CERT)")
 	f.StringVar(&a.opt.KeyFile, "tls-key", os.Getenv("COORD_TLS_KEY"), "client key file (env COORD_TLS_KEY)")

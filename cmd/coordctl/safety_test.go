@@ -476,3 +476,35 @@ func (r *running) waitFor(t *testing.T, ok func(string) bool) {
 		}
 	}
 }
+
+// TestStorePasswordApart: the password of the user a zk:// URL names comes
+// from a file or the environment (not the command line); ambiguous or
+// misplaced secrets exit 2 before connecting, and no message shows one.
+func TestStorePasswordApart(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	url := "zk://ops@" + addr + "/" + backends.Namespace(t)
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	must(t, os.WriteFile(pwFile, []byte("s3cretpw\n"), 0o600))
+	ok(t, "--store", url, "--store-password-file", pwFile, "--product", "shop", "slot", "init")
+	if _, errs, code := ctlEnv(t, []string{"COORD_STORE_PASSWORD=s3cretpw"}, "--store", url, "--product", "shop", "slot", "list"); code != 0 {
+		t.Fatalf("COORD_STORE_PASSWORD: exit %d, %s", code, errs)
+	}
+	if _, errs, code := ctlEnv(t, []string{"COORD_STORE_PASSWORD=other"}, "--store", url, "--store-password-file", pwFile, "--product", "shop", "slot", "list"); code != 0 {
+		t.Fatalf("--store-password-file does not win over COORD_STORE_PASSWORD: exit %d, %s", code, errs)
+	}
+	for _, c := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"COORD_STORE_PASSWORD=s3cretpw"}, []string{"--store", "zk://ops:s3cretpw@" + addr, "slot", "list"}, "give one"},
+		{[]string{"COORD_STORE_PASSWORD=s3cretpw"}, []string{"slot", "list"}, "the embedded store takes none"},
+		{nil, []string{"--store", url, "--store-password-file", pwFile + ".missing", "slot", "list"}, "no such file"},
+		{nil, []string{"--store", "consul://" + addr, "--store-password-file", pwFile, "slot", "list"}, "Consul takes a token"},
+	} {
+		_, errs, code := ctlEnv(t, c.env, append([]string{"--data-dir", t.TempDir()}, c.args...)...)
+		if code != 2 || !strings.Contains(errs, c.want) || strings.Contains(errs, "s3cretpw") {
+			t.Errorf("%v %v: exit %d, %q; want 2 and %q, no password", c.env, c.args, code, errs, c.want)
+		}
+	}
+}
