@@ -3,16 +3,9 @@ package consulstore_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -131,47 +124,12 @@ func TestACLToken(t *testing.T) {
 	}
 }
 
-// writeCerts makes a CA and a server certificate for 127.0.0.1 in dir.
-func writeCerts(t *testing.T, dir string) {
-	t.Helper()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(dir, 0o700))
-	write := func(name, typ string, der []byte) {
-		must(os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "coord test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	must(err)
-	write("ca.pem", "CERTIFICATE", caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	srv := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "server.dc1.consul"},
-		DNSNames: []string{"server.dc1.consul", "localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, srv, ca, &key.PublicKey, caKey)
-	must(err)
-	write("server.pem", "CERTIFICATE", der)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	must(err)
-	write("server-key.pem", "EC PRIVATE KEY", keyDER)
-}
-
 // TestTLS runs against an agent serving HTTPS with a certificate from a test
 // CA: trusted through Config.TLS it works; without the CA it is refused.
 func TestTLS(t *testing.T) {
 	testenv.Addr(t, "consul")
 	dir := t.TempDir()
-	writeCerts(t, filepath.Join(dir, "tls"))
+	testenv.WriteCerts(t, filepath.Join(dir, "tls"), "server.dc1.consul")
 	if out, err := exec.Command("../../scripts/consul.sh", "start", dir).CombinedOutput(); err != nil {
 		t.Fatalf("starting a TLS agent: %v\n%s", err, out)
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -56,6 +57,11 @@ type Options struct {
 	// port each when 0). Give a stopped server's ports (Server.Ports) to
 	// start it again where its clients look for it.
 	ClientPort, PeerPort int
+	// CertFile and KeyFile, when set, make the server serve its clients
+	// over TLS (https://) with that certificate. ClientCAFile, when set
+	// too, makes it refuse a client that does not present a certificate
+	// signed by that CA. Peers (there are none) stay on plain http.
+	CertFile, KeyFile, ClientCAFile string
 }
 
 // Start starts a single-member etcd server keeping its data in dir
@@ -151,7 +157,12 @@ func start(dir string, opt Options) (*Server, error) {
 	if opt.MaxTxnOps > 0 {
 		cfg.MaxTxnOps = opt.MaxTxnOps
 	}
-	client := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	scheme := "http"
+	if opt.CertFile != "" || opt.KeyFile != "" {
+		scheme = "https"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: opt.CertFile, KeyFile: opt.KeyFile, TrustedCAFile: opt.ClientCAFile, ClientCertAuth: opt.ClientCAFile != ""}
+	}
+	client := url.URL{Scheme: scheme, Host: fmt.Sprintf("127.0.0.1:%d", ports[0])}
 	peer := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}

@@ -146,7 +146,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			Logger:             nopLogger(),
 		})
 		if err != nil {
-			return nil, coord.Errorf("connect", strings.Join(cfg.Endpoints, ","), fmt.Errorf("%w: %v", coord.ErrUnavailable, err))
+			// Wrong credentials fail here (the client authenticates as it
+			// dials): ErrPermission; the rest is the server not answering.
+			mapped := mapErr(ctx, err)
+			if !errors.Is(mapped, coord.ErrPermission) {
+				mapped = fmt.Errorf("%w: %v", coord.ErrUnavailable, err)
+			}
+			return nil, coord.Errorf("connect", strings.Join(cfg.Endpoints, ","), mapped)
 		}
 		s.cli, s.ownCli = cli, true
 		// Fail now, not at the first call, when nothing answers.
@@ -231,7 +237,7 @@ func mapErr(ctx context.Context, err error) error {
 		return nil
 	}
 	for _, sentinel := range []error{coord.ErrNoNode, coord.ErrNodeExists, coord.ErrBadVersion, coord.ErrNotEmpty,
-		coord.ErrEphemeralParent, coord.ErrSessionExpired, coord.ErrClosed, coord.ErrTooLarge, coord.ErrUnavailable} {
+		coord.ErrEphemeralParent, coord.ErrSessionExpired, coord.ErrClosed, coord.ErrTooLarge, coord.ErrUnavailable, coord.ErrPermission} {
 		if errors.Is(err, sentinel) {
 			return err
 		}
@@ -242,6 +248,11 @@ func mapErr(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		return coord.ErrSessionExpired
+	case errors.Is(err, rpctypes.ErrPermissionDenied), errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrGRPCPermissionDenied),
+		errors.Is(err, rpctypes.ErrGRPCAuthFailed), status.Code(err) == codes.PermissionDenied, status.Code(err) == codes.Unauthenticated:
+		// A user without the right (or wrong credentials): retrying
+		// cannot help.
+		return fmt.Errorf("%w: %v", coord.ErrPermission, err)
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps):
 		return fmt.Errorf("%w: %v", coord.ErrTooLarge, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
