@@ -665,3 +665,81 @@ func TestLongKeysBodyRefused(t *testing.T) {
 		t.Fatalf("the same data on short keys: %v", err)
 	}
 }
+
+// TestReadOnlyToken: on an ACL-enabled agent, a token whose policy grants
+// only reads of the store's keys reads them and is refused every write
+// with ErrPermission, writing nothing; its session (which needs write on
+// the node's session rules) is refused the same way.
+func TestReadOnlyToken(t *testing.T) {
+	testenv.Addr(t, "consul")
+	dir := t.TempDir()
+	const mgmt = "6f1d2a8e-1c2b-4b7a-9a55-acl0000test3"
+	out, err := exec.Command("../../scripts/consul.sh", "start", dir, mgmt).Output()
+	if err != nil {
+		t.Fatalf("starting an ACL agent: %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command("../../scripts/consul.sh", "stop", dir).Run() })
+	addr := strings.TrimSpace(string(out))
+	ctx := context.Background()
+	var admin *consulstore.Store
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		admin, err = consulstore.New(ctx, consulstore.Config{Address: addr, Token: mgmt, Prefix: "ro"})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // ACL bootstrap takes a moment after the leader
+	}
+	if err != nil {
+		t.Fatalf("management token: %v", err)
+	}
+	defer admin.Close()
+	if _, err := admin.Create(ctx, "/n", []byte("by admin"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := api.NewClient(&api.Config{Address: addr, Token: mgmt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _, err := cli.ACL().PolicyCreate(&api.ACLPolicy{Name: "read-only", Rules: `key_prefix "" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := cli.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := consulstore.New(ctx, consulstore.Config{Address: addr, Token: tok.SecretID, Prefix: "ro"})
+	if err != nil {
+		t.Fatalf("the read-only token: %v", err)
+	}
+	defer reader.Close()
+	if data, _, err := reader.Get(ctx, "/n"); err != nil || string(data) != "by admin" {
+		t.Fatalf("the reader reads %q, %v", data, err)
+	}
+	for name, write := range map[string]func() error{
+		"create":    func() error { _, err := reader.Create(ctx, "/r", nil, coord.Persistent); return err },
+		"ephemeral": func() error { _, err := reader.Create(ctx, "/e", nil, coord.Ephemeral); return err },
+		"set":       func() error { _, err := reader.Set(ctx, "/n", []byte("by reader"), coord.AnyVersion); return err },
+		"delete":    func() error { return reader.Delete(ctx, "/n", coord.AnyVersion) },
+		"txn": func() error {
+			_, err := reader.Txn(ctx, coord.SetOp("/n", []byte("by reader"), coord.AnyVersion))
+			return err
+		},
+	} {
+		start := time.Now()
+		if err := write(); !errors.Is(err, coord.ErrPermission) {
+			t.Errorf("the reader's %s: %v, want ErrPermission", name, err)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("the reader's %s was refused only after %v (retried?)", name, d)
+		}
+	}
+	if data, _, err := admin.Get(ctx, "/n"); err != nil || string(data) != "by admin" {
+		t.Fatalf("after the refused writes: %q, %v", data, err)
+	}
+	for _, p := range []string{"/r", "/e"} {
+		if _, ok, err := admin.Exists(ctx, p); err != nil || ok {
+			t.Fatalf("%s after the refused create: %v, %v", p, ok, err)
+		}
+	}
+}
