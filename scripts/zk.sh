@@ -10,6 +10,11 @@
 #                                session and data survive, as on a real restart)
 #   scripts/zk.sh version DIR    print the version of the server started in DIR
 #
+# When DIR/tls holds ca.pem, server.pem and server-key.pem (a PKCS#8 key),
+# the server also listens for TLS clients (ZooKeeper's secure client port,
+# with Netty), and DIR/zk.secure holds its host:port; a client must then
+# present a certificate signed by ca.pem.
+#
 # No system service is used or touched; nothing is written outside DIR (the
 # package install logs to DIR/install.log, or to the cache when run alone).
 # COORD_ZK_JAR names the server's jar (default Debian's); COORD_APT_GET another
@@ -23,9 +28,11 @@ ZK_JAR=${COORD_ZK_JAR:-/usr/share/java/zookeeper.jar}
 
 # The server logs through SLF4J; without a binding on the class path it logs
 # nothing at all (not even why it exited). Debian's zookeeper package brings
-# the log4j 1.2 binding, which writes DIR/zookeeper.log.
+# the log4j 1.2 binding, which writes DIR/zookeeper.log. Its jar's class
+# path also leaves out netty-codec, which the Netty connection factory (TLS)
+# needs.
 ZK_CP=$ZK_JAR
-for jar in /usr/share/java/slf4j-log4j12.jar /usr/share/java/log4j-1.2.jar; do
+for jar in /usr/share/java/slf4j-log4j12.jar /usr/share/java/log4j-1.2.jar /usr/share/java/netty-codec.jar; do
 	[ -f "$jar" ] && ZK_CP=$ZK_CP:$jar
 done
 
@@ -53,11 +60,12 @@ start() {
 	mkdir -p "$dir/data"
 	dir=$(cd "$dir" && pwd)
 	install "$dir/install.log"
-	local attempt rc port
+	local attempt rc port ports
 	for attempt in 1 2 3 4 5; do
 		rc=0
-		port=$(free_port)
-		configure "$dir" "$port"
+		mapfile -t ports < <(free_ports 2)
+		port=${ports[0]}
+		configure "$dir" "$port" "${ports[1]}"
 		launch "$dir" "$port" start "$attempt" || rc=$?
 		[ "$rc" = 75 ] || return "$rc"
 		log "port $port was taken before the server bound it; trying another"
@@ -65,9 +73,11 @@ start() {
 	die start "the server found its port taken 5 times running" "$(why "$dir")"
 }
 
-# configure DIR PORT writes the server's configuration in DIR.
+# configure DIR PORT SECUREPORT writes the server's configuration in DIR
+# (SECUREPORT is used when DIR/tls holds the certificates).
 configure() {
-	local dir=$1 port=$2
+	local dir=$1 port=$2 secure=$3
+	rm -f "$dir/zk.secure"
 	cat >"$dir/zoo.cfg" <<CFG
 tickTime=500
 initLimit=10
@@ -81,6 +91,21 @@ maxSessionTimeout=60000
 admin.enableServer=false
 4lw.commands.whitelist=ruok,stat,srvr,cons
 CFG
+	if [ -f "$dir/tls/ca.pem" ] && [ -f "$dir/tls/server.pem" ] && [ -f "$dir/tls/server-key.pem" ]; then
+		# ZooKeeper's PEM key store is the key and its certificate in one file.
+		cat "$dir/tls/server-key.pem" "$dir/tls/server.pem" >"$dir/tls/keystore.pem"
+		cat >>"$dir/zoo.cfg" <<CFG
+serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory
+secureClientPort=$secure
+secureClientPortAddress=127.0.0.1
+ssl.keyStore.location=$dir/tls/keystore.pem
+ssl.keyStore.type=PEM
+ssl.trustStore.location=$dir/tls/ca.pem
+ssl.trustStore.type=PEM
+ssl.clientAuth=need
+CFG
+		echo "127.0.0.1:$secure" >"$dir/zk.secure"
+	fi
 	cat >"$dir/log4j.properties" <<'L4J'
 log4j.rootLogger=WARN, FILE
 log4j.appender.FILE=org.apache.log4j.FileAppender

@@ -7,9 +7,10 @@
 //	                       Options.Embedded says how to start one
 //
 // For ZooKeeper the user and password are digest credentials; for etcd,
-// etcd's own. A URL may name the user alone (zk://ops@host:2181) and leave
+// etcd's own. TLS options apply to ZooKeeper (its secure client port),
+// etcd and Consul. A URL may name the user alone (zk://ops@host:2181) and leave
 // the password to Options (Password, PasswordFile), so that it is on no
-// command line. TLS (etcd and Consul) and the Consul ACL token (Token,
+// command line. TLS and the Consul ACL token (Token,
 // TokenFile, else $CONSUL_HTTP_TOKEN, else the file $CONSUL_HTTP_TOKEN_FILE
 // names) come from Options. No error repeats a password or a token.
 package storeurl
@@ -58,7 +59,8 @@ type Options struct {
 	Password string
 	// PasswordFile names a file holding Password (its first line).
 	PasswordFile string
-	// CAFile, CertFile, KeyFile turn TLS on for etcd and Consul.
+	// CAFile, CertFile, KeyFile turn TLS on (ZooKeeper's secure client
+	// port, etcd, Consul).
 	CAFile, CertFile, KeyFile string
 	// InsecureSkipVerify skips server certificate checks (tests only).
 	InsecureSkipVerify bool
@@ -187,8 +189,8 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 			}
 		}
 	}
-	if (u.Scheme == "zk" || u.Scheme == "zookeeper") && (tlsSet || opt.Token != "") {
-		return nil, fmt.Errorf("%w: %s: TLS options and a token are for etcd and Consul; ZooKeeper takes digest credentials in the URL", ErrBadURL, Redact(raw))
+	if (u.Scheme == "zk" || u.Scheme == "zookeeper") && opt.Token != "" {
+		return nil, fmt.Errorf("%w: %s: a token is for Consul; ZooKeeper takes digest credentials (zk://user:password@ or zk://user@ and a password apart)", ErrBadURL, Redact(raw))
 	}
 	if u.Scheme == "etcd" && opt.Token != "" {
 		return nil, fmt.Errorf("%w: %s: a token is for Consul; etcd takes user:password in the URL", ErrBadURL, Redact(raw))
@@ -221,6 +223,13 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 		}
 		if opt.ZKLeaf != nil {
 			cfg.ACLFor = zkstore.LeafACL(opt.ZKLeaf)
+		}
+		if tlsSet {
+			tc, err := tlsConfig(opt)
+			if err != nil {
+				return nil, err
+			}
+			cfg.TLS = tc
 		}
 		c.Kind = "zk"
 		c.open = func(ctx context.Context) (coord.Store, error) { return zkstore.New(ctx, cfg) }

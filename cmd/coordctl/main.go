@@ -179,7 +179,7 @@ connecting), 130 interrupted.`,
 	f.StringVar(&a.opt.TokenFile, "token-file", "", "file whose first line is the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE)")
 	f.StringVar(&a.opt.PasswordFile, "store-password-file", os.Getenv("COORD_STORE_PASSWORD_FILE"), "file whose first line is the password of the user the --store URL names (zk://user@..., etcd://user@...; env COORD_STORE_PASSWORD_FILE, or COORD_STORE_PASSWORD)")
 	a.opt.Password = os.Getenv("COORD_STORE_PASSWORD")
-	f.StringVar(&a.opt.CAFile, "tls-ca", os.Getenv("COORD_TLS_CA"), "CA certificate file (turns TLS on for etcd and Consul; env COORD_TLS_CA)")
+	f.StringVar(&a.opt.CAFile, "tls-ca", os.Getenv("COORD_TLS_CA"), "CA certificate file (turns TLS on: ZooKeeper secure port, etcd, Consul; env COORD_TLS_CA)")
 	f.StringVar(&a.opt.CertFile, "tls-cert", os.Getenv("COORD_TLS_CERT"), "client certificate file (env COORD_TLS_CERT)")
 	f.StringVar(&a.opt.KeyFile, "tls-key", os.Getenv("COORD_TLS_KEY"), "client key file (env COORD_TLS_KEY)")
 	f.BoolVar(&a.opt.InsecureSkipVerify, "tls-insecure", false, "do not verify the server certificate")

@@ -67,8 +67,9 @@ func TestReadsNeverCreate(t *testing.T) {
 		{"invalid product name", []string{"--product", "a/b", "slot", "init"}},
 		{"invalid product name", []string{"--product", strings.Repeat("x", 997), "group", "create", "1"}},
 		{`unknown parameter "prefx"`, []string{"--store", "etcd://" + testenv.ClosedPort(t) + "?prefx=a", "slot", "list"}},
-		{"TLS options and a token are for etcd and Consul", []string{"--store", "zk://" + testenv.ClosedPort(t), "--tls-ca", "ca.pem", "slot", "list"}},
-		{"the embedded store takes neither", []string{"--token", "t", "slot", "init"}},
+		{"a token is for Consul", []string{"--store", "zk://" + testenv.ClosedPort(t), "--token", "t", "slot", "list"}},
+		{"CA file", []string{"--store", "zk://" + testenv.ClosedPort(t), "--tls-ca", "none.pem", "slot", "list"}},
+		{"the embedded store takes none", []string{"--token", "t", "slot", "init"}},
 		{"must be positive", []string{"--timeout", "0s", "slot", "init"}},
 	} {
 		fails(t, 2, c.want, append([]string{"--data-dir", none}, c.args...)...)
@@ -79,7 +80,7 @@ func TestReadsNeverCreate(t *testing.T) {
 	}{
 		{"COORD_TIMEOUT=soon", `COORD_TIMEOUT "soon": not a duration`},
 		{"COORD_TIMEOUT=-1s", "must be positive"},
-		{"COORD_TLS_CA=ca.pem", "the embedded store takes neither"},
+		{"COORD_TLS_CA=ca.pem", "the embedded store takes none"},
 	} {
 		if _, errs, code := ctlEnv(t, []string{c.env}, "--data-dir", none, "slot", "init"); code != 2 || !strings.Contains(errs, c.want) {
 			t.Errorf("%s: exit %d, %q; want 2 and %q", c.env, code, errs, c.want)

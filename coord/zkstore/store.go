@@ -15,6 +15,7 @@ package zkstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -58,6 +59,11 @@ type Config struct {
 	ACLFor func(path string) []zk.ACL
 	// Dialer, when set, makes the TCP connections (for tunnels and tests).
 	Dialer zk.Dialer
+	// TLS, when set, speaks TLS to the servers (ZooKeeper's secure client
+	// port: secureClientPort, with the Netty connection factory) over the
+	// connections Dialer (or net.DialTimeout) makes. Without a ServerName,
+	// each server's host is checked against its certificate.
+	TLS *tls.Config
 	// Logger receives the client library's log lines (discarded when nil).
 	Logger zk.Logger
 	// StaleReads, when true, lets Get, Exists and Children answer from the
@@ -155,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	st.dial = func() (*zk.Conn, <-chan zk.Event, *guard, error) {
 		g := newGuard(&st.zxid)
-		conn, events, err := connect(cfg.Servers, timeout, g.dialer(baseDialer(cfg.Dialer)), logger)
+		conn, events, err := connect(cfg.Servers, timeout, g.dialer(tlsDialer(baseDialer(cfg.Dialer), cfg.TLS)), logger)
 		return conn, events, g, err
 	}
 	conn, events, g, err := st.dial()
@@ -195,6 +201,37 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 
 func connect(servers []string, timeout time.Duration, dialer zk.Dialer, logger zk.Logger) (*zk.Conn, <-chan zk.Event, error) {
 	return zk.Connect(servers, timeout, zk.WithLogger(logger), zk.WithLogInfo(false), zk.WithDialer(dialer))
+}
+
+// tlsDialer wraps d's connections in TLS with tc (d itself when tc is
+// nil); the handshake is bounded by the dial's timeout.
+func tlsDialer(d zk.Dialer, tc *tls.Config) zk.Dialer {
+	if tc == nil {
+		return d
+	}
+	return func(network, address string, timeout time.Duration) (net.Conn, error) {
+		raw, err := d(network, address, timeout)
+		if err != nil {
+			return nil, err
+		}
+		c := tc.Clone()
+		if c.ServerName == "" {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				raw.Close()
+				return nil, err
+			}
+			c.ServerName = host
+		}
+		conn := tls.Client(raw, c)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := conn.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
 }
 
 func baseDialer(d zk.Dialer) zk.Dialer {

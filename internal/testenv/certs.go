@@ -49,9 +49,9 @@ func WriteCerts(t testing.TB, dir, serverName string) {
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		must(err)
 		write(file+".pem", "CERTIFICATE", der)
-		keyDER, err := x509.MarshalECPrivateKey(key)
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key) // PKCS#8: what ZooKeeper's PEM key store reads
 		must(err)
-		write(file+"-key.pem", "EC PRIVATE KEY", keyDER)
+		write(file+"-key.pem", "PRIVATE KEY", keyDER)
 	}
 	leaf(2, serverName, []string{serverName, "localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, x509.ExtKeyUsageServerAuth, "server")
 	leaf(3, "coord test client", nil, nil, x509.ExtKeyUsageClientAuth, "client")
