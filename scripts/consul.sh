@@ -7,8 +7,9 @@
 #                                    host:port. With TOKEN, ACLs are on (default deny)
 #                                    and TOKEN is the management token. When DIR/tls
 #                                    holds ca.pem, server.pem and server-key.pem, the
-#                                    agent also serves HTTPS; its host:port is written
-#                                    to DIR/consul.https.
+#                                    agent also serves HTTPS, to clients with a
+#                                    certificate that ca.pem signed; its host:port
+#                                    is written to DIR/consul.https.
 #                                    With COORD_CONSUL_PERSIST=1 the agent is a
 #                                    single server (not -dev) keeping its state in
 #                                    DIR/data, so that restart finds it again.
@@ -159,6 +160,9 @@ tls {
     cert_file = "$dir/tls/server.pem"
     key_file = "$dir/tls/server-key.pem"
     verify_incoming = false
+  }
+  https {
+    verify_incoming = true
   }
 }
 HCL

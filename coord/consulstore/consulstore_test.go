@@ -125,7 +125,9 @@ func TestACLToken(t *testing.T) {
 }
 
 // TestTLS runs against an agent serving HTTPS with a certificate from a test
-// CA: trusted through Config.TLS it works; without the CA it is refused.
+// CA and asking for client certificates: with the CA and a client
+// certificate in Config.TLS it works; without the CA, or without a client
+// certificate, it is refused.
 func TestTLS(t *testing.T) {
 	testenv.Addr(t, "consul")
 	dir := t.TempDir()
@@ -144,8 +146,17 @@ func TestTLS(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("without the CA: %v, want a certificate error", err)
 	}
-	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Scheme: "https",
+	// The agent asks for a client certificate (verify_incoming on HTTPS).
+	_, err = consulstore.New(ctx, consulstore.Config{Address: addr, Scheme: "https",
 		TLS: api.TLSConfig{CAFile: filepath.Join(dir, "tls", "ca.pem")}})
+	if err == nil {
+		// (Under TLS 1.3 the agent's refusal comes after the handshake:
+		// the client sees "certificate required" or a broken pipe.)
+		t.Fatal("without a client certificate: a store")
+	}
+	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Scheme: "https",
+		TLS: api.TLSConfig{CAFile: filepath.Join(dir, "tls", "ca.pem"),
+			CertFile: filepath.Join(dir, "tls", "client.pem"), KeyFile: filepath.Join(dir, "tls", "client-key.pem")}})
 	if err != nil {
 		t.Fatal(err)
 	}
