@@ -404,7 +404,7 @@ func testNoGoroutinesLeft(t *testing.T, s *suite) {
 	closedWithin(t, chans[2])
 	must(t, st.Close())
 	for _, ch := range chans {
-		drainClosed(t, ch)
+		closedWithin(t, ch)
 	}
 	// Goroutines that are on their way out get Timeout to finish (goleak's
 	// own retries last about half a second: short on a loaded machine).
@@ -415,22 +415,6 @@ func testNoGoroutinesLeft(t *testing.T, s *suite) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("goroutines left %v after Close: %v", Timeout, err)
-		}
-	}
-}
-
-// drainClosed reads ch until it closes (within Timeout).
-func drainClosed(t *testing.T, ch <-chan coord.Event) {
-	t.Helper()
-	deadline := time.After(Timeout)
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		case <-deadline:
-			t.Fatal("a watch is still open after Close")
 		}
 	}
 }

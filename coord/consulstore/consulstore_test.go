@@ -724,33 +724,5 @@ func TestReadOnlyToken(t *testing.T) {
 		t.Fatalf("the read-only token: %v", err)
 	}
 	defer reader.Close()
-	if data, _, err := reader.Get(ctx, "/n"); err != nil || string(data) != "by admin" {
-		t.Fatalf("the reader reads %q, %v", data, err)
-	}
-	for name, write := range map[string]func() error{
-		"create":    func() error { _, err := reader.Create(ctx, "/r", nil, coord.Persistent); return err },
-		"ephemeral": func() error { _, err := reader.Create(ctx, "/e", nil, coord.Ephemeral); return err },
-		"set":       func() error { _, err := reader.Set(ctx, "/n", []byte("by reader"), coord.AnyVersion); return err },
-		"delete":    func() error { return reader.Delete(ctx, "/n", coord.AnyVersion) },
-		"txn": func() error {
-			_, err := reader.Txn(ctx, coord.SetOp("/n", []byte("by reader"), coord.AnyVersion))
-			return err
-		},
-	} {
-		start := time.Now()
-		if err := write(); !errors.Is(err, coord.ErrPermission) {
-			t.Errorf("the reader's %s: %v, want ErrPermission", name, err)
-		}
-		if d := time.Since(start); d > 20*time.Second {
-			t.Errorf("the reader's %s was refused only after %v (retried?)", name, d)
-		}
-	}
-	if data, _, err := admin.Get(ctx, "/n"); err != nil || string(data) != "by admin" {
-		t.Fatalf("after the refused writes: %q, %v", data, err)
-	}
-	for _, p := range []string{"/r", "/e"} {
-		if _, ok, err := admin.Exists(ctx, p); err != nil || ok {
-			t.Fatalf("%s after the refused create: %v, %v", p, ok, err)
-		}
-	}
+	testenv.WritesRefused(t, ctx, reader, admin, "/n")
 }

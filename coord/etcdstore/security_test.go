@@ -107,32 +107,7 @@ func TestTLSAndUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	if data, _, err := reader.Get(ctx, "/n"); err != nil || string(data) != "by root" {
-		t.Fatalf("the reader reads %q, %v", data, err)
-	}
-	for name, write := range map[string]func() error{
-		"create": func() error { _, err := reader.Create(ctx, "/r", nil, coord.Persistent); return err },
-		"set":    func() error { _, err := reader.Set(ctx, "/n", []byte("by reader"), coord.AnyVersion); return err },
-		"delete": func() error { return reader.Delete(ctx, "/n", coord.AnyVersion) },
-		"txn": func() error {
-			_, err := reader.Txn(ctx, coord.SetOp("/n", []byte("by reader"), coord.AnyVersion))
-			return err
-		},
-	} {
-		start := time.Now()
-		if err := write(); !errors.Is(err, coord.ErrPermission) {
-			t.Errorf("the reader's %s: %v, want ErrPermission", name, err)
-		}
-		if d := time.Since(start); d > 20*time.Second {
-			t.Errorf("the reader's %s was refused only after %v (retried?)", name, d)
-		}
-	}
-	if data, _, err := root.Get(ctx, "/n"); err != nil || string(data) != "by root" {
-		t.Fatalf("after the refused writes: %q, %v", data, err)
-	}
-	if _, _, err := root.Exists(ctx, "/r"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WritesRefused(t, ctx, reader, root, "/n")
 	if s, err := open("reader", "wrong"); !errors.Is(err, coord.ErrPermission) {
 		if err == nil {
 			s.Close()
