@@ -44,7 +44,13 @@ func testInvalidPaths(t *testing.T, s *suite) {
 	st := s.open(t)
 	ctx := ctxT(t)
 	bad := []string{"", "a", "a/b", "/a/", "//", "/a//b", "/a/./b", "/a/../b", "/.", "/..", "/a\x00b", "/a\nb",
-		"/\x7f", "/a\xffb", "/" + strings.Repeat("x", coord.MaxPathLen)}
+		"/\x7f", "/a\xffb", "/" + strings.Repeat("x", coord.MaxPathLen),
+		// Characters some backend cannot store or read back (one path rule
+		// for all): beyond the BMP (ZooKeeper), private use (ZooKeeper,
+		// Consul), spaces other than ASCII's, format characters and
+		// unassigned code points (Consul's HTTP API).
+		"/emoji\U0001F600", "/cjk-b\U00020000", "/private\ue000", "/nbsp\u00a0", "/ideographic\u3000",
+		"/zwsp\u200b", "/shy\u00ad", "/bom\ufeff", "/unassigned\u0378", "/nonchar\ufdd0", "/specials\ufffd"}
 	for _, p := range bad {
 		calls := map[string]error{}
 		_, err := st.Create(ctx, p, nil, coord.Persistent)
@@ -70,6 +76,28 @@ func testInvalidPaths(t *testing.T, s *suite) {
 			if !errors.Is(err, coord.ErrInvalidPath) {
 				t.Errorf("%s(%q): got %v, want ErrInvalidPath", call, p, err)
 			}
+		}
+	}
+	// What the rule keeps is stored and read back as it is everywhere:
+	// letters of many scripts, marks, symbols, the ASCII space.
+	for _, p := range []string{"/é e", "/中文", "/Ελληνικά", "/עברית", "/e\u0301", "/€$∑", "/\uffe6"} {
+		if _, err := st.Create(ctx, p, []byte(p), coord.Persistent); err != nil {
+			t.Errorf("create(%q): %v", p, err)
+			continue
+		}
+		if data, _, err := st.Get(ctx, p); err != nil || string(data) != p {
+			t.Errorf("get(%q): %q, %v", p, data, err)
+		}
+	}
+	kids, err := st.Children(ctx, "/")
+	must(t, err)
+	for _, want := range []string{"é e", "中文", "Ελληνικά", "עברית", "e\u0301", "€$∑", "\uffe6"} {
+		found := false
+		for _, k := range kids {
+			found = found || k == want
+		}
+		if !found {
+			t.Errorf("children of /: %q missing from %q", want, kids)
 		}
 	}
 	// The valid edge: exactly MaxPathLen bytes.

@@ -4,14 +4,27 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // MaxPathLen is the longest valid path, in bytes.
 const MaxPathLen = 1024
 
+// PathRune reports whether r may appear in a path: a printable character
+// (unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the
+// ASCII space) of the Basic Multilingual Plane, below U+FFF0. It is the set
+// every backend stores and reads back: ZooKeeper refuses characters beyond
+// the BMP and U+D800..U+F8FF, Consul's HTTP API refuses keys with
+// non-printable characters (other spaces, format and private-use
+// characters, unassigned code points), and etcd takes any bytes.
+func PathRune(r rune) bool {
+	return r < 0xfff0 && unicode.IsPrint(r)
+}
+
 // ValidatePath returns nil for a valid path and an error wrapping
-// ErrInvalidPath that says what is wrong otherwise.
+// ErrInvalidPath that says what is wrong otherwise: the same rule on every
+// backend (see PathRune), checked before anything is sent.
 func ValidatePath(path string) error {
 	bad := func(why string) error { return fmt.Errorf("%w: %s", ErrInvalidPath, why) }
 	switch {
@@ -29,8 +42,8 @@ func ValidatePath(path string) error {
 		return bad("not valid UTF-8")
 	}
 	for _, r := range path {
-		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == utf8.RuneError || (r >= 0xfff0 && r <= 0xffff) {
-			return bad(fmt.Sprintf("control or reserved character %U", r))
+		if !PathRune(r) {
+			return bad(fmt.Sprintf("character %U: paths hold printable characters of Unicode's Basic Multilingual Plane only, which every backend stores", r))
 		}
 	}
 	for _, c := range strings.Split(path[1:], "/") {
