@@ -215,6 +215,38 @@ func testRoundTripMaxSize(t *testing.T, s *suite) {
 	}
 	data := bytes.Repeat([]byte{0xa5, 0x00, '{'}, n/3+1)[:n]
 	roundTrip(t, s, data)
+	// A node of the largest size takes children of every kind, a child of
+	// the largest size too, and gives them up, in calls and in a Txn: a
+	// backend that guards a create by rewriting the parent must not
+	// overflow its request with it.
+	ctx := ctxT(t)
+	kids := []struct {
+		path string
+		mode coord.Mode
+		data []byte
+	}{
+		{"/n/a", coord.Persistent, []byte("1")},
+		{"/n/e", coord.Ephemeral, []byte("1")},
+		{"/n/s-", coord.Sequential, []byte("1")},
+		{"/n/big", coord.Persistent, data},
+	}
+	for _, k := range kids {
+		p, err := st.Create(ctx, k.path, k.data, k.mode)
+		if err != nil {
+			t.Fatalf("create %s (%d bytes) under a node of %d bytes: %v", k.path, len(k.data), n, err)
+		}
+		must(t, st.Delete(ctx, p, coord.AnyVersion))
+	}
+	res, err := st.Txn(ctx, coord.CreateOp("/n/t1", []byte("1"), coord.Persistent), coord.CreateOp("/n/t2-", nil, coord.EphemeralSequential))
+	if err != nil {
+		t.Fatalf("txn of two creates under a node of %d bytes: %v", n, err)
+	}
+	for _, r := range res {
+		must(t, st.Delete(ctx, r.Path, coord.AnyVersion))
+	}
+	if got, _, err := st.Get(ctx, "/n"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the parent after its children came and went: %d bytes, %v", len(got), err)
+	}
 }
 
 func testTooLarge(t *testing.T, s *suite) {
