@@ -105,6 +105,17 @@ func testInvalidPaths(t *testing.T, s *suite) {
 	if _, err := st.Create(ctx, long, []byte("x"), coord.Persistent); err != nil {
 		t.Fatalf("create of a %d-byte path: %v", len(long), err)
 	}
+	// And the deepest: 512 components of one letter.
+	deep := strings.Repeat("/d", coord.MaxPathLen/2)
+	if err := coord.MkdirAll(ctx, st, deep); err != nil {
+		t.Fatalf("MkdirAll of a path %d deep: %v", coord.Depth(deep), err)
+	}
+	if kids, err := st.Children(ctx, coord.Parent(deep)); err != nil || len(kids) != 1 || kids[0] != "d" {
+		t.Fatalf("children at depth %d: %q, %v", coord.Depth(deep)-1, kids, err)
+	}
+	if _, ok, err := st.Exists(ctx, deep); err != nil || !ok {
+		t.Fatalf("the deepest node: %v, %v", ok, err)
+	}
 	if _, err := st.Create(ctx, "/ok", nil, coord.Mode(99)); !errors.Is(err, coord.ErrInvalidArgument) {
 		t.Fatalf("create with mode 99: %v, want ErrInvalidArgument", err)
 	}
