@@ -215,6 +215,60 @@ func TestConcurrentWritersBesideFaithfulProxies(t *testing.T) {
 	})
 }
 
+// Fifty writers at once, each with a slot range of its own, from ten
+// stores: each SetSlotRange goes through in turn under the product lock
+// (on Consul without the agent's 429s for too many connections from one
+// address), and the slots end as every writer set them, each announced once.
+func TestFiftyConcurrentSlotRanges(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		g2 := models.NewServerGroup(product, 2)
+		must(t, g2.Create(ctx, s))
+		must(t, g2.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6380"), ""))
+		must(t, models.InitSlotSet(ctx, s, product, models.DEFAULT_SLOT_NUM)) // offline, free to assign
+		before, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		const writers, width = 50, 20
+		stores := make([]coord.Store, 10)
+		for i := range stores {
+			stores[i] = open()
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		start := make(chan struct{})
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				<-start
+				if err := models.SetSlotRange(ctx, stores[w%len(stores)], product, w*width, w*width+width-1, 1+w%2, models.SLOT_STATUS_ONLINE); err != nil {
+					errs <- fmt.Errorf("writer %d: %w", w, err)
+				}
+			}(w)
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		slots, err := models.Slots(ctx, s, product)
+		must(t, err)
+		for _, sl := range slots {
+			if w := sl.Id / width; w < writers && (sl.GroupId != 1+w%2 || sl.State.Status != models.SLOT_STATUS_ONLINE) {
+				t.Fatalf("slot %d: group %d, %s; writer %d set group %d online", sl.Id, sl.GroupId, sl.State.Status, w, 1+w%2)
+			}
+		}
+		after, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if len(after)-len(before) != writers {
+			t.Fatalf("%d actions for %d SetSlotRange calls", len(after)-len(before), writers)
+		}
+	})
+}
+
 // A Codis 2 dashboard holding R/LOCK (its persistent lock node) holds off
 // every change: the call waits, fails with ErrLocked naming the holder when
 // its context ends, writes nothing, and goes through once the lock is free.
