@@ -37,7 +37,9 @@ func (n SnapshotNode) Bytes() ([]byte, error) {
 	return []byte(n.Data), nil
 }
 
-// DumpFilter chooses nodes by path relative to the product root.
+// DumpFilter chooses nodes by path relative to the product root. A node it
+// leaves out is left out with its subtree, which Dump does not read (so a
+// dump without the action history costs nothing per action).
 type DumpFilter func(rel string, ephemeral bool) bool
 
 // ConfigOnly keeps what defines a product: slots, groups, servers, fences
@@ -67,7 +69,7 @@ func Dump(ctx context.Context, store coord.Store, productName string, keep DumpF
 	err := coord.Walk(ctx, store, root, func(p string, data []byte, st coord.Stat) error {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
 		if keep != nil && !keep(rel, st.Ephemeral) {
-			return nil
+			return coord.SkipChildren
 		}
 		n := SnapshotNode{Path: rel, Ephemeral: st.Ephemeral}
 		if utf8.Valid(data) {

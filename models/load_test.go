@@ -158,3 +158,57 @@ func TestLoadChecksSnapshot(t *testing.T) {
 		must(t, models.Load(ctx, s, snap, "copy4", nil))
 	})
 }
+
+// readsUnder counts the reads (Get, Children) of nodes at or below a path.
+type readsUnder struct {
+	coord.Store
+	under string
+	n     atomic.Int32
+}
+
+func (r *readsUnder) count(p string) {
+	if p == r.under || strings.HasPrefix(p, r.under+"/") {
+		r.n.Add(1)
+	}
+}
+
+func (r *readsUnder) Get(ctx context.Context, p string) ([]byte, coord.Stat, error) {
+	r.count(p)
+	return r.Store.Get(ctx, p)
+}
+
+func (r *readsUnder) Children(ctx context.Context, p string) ([]string, error) {
+	r.count(p)
+	return r.Store.Children(ctx, p)
+}
+
+// TestDumpSkipsLeftOutSubtrees: a dump without the action history reads
+// none of it (at 10,000 actions it read them all only to drop them), and
+// still holds every node of the product's definition.
+func TestDumpSkipsLeftOutSubtrees(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		for i := 0; i < 20; i++ {
+			must(t, models.NewActionWithTimeout(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, i, "", false, 20))
+		}
+		all, err := models.Dump(ctx, s, product, nil)
+		must(t, err)
+		r := &readsUnder{Store: s, under: models.GetWatchActionPath(product)}
+		snap, err := models.Dump(ctx, r, product, models.ConfigOnly)
+		must(t, err)
+		if n := r.n.Load(); n > 1 {
+			t.Errorf("a dump without the actions read %d nodes under %s", n, r.under)
+		}
+		want := 0
+		for _, n := range all.Nodes {
+			if models.ConfigOnly(n.Path, n.Ephemeral) {
+				want++
+			}
+		}
+		if len(snap.Nodes) != want || want == 0 {
+			t.Errorf("the dump holds %d nodes, want the %d ConfigOnly keeps of %d", len(snap.Nodes), want, len(all.Nodes))
+		}
+	})
+}
