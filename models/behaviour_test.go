@@ -333,8 +333,8 @@ func TestActionGCAndLocks(t *testing.T) {
 		txns(ops)
 		var gcReports []models.Progress
 		must(t, models.ActionGC(models.WithProgress(ctx, func(p models.Progress) { gcReports = append(gcReports, p) }), s, product, models.GC_TYPE_N, 2))
-		// It reported each deletion, from 0 to all 4 of them.
-		if n := len(gcReports); n != 5 || gcReports[0].Done != 0 || gcReports[n-1].Done != 4 || gcReports[n-1].Total != 4 || gcReports[n-1].Op != "ActionGC" {
+		// It reported the start and the end (4 actions: one batch).
+		if n := len(gcReports); n != 2 || gcReports[0].Done != 0 || gcReports[n-1].Done != 4 || gcReports[n-1].Total != 4 || gcReports[n-1].Op != "ActionGC" {
 			t.Fatalf("ActionGC progress: %+v", gcReports)
 		}
 		left, err := models.GetActionSeqList(ctx, s, product)
@@ -466,5 +466,79 @@ func TestCodisParity(t *testing.T) {
 			t.Fatalf("a resumed migration announced %s", act.Type)
 		}
 		healthy(t, s, p)
+	})
+}
+
+// answerOnFirstTxn adds an answer to the response directory dir just before
+// the first transaction it sees: a proxy answering while ActionGC runs.
+type answerOnFirstTxn struct {
+	coord.Store
+	dir  string
+	done bool
+}
+
+func (a *answerOnFirstTxn) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, error) {
+	if !a.done {
+		a.done = true
+		if _, err := a.Store.Create(ctx, a.dir+"/late_proxy", nil, coord.Persistent); err != nil {
+			return nil, err
+		}
+	}
+	return a.Store.Txn(ctx, ops...)
+}
+
+// ActionGC deletes in batches: 300 old actions with their answers go, the
+// newest keep+500 stay, progress is reported per batch; an answer that comes
+// while a batch is being deleted does not stop it (that batch goes node by
+// node) and is deleted with its action.
+func TestActionGCBatches(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		const old, keep = 300, 2
+		acts, resp := models.GetWatchActionPath(product), models.GetActionResponsePath(product)
+		must(t, coord.MkdirAll(ctx, s, acts))
+		must(t, coord.MkdirAll(ctx, s, resp))
+		var ops []coord.Op
+		for i := 0; i < old+keep+models.ActionGCFloor; i++ {
+			name := fmt.Sprintf("%010d", i)
+			ops = append(ops, coord.CreateOp(acts+"/"+name, []byte(`{"type":"slot_changed","ts":"0"}`), coord.Persistent),
+				coord.CreateOp(resp+"/"+name, nil, coord.Persistent))
+			if i < old {
+				ops = append(ops, coord.CreateOp(resp+"/"+name+"/proxy_1", nil, coord.Persistent), coord.CreateOp(resp+"/"+name+"/proxy_2", nil, coord.Persistent))
+			}
+		}
+		batches, err := coord.Batches(ops, s.Limits())
+		must(t, err)
+		for _, b := range batches {
+			_, err := s.Txn(ctx, b...)
+			must(t, err)
+		}
+		var reports []models.Progress
+		late := &answerOnFirstTxn{Store: s, dir: resp + "/0000000005"}
+		must(t, models.ActionGC(models.WithProgress(ctx, func(p models.Progress) { reports = append(reports, p) }), late, product, models.GC_TYPE_N, keep))
+		if !late.done {
+			t.Fatal("ActionGC wrote no transaction")
+		}
+		left, err := models.GetActionSeqList(ctx, s, product)
+		must(t, err)
+		if len(left) != keep+models.ActionGCFloor || left[0] != old {
+			t.Fatalf("kept %d actions from %d, want %d from %d", len(left), left[0], keep+models.ActionGCFloor, old)
+		}
+		dirs, err := s.Children(ctx, resp)
+		must(t, err)
+		if len(dirs) != keep+models.ActionGCFloor || dirs[0] != fmt.Sprintf("%010d", old) {
+			t.Fatalf("%d response directories left from %s", len(dirs), dirs[0])
+		}
+		var done []int
+		for _, p := range reports {
+			done = append(done, p.Done)
+			if p.Total != old {
+				t.Fatalf("progress %+v, want Total %d", p, old)
+			}
+		}
+		if len(done) < 2 || done[0] != 0 || done[len(done)-1] != old || len(done) > old/10 {
+			t.Fatalf("progress Done %v: want 0 first, %d last, one report a batch", done, old)
+		}
 	})
 }

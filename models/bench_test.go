@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/coordkit/coord/coord"
@@ -80,6 +81,55 @@ func BenchmarkSetSlotRange1024(b *testing.B) {
 				}
 				b.StartTimer()
 				if err := models.SetSlotRange(ctx, s, product, 0, 1023, 1, models.SLOT_STATUS_ONLINE); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkActionGC1000 measures ActionGC deleting 1000 old actions, each
+// with a response directory holding two answers (the 500 newest stay).
+func BenchmarkActionGC1000(b *testing.B) {
+	const old = 1000
+	for _, be := range backends.All() {
+		b.Run(be.Name, func(b *testing.B) {
+			s := be.Open(b, backends.Namespace(b))
+			ctx := context.Background()
+			acts, resp := models.GetWatchActionPath(product), models.GetActionResponsePath(product)
+			if err := coord.MkdirAll(ctx, s, acts); err != nil {
+				b.Fatal(err)
+			}
+			if err := coord.MkdirAll(ctx, s, resp); err != nil {
+				b.Fatal(err)
+			}
+			next := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				var ops []coord.Op
+				add := old // and, the first time, the 500 that stay
+				if i == 0 {
+					add += models.ActionGCFloor
+				}
+				for n := 0; n < add; n++ {
+					name := fmt.Sprintf("%010d", next)
+					next++
+					ops = append(ops, coord.CreateOp(acts+"/"+name, []byte(`{"type":"slot_changed","ts":"0"}`), coord.Persistent),
+						coord.CreateOp(resp+"/"+name, nil, coord.Persistent),
+						coord.CreateOp(resp+"/"+name+"/proxy_1", nil, coord.Persistent), coord.CreateOp(resp+"/"+name+"/proxy_2", nil, coord.Persistent))
+				}
+				batches, err := coord.Batches(ops, s.Limits())
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, t := range batches {
+					if _, err := s.Txn(ctx, t...); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				if err := models.ActionGC(ctx, s, product, models.GC_TYPE_N, 0); err != nil {
 					b.Fatal(err)
 				}
 			}
