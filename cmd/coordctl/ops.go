@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -302,7 +303,7 @@ func (a *app) openURL(ctx context.Context, raw string) (coord.Store, func(), err
 }
 
 func (a *app) openURLWith(ctx context.Context, raw string, opt storeurl.Options) (coord.Store, func(), error) {
-	conn, err := storeurl.Dial(ctx, raw, opt)
+	conn, err := storeurl.Dial(ctx, raw, secretsFor(raw, opt))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -312,4 +313,23 @@ func (a *app) openURLWith(ctx context.Context, raw string, opt storeurl.Options)
 		return nil, nil, err
 	}
 	return s, func() { s.Close(); conn.Close() }, nil
+}
+
+// secretsFor keeps, of the secrets in opt, those the store URL raw can use,
+// for copy, whose two URLs share the flags and the environment: the token
+// for a consul:// URL, the store password for a URL that names its user
+// without one. (A single --store gets them all, and a misplaced one is
+// refused.)
+func secretsFor(raw string, opt storeurl.Options) storeurl.Options {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return opt // Dial says what is wrong with it
+	}
+	if u.Scheme != "consul" {
+		opt.Token, opt.TokenFile = "", ""
+	}
+	if _, has := u.User.Password(); u.User == nil || has {
+		opt.Password, opt.PasswordFile = "", ""
+	}
+	return opt
 }

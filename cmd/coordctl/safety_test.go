@@ -493,6 +493,11 @@ func TestStorePasswordApart(t *testing.T) {
 	if _, errs, code := ctlEnv(t, []string{"COORD_STORE_PASSWORD=other"}, "--store", url, "--store-password-file", pwFile, "--product", "shop", "slot", "list"); code != 0 {
 		t.Fatalf("--store-password-file does not win over COORD_STORE_PASSWORD: exit %d, %s", code, errs)
 	}
+	// copy's two URLs share the secrets: each gets those it can use (here
+	// the password goes to zk://ops@, not to the embedded store).
+	if out, errs, code := ctlEnv(t, []string{"COORD_STORE_PASSWORD=s3cretpw"}, "--product", "shop", "copy", "--from", url, "--to", "embedded:"+t.TempDir()); code != 0 || !strings.Contains(out, "dumps match") {
+		t.Fatalf("copy with COORD_STORE_PASSWORD: exit %d, %s%s", code, out, errs)
+	}
 	for _, c := range []struct {
 		env  []string
 		args []string
