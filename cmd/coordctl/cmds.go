@@ -20,7 +20,7 @@ import (
 )
 
 func (a *app) slotCmd() *cobra.Command {
-	c := &cobra.Command{Use: "slot", Short: "Slots: init, range-set, set, list, migrate"}
+	c := &cobra.Command{Use: "slot", Short: "Slots: init, range-set, set, list, info, migrate, migrate-done"}
 	var force bool
 	initCmd := &cobra.Command{
 		Use: "init", Short: "Create the 1024 slots, offline and unassigned", Args: cobra.NoArgs,
