@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,16 +111,10 @@ func TestZooKeeperPasswordApart(t *testing.T) {
 // A Consul token from a file (TokenFile, or $CONSUL_HTTP_TOKEN_FILE) is
 // the one the ACL-enabled agent checks.
 func TestConsulTokenFile(t *testing.T) {
-	testenv.Addr(t, "consul")
-	dir := t.TempDir()
 	const token = "6f1d2a8e-1c2b-4b7a-9a55-acl0000test2"
-	out, err := exec.Command("../scripts/consul.sh", "start", dir, token).Output()
-	if err != nil {
-		t.Fatalf("starting an ACL agent: %v", err)
-	}
-	t.Cleanup(func() { _ = exec.Command("../scripts/consul.sh", "stop", dir).Run() })
-	addr := strings.TrimSpace(string(out))
+	addr := testenv.ACLAgent(t, token)
 	ctx := context.Background()
+	var err error
 	t.Setenv("CONSUL_HTTP_TOKEN", "")
 	open := func(opt Options) error {
 		conn, err := Dial(ctx, "consul://"+addr, opt)

@@ -87,35 +87,38 @@ func (r restartable) Open(t testing.TB, ns string, ttl time.Duration) coord.Stor
 	return s
 }
 
-// TestACLToken runs against a second, ACL-enabled agent started by
-// scripts/consul.sh: a wrong token is ErrPermission, the right one works.
-func TestACLToken(t *testing.T) {
-	testenv.Addr(t, "consul") // the binary is there when an agent is
-	dir := t.TempDir()
-	const token = "6f1d2a8e-1c2b-4b7a-9a55-acl0000test1"
-	out, err := exec.Command("../../scripts/consul.sh", "start", dir, token).Output()
-	if err != nil {
-		t.Fatalf("starting an ACL agent: %v", err)
-	}
-	t.Cleanup(func() { _ = exec.Command("../../scripts/consul.sh", "stop", dir).Run() })
-	addr := strings.TrimSpace(string(out))
-	ctx := context.Background()
-	_, err = consulstore.New(ctx, consulstore.Config{Address: addr, Token: "not-the-token"})
-	if !errors.Is(err, coord.ErrPermission) {
-		t.Fatalf("wrong token: %v, want ErrPermission", err)
-	}
+// openACL opens a store with cfg's token on an agent testenv.ACLAgent
+// started, retrying while the agent's ACLs come up; it is closed when the
+// test ends.
+func openACL(t *testing.T, cfg consulstore.Config) *consulstore.Store {
+	t.Helper()
 	var s *consulstore.Store
+	var err error
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		s, err = consulstore.New(ctx, consulstore.Config{Address: addr, Token: token})
+		s, err = consulstore.New(context.Background(), cfg)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond) // ACL bootstrap takes a moment after the leader
 	}
 	if err != nil {
-		t.Fatalf("management token: %v", err)
+		t.Fatalf("token %s: %v", cfg.Token, err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestACLToken runs against a second, ACL-enabled agent started by
+// scripts/consul.sh: a wrong token is ErrPermission, the right one works.
+func TestACLToken(t *testing.T) {
+	const token = "6f1d2a8e-1c2b-4b7a-9a55-acl0000test1"
+	addr := testenv.ACLAgent(t, token)
+	ctx := context.Background()
+	_, err := consulstore.New(ctx, consulstore.Config{Address: addr, Token: "not-the-token"})
+	if !errors.Is(err, coord.ErrPermission) {
+		t.Fatalf("wrong token: %v, want ErrPermission", err)
+	}
+	s := openACL(t, consulstore.Config{Address: addr, Token: token})
 	if _, err := s.Create(ctx, "/acl", []byte("ok"), coord.Ephemeral); err != nil {
 		t.Fatal(err)
 	}
@@ -682,28 +685,10 @@ func TestLongKeysBodyRefused(t *testing.T) {
 // with ErrPermission, writing nothing; its session (which needs write on
 // the node's session rules) is refused the same way.
 func TestReadOnlyToken(t *testing.T) {
-	testenv.Addr(t, "consul")
-	dir := t.TempDir()
 	const mgmt = "6f1d2a8e-1c2b-4b7a-9a55-acl0000test3"
-	out, err := exec.Command("../../scripts/consul.sh", "start", dir, mgmt).Output()
-	if err != nil {
-		t.Fatalf("starting an ACL agent: %v", err)
-	}
-	t.Cleanup(func() { _ = exec.Command("../../scripts/consul.sh", "stop", dir).Run() })
-	addr := strings.TrimSpace(string(out))
+	addr := testenv.ACLAgent(t, mgmt)
 	ctx := context.Background()
-	var admin *consulstore.Store
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		admin, err = consulstore.New(ctx, consulstore.Config{Address: addr, Token: mgmt, Prefix: "ro"})
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond) // ACL bootstrap takes a moment after the leader
-	}
-	if err != nil {
-		t.Fatalf("management token: %v", err)
-	}
-	defer admin.Close()
+	admin := openACL(t, consulstore.Config{Address: addr, Token: mgmt, Prefix: "ro"})
 	if _, err := admin.Create(ctx, "/n", []byte("by admin"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}

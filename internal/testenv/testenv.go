@@ -137,3 +137,16 @@ func (s *Server) Start(t testing.TB) {
 		t.Fatalf("the restarted server is at %s, not %s", addr, s.Addr)
 	}
 }
+
+// ACLAgent starts a Consul agent of the test's own with ACLs on (default
+// deny) and token as its management token, and returns its HTTP host:port.
+// It is stopped when the test ends. ACLs take a moment after the agent's
+// leader to accept the token: callers retry their first call.
+func ACLAgent(t testing.TB, token string) string {
+	t.Helper()
+	Addr(t, "consul") // the binary is there when an agent is
+	dir := t.TempDir()
+	addr := Script(t, nil, "consul.sh", "start", dir, token)
+	t.Cleanup(func() { _ = exec.Command(filepath.Join(root(t), "scripts", "consul.sh"), "stop", dir).Run() })
+	return addr
+}
