@@ -442,9 +442,7 @@ func TestCodisParity(t *testing.T) {
 		if len(after) != len(before) {
 			t.Fatalf("adding the master again announced %v", after[len(before):])
 		}
-		g2 := models.NewServerGroup(product, 2)
-		must(t, g2.Create(ctx, s))
-		must(t, g2.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6390"), ""))
+		addGroup(t, ctx, s, 2, "127.0.0.1:6390")
 		p := startProxy(t, open, "proxy_1", proxysim.Options{}, true)
 		sl, err := models.GetSlot(ctx, s, product, 9)
 		must(t, err)

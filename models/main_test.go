@@ -67,12 +67,18 @@ func startProxy(t *testing.T, open func() coord.Store, id string, opt proxysim.O
 }
 
 // setupProduct makes 1024 slots, group 1 with a master, slots 0..1023 online in it.
+// addGroup creates group id with master as its master (no Redis checked).
+func addGroup(t *testing.T, ctx context.Context, s coord.Store, id int, master string) {
+	t.Helper()
+	g := models.NewServerGroup(product, id)
+	must(t, g.Create(ctx, s))
+	must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, master), ""))
+}
+
 func setupProduct(t *testing.T, s coord.Store) {
 	t.Helper()
 	ctx := ctxT(t)
 	must(t, models.InitSlotSet(ctx, s, product, models.DEFAULT_SLOT_NUM))
-	g := models.NewServerGroup(product, 1)
-	must(t, g.Create(ctx, s))
-	must(t, g.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6379"), ""))
+	addGroup(t, ctx, s, 1, "127.0.0.1:6379")
 	must(t, models.SetSlotRange(ctx, s, product, 0, models.DEFAULT_SLOT_NUM-1, 1, models.SLOT_STATUS_ONLINE))
 }

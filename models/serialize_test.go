@@ -154,9 +154,7 @@ func TestConcurrentWritersBesideFaithfulProxies(t *testing.T) {
 		s := open()
 		ctx := ctxT(t)
 		setupProduct(t, s)
-		g2 := models.NewServerGroup(product, 2)
-		must(t, g2.Create(ctx, s))
-		must(t, g2.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6380"), ""))
+		addGroup(t, ctx, s, 2, "127.0.0.1:6380")
 		var proxies []*proxysim.Proxy
 		for i := 1; i <= 3; i++ {
 			proxies = append(proxies, startProxy(t, open, fmt.Sprintf("proxy_%d", i), proxysim.Options{}, true))
@@ -223,11 +221,9 @@ func TestFiftyConcurrentSlotRanges(t *testing.T) {
 	backends.Run(t, func(t *testing.T, open func() coord.Store) {
 		s := open()
 		ctx := ctxT(t)
-		setupProduct(t, s)
-		g2 := models.NewServerGroup(product, 2)
-		must(t, g2.Create(ctx, s))
-		must(t, g2.AddServer(ctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6380"), ""))
 		must(t, models.InitSlotSet(ctx, s, product, models.DEFAULT_SLOT_NUM)) // offline, free to assign
+		addGroup(t, ctx, s, 1, "127.0.0.1:6379")
+		addGroup(t, ctx, s, 2, "127.0.0.1:6380")
 		before, err := models.GetActionSeqList(ctx, s, product)
 		must(t, err)
 		const writers, width = 50, 20
@@ -354,9 +350,7 @@ func TestWithLock(t *testing.T) {
 		sl, err := models.GetSlot(ctx, s, product, 3)
 		must(t, err)
 		sl.GroupId = 2
-		g2 := models.NewServerGroup(product, 2)
-		must(t, g2.Create(lctx, s))
-		must(t, g2.AddServer(lctx, s, models.NewServer(models.SERVER_TYPE_MASTER, "127.0.0.1:6380"), ""))
+		addGroup(t, lctx, s, 2, "127.0.0.1:6380")
 		must(t, sl.Update(lctx, s)) // confirmed by the proxy, under the lock
 		// Without WithLock, the same process waits like any other writer.
 		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
