@@ -83,13 +83,13 @@ func DeleteAll(ctx context.Context, s Store, path string) error {
 	}
 }
 
-// SkipChildren, returned by Walk's fn for a node, makes Walk go on without
+// ErrSkipChildren, returned by Walk's fn for a node, makes Walk go on without
 // reading the node's children (Walk itself does not return it).
-var SkipChildren = errors.New("skip the children of this node")
+var ErrSkipChildren = errors.New("skip the children of this node")
 
 // Walk calls fn for path and every node below it, parents before children,
 // children in sorted order. Nodes that vanish during the walk are skipped.
-// When fn returns SkipChildren for a node, its subtree is not read.
+// When fn returns ErrSkipChildren for a node, its subtree is not read.
 func Walk(ctx context.Context, s Store, path string, fn func(path string, data []byte, st Stat) error) error {
 	var data []byte
 	var st Stat
@@ -103,7 +103,7 @@ func Walk(ctx context.Context, s Store, path string, fn func(path string, data [
 			return err
 		}
 	}
-	if err := fn(path, data, st); errors.Is(err, SkipChildren) {
+	if err := fn(path, data, st); errors.Is(err, ErrSkipChildren) {
 		return nil
 	} else if err != nil {
 		return err

@@ -69,7 +69,7 @@ func Dump(ctx context.Context, store coord.Store, productName string, keep DumpF
 	err := coord.Walk(ctx, store, root, func(p string, data []byte, st coord.Stat) error {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
 		if keep != nil && !keep(rel, st.Ephemeral) {
-			return coord.SkipChildren
+			return coord.ErrSkipChildren
 		}
 		n := SnapshotNode{Path: rel, Ephemeral: st.Ephemeral}
 		if utf8.Valid(data) {
