@@ -45,6 +45,10 @@ type Backend struct {
 	// need it and skip without it). Cases run one at a time, so one server
 	// may serve them all.
 	Restartable func(t testing.TB) Server
+	// Cluster, when set, returns a cluster of the backend's servers of the
+	// suite's own, all running, whose members a case may stop and start
+	// again (the Cluster cases need it and skip without it).
+	Cluster func(t testing.TB) Cluster
 }
 
 // Timeout bounds every wait of the suite for something that must happen
@@ -139,10 +143,12 @@ func Run(t *testing.T, b Backend) {
 		{"Fault/LostWriteReply", testFaultLostWriteReply},
 		{"Fault/CreateCutBeforeServer", testFaultCreateCutBeforeServer},
 		{"Fault/ReadCutInFlight", testFaultReadCutInFlight},
+		{"Fault/DeadlineInFlight", testFaultDeadlineInFlight},
 		{"Fault/LostSessionReleases", testFaultLostSessionReleases},
 		{"Fault/Linearizable", testLinearizable},
 		{"Restart/RiddenOut", testRestartRiddenOut},
 		{"Restart/PastSession", testRestartPastSession},
+		{"Cluster/MemberLoss", testClusterMemberLoss},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

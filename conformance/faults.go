@@ -812,3 +812,52 @@ func testFaultCreateCutBeforeServer(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// A call whose deadline passes while the connection is stalled returns by
+// its deadline (with room for a loaded machine) with an error that is both
+// context.DeadlineExceeded and ErrUnavailable: the backend did not answer.
+// A call cancelled in flight is context.Canceled, and not ErrUnavailable:
+// the caller gave up, which says nothing of the backend.
+func testFaultDeadlineInFlight(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	_, err := st.Create(ctx, "/n", []byte("x"), coord.Persistent)
+	must(t, err)
+	const deadline = 500 * time.Millisecond
+	f.Stall()
+	for _, call := range []struct {
+		what string
+		do   func(context.Context) error
+	}{
+		{"Get", func(ctx context.Context) error { _, _, err := st.Get(ctx, "/n"); return err }},
+		{"Children", func(ctx context.Context) error { _, err := st.Children(ctx, "/n"); return err }},
+		{"Set", func(ctx context.Context) error {
+			_, err := st.Set(ctx, "/n", []byte("y"), coord.AnyVersion)
+			return err
+		}},
+		{"Create", func(ctx context.Context) error {
+			_, err := st.Create(ctx, "/n/c", nil, coord.Persistent)
+			return err
+		}},
+	} {
+		dctx, cancel := context.WithTimeout(ctx, deadline)
+		began := time.Now()
+		err := call.do(dctx)
+		took := time.Since(began)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, coord.ErrUnavailable) {
+			t.Errorf("%s on a stalled connection, past its deadline: %v, want context.DeadlineExceeded and ErrUnavailable", call.what, err)
+		}
+		if took > deadline+Timeout/4 {
+			t.Errorf("%s on a stalled connection returned %v after its deadline", call.what, took-deadline)
+		}
+		cctx, cancelNow := context.WithCancel(ctx)
+		time.AfterFunc(deadline/2, cancelNow)
+		err = call.do(cctx)
+		cancelNow()
+		if !errors.Is(err, context.Canceled) || errors.Is(err, coord.ErrUnavailable) {
+			t.Errorf("%s on a stalled connection, cancelled: %v, want context.Canceled alone", call.what, err)
+		}
+	}
+	resume(t, f)
+}

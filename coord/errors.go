@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -30,7 +31,8 @@ var (
 	// ErrTooLarge: a value or a transaction exceeds the store's Limits. It is
 	// returned before anything is sent.
 	ErrTooLarge = errors.New("request too large")
-	// ErrUnavailable: the backend could not be reached or did not answer.
+	// ErrUnavailable: the backend could not be reached or did not answer
+	// (before the call's deadline, too: see InFlightErr).
 	ErrUnavailable = errors.New("backend unavailable")
 	// ErrOutcomeUnknown: a write was sent and its answer never came (the
 	// connection died with it in flight); the server may or may not have
@@ -97,3 +99,18 @@ func (e *TxnError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *TxnError) Unwrap() error { return e.Err }
+
+// InFlightErr is the error of a call whose context ended after it started
+// and before the backend answered: ctx.Err() and, for a deadline, also
+// ErrUnavailable (the backend did not answer in time, whether it was down,
+// without a quorum, or slow), so that errors.Is finds both. A cancellation
+// is the caller's doing and says nothing of the backend: context.Canceled
+// alone. A call whose context was done before it started returns ctx.Err().
+// Backends return it.
+func InFlightErr(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no answer before the deadline: %w", ErrUnavailable, err)
+	}
+	return err
+}

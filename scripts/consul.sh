@@ -17,6 +17,15 @@
 #   scripts/consul.sh restart DIR    stop the agent started in DIR (if it runs) and
 #                                    start it again with the same config and ports
 #   scripts/consul.sh version        print the version of the cached binary
+#   scripts/consul.sh cluster DIR N  start a cluster of N servers (DIR/m0 ...) and a
+#                                    client agent (DIR/client) that joins them, all on
+#                                    loopback, keeping their state on disk; print the
+#                                    client agent's host:port (clients talk to it, as
+#                                    to a local agent)
+#   scripts/consul.sh stop DIR/mI    stop server I of the cluster in DIR (as a crash
+#   scripts/consul.sh restart DIR/mI would), or start it again (restart of a stopped one)
+#   scripts/consul.sh leader DIR     print the index of the cluster's leader
+#   scripts/consul.sh stop DIR       stop every agent, when DIR holds a cluster
 #
 # Consul is not in Debian's packages, so the binary is built from the Go module
 # proxy and cached outside the repository, keyed by version:
@@ -120,8 +129,85 @@ start() {
 	die start "the agent found a port taken 5 times running" "$dir/consul.log"
 }
 
+# cluster DIR N starts N servers and a client agent that form one cluster
+# and waits until each agent knows the leader (the servers start together:
+# none elects one before a quorum has joined).
+cluster() {
+	local dir=${1:?usage: consul.sh cluster DIR N} n=${2:?usage: consul.sh cluster DIR N}
+	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die cluster "N must be a whole number of servers, not $n"
+	install >/dev/null
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	local attempt i rc join members
+	for attempt in 1 2 3 4 5; do
+		members=()
+		for ((i = 0; i < n; i++)); do
+			members+=("$dir/m$i")
+		done
+		members+=("$dir/client")
+		join=""
+		for m in "${members[@]}"; do
+			rm -rf "$m"
+			mkdir -p "$m/data"
+			COORD_CONSUL_PERSIST="" configure "$m" ""
+		done
+		for ((i = 0; i < n; i++)); do
+			join+="${join:+, }\"127.0.0.1:$(cat "$dir/m$i/consul.serf")\""
+		done
+		for ((i = 0; i <= n; i++)); do
+			local m=${members[$i]} name=m$i server=true
+			[ "$i" = "$n" ] && name=client server=false
+			cat >>"$m/agent.hcl" <<HCL
+node_name = "$name"
+server = $server
+disable_update_check = true
+disable_anonymous_signature = true
+retry_join = [$join]
+retry_interval = "1s"
+performance {
+  raft_multiplier = 1
+}
+HCL
+			[ "$server" = true ] && echo "bootstrap_expect = $n" >>"$m/agent.hcl"
+			echo "" >"$m/consul.mode"
+		done
+		echo "$n" >"$dir/consul.cluster"
+		for m in "${members[@]}"; do
+			spawn "$m"
+		done
+		rc=0
+		for m in "${members[@]}"; do
+			# In a subshell: an agent that fails stops the others below.
+			(await "$m" "127.0.0.1:$(cat "$m/consul.http")" cluster "$attempt" >/dev/null) || { rc=$?; break; }
+		done
+		if [ "$rc" = 0 ]; then
+			cat "$dir/client/consul.addr"
+			return
+		fi
+		stop "$dir"
+		[ "$rc" = 75 ] || return "$rc"
+		log "a port given to an agent was taken before it bound it; trying new ports"
+	done
+	die cluster "the agents found a port taken 5 times running"
+}
+
+# leader DIR prints the index of the server of the cluster in DIR that leads.
+leader() {
+	local dir=${1:?usage: consul.sh leader DIR} n i lead
+	n=$(cat "$dir/consul.cluster" 2>/dev/null) || die leader "no cluster was started in $dir"
+	lead=$(leader_of "$(cat "$dir/client/consul.addr")" | tr -d '"') || true
+	for ((i = 0; i < n; i++)); do
+		if [ -n "$lead" ] && [ "$lead" = "127.0.0.1:$(cat "$dir/m$i/consul.server")" ] && [ -f "$dir/m$i/consul.pid" ]; then
+			echo "$i"
+			return
+		fi
+	done
+	die leader "no server of the cluster in $dir leads now"
+}
+
 # configure DIR TOKEN writes the agent's configuration in DIR, on new free
-# ports (the HTTP one in DIR/consul.http).
+# ports (the HTTP one in DIR/consul.http, the Serf LAN one in DIR/consul.serf
+# and the server RPC one in DIR/consul.server).
 configure() {
 	local dir=$1 token=$2
 	local http dns serf_lan serf_wan server grpc https=-1 tls=""
@@ -133,6 +219,8 @@ configure() {
 		tls=1
 	fi
 	echo "$http" >"$dir/consul.http"
+	echo "$serf_lan" >"$dir/consul.serf"
+	echo "$server" >"$dir/consul.server"
 	cat >"$dir/agent.hcl" <<HCL
 datacenter = "dc1"
 data_dir = "$dir/data"
@@ -203,13 +291,26 @@ HCL
 # (a start, which can pick new ports), an agent that exits because a port
 # was taken meanwhile makes it return 75 instead of failing.
 launch() {
-	local dir=$1 addr=$2 step=$3 attempt=${4:-} mode
+	spawn "$1"
+	await "$@"
+}
+
+# spawn DIR runs the agent configured in DIR in the background.
+spawn() {
+	local dir=$1 mode
 	mode=$(cat "$dir/consul.mode")
-	local logfile=$dir/consul.log offset
-	offset=$(size "$logfile")
+	size "$dir/consul.log" >"$dir/consul.offset"
 	# shellcheck disable=SC2086 # $mode is empty or one flag
-	"$bin" agent $mode -config-file "$dir/agent.hcl" >>"$logfile" 2>&1 &
+	"$bin" agent $mode -config-file "$dir/agent.hcl" >>"$dir/consul.log" 2>&1 &
 	echo $! >"$dir/consul.pid"
+}
+
+# await DIR ADDR STEP [ATTEMPT] waits until the agent spawned in DIR knows
+# a leader (see launch).
+await() {
+	local dir=$1 addr=$2 step=$3 attempt=${4:-}
+	local logfile=$dir/consul.log offset
+	offset=$(cat "$dir/consul.offset")
 	local leader _
 	for _ in $(seq 1 300); do
 		if leader=$(leader_of "$addr") && [ -n "$leader" ] && [ "$leader" != '""' ]; then
@@ -231,7 +332,14 @@ launch() {
 }
 
 stop() {
-	local dir=${1:?usage: consul.sh stop DIR}
+	local dir=${1:?usage: consul.sh stop DIR} i
+	if [ -f "$dir/consul.cluster" ]; then
+		stop_pidfile "$dir/client/consul.pid"
+		for ((i = 0; i < $(cat "$dir/consul.cluster"); i++)); do
+			stop_pidfile "$dir/m$i/consul.pid"
+		done
+		return
+	fi
 	stop_pidfile "$dir/consul.pid"
 }
 
@@ -250,11 +358,13 @@ install) install ;;
 start) start "${2:-}" "${3:-}" ;;
 stop) stop "${2:-}" ;;
 restart) restart "${2:-}" ;;
+cluster) cluster "${2:-}" "${3:-}" ;;
+leader) leader "${2:-}" ;;
 # sed reads all of its input: head would exit first and, under pipefail, the
 # writer's SIGPIPE would fail the command.
 version) "$(install)" version | sed -n 1p ;;
 *)
-	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | restart DIR | version" >&2
+	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | restart DIR | version | cluster DIR N | leader DIR" >&2
 	exit 2
 	;;
 esac

@@ -138,6 +138,21 @@ expect_ok
 nothing_runs "$t/consul-cold"
 [ ! -e "$t/consul-cold/consul.pid" ] || fail "pid file left"
 
+# A cluster: three servers and a client agent; one server leads, stops and
+# comes back; stop stops them all.
+run consul-cluster "$repo/scripts/consul.sh" cluster "$t/consul-cl" 3
+expect_ok
+[[ "$(cat "$t/consul-cluster.out" 2>/dev/null)" =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "printed '$(cat "$t/consul-cluster.out")', want 127.0.0.1:PORT"
+lead=$("$repo/scripts/consul.sh" leader "$t/consul-cl" || true)
+[[ "$lead" =~ ^[0-2]$ ]] || fail "leader printed '$lead'"
+run consul-member-stop "$repo/scripts/consul.sh" stop "$t/consul-cl/m$lead"
+expect_ok
+run consul-member-restart "$repo/scripts/consul.sh" restart "$t/consul-cl/m$lead"
+expect_ok
+run consul-cluster-stop "$repo/scripts/consul.sh" stop "$t/consul-cl"
+expect_ok
+nothing_runs "$t/consul-cl"
+
 # `version` prints one line and succeeds every time (it once piped into
 # head, and the writer's SIGPIPE failed it now and then under pipefail).
 current=consul-version
@@ -212,6 +227,24 @@ run zk-stop "$repo/scripts/zk.sh" stop "$t/zk-cold"
 expect_ok
 nothing_runs "$t/zk-cold"
 
+# An ensemble: every member serves, one leads, a member stops and comes
+# back, and stop stops them all.
+run zk-ensemble "$repo/scripts/zk.sh" ensemble "$t/zk-ens" 3
+expect_ok
+[[ "$(cat "$t/zk-ensemble.out" 2>/dev/null)" =~ ^127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+$ ]] ||
+	fail "printed '$(cat "$t/zk-ensemble.out")', want three 127.0.0.1:PORT"
+lead=$("$repo/scripts/zk.sh" leader "$t/zk-ens" || true)
+[[ "$lead" =~ ^[0-2]$ ]] || fail "leader printed '$lead'"
+run zk-member-stop "$repo/scripts/zk.sh" stop "$t/zk-ens/m$lead"
+expect_ok
+run zk-member-restart "$repo/scripts/zk.sh" restart "$t/zk-ens/m$lead"
+expect_ok
+run zk-ensemble-stop "$repo/scripts/zk.sh" stop "$t/zk-ens"
+expect_ok
+nothing_runs "$t/zk-ens"
+run zk-ensemble-bad-n "$repo/scripts/zk.sh" ensemble "$t/zk-ens-bad" x
+expect_fail ensemble nolog
+
 # The server says why it stops in its own log (a logging binding is on the
 # class path; without one it said nothing at all).
 grep -q 'running in standalone mode' "$t/zk-cold/zookeeper.log" 2>/dev/null || fail "the server wrote no zookeeper.log"
@@ -245,6 +278,10 @@ run zk-server-dies "$repo/scripts/zk.sh" start "$t/zk-dies"
 expect_fail start
 [ ! -e "$t/zk-dies/zk.pid" ] || fail "pid file left"
 nothing_runs "$t/zk-dies"
+# So do an ensemble's members: one line naming a log, none left running.
+run zk-ensemble-dies "$repo/scripts/zk.sh" ensemble "$t/zk-ens-dies" 3
+expect_fail ensemble
+nothing_runs "$t/zk-ens-dies"
 unset COORD_ZK_JAR
 
 # --- Redis ----------------------------------------------------------------

@@ -9,6 +9,12 @@
 #                                on the same port with the same data (the
 #                                session and data survive, as on a real restart)
 #   scripts/zk.sh version DIR    print the version of the server started in DIR
+#   scripts/zk.sh ensemble DIR N start an ensemble of N servers (DIR/m0 ...), all on
+#                                loopback; print their host:port, comma-separated
+#   scripts/zk.sh stop DIR/mI    stop member I of the ensemble in DIR (as a crash
+#   scripts/zk.sh restart DIR/mI would), or start it again (restart of a stopped one)
+#   scripts/zk.sh leader DIR     print the index of the ensemble's leader
+#   scripts/zk.sh stop DIR       stop every member, when DIR holds an ensemble
 #
 # When DIR/tls holds ca.pem, server.pem and server-key.pem (a PKCS#8 key),
 # the server also listens for TLS clients (ZooKeeper's secure client port,
@@ -73,6 +79,69 @@ start() {
 	die start "the server found its port taken 5 times running" "$(why "$dir")"
 }
 
+# ensemble DIR N starts N servers that form one ensemble, each in DIR/mI
+# with its own client, quorum and election ports, and waits until every one
+# serves (which needs a quorum of them up: they start together).
+ensemble() {
+	local dir=${1:?usage: zk.sh ensemble DIR N} n=${2:?usage: zk.sh ensemble DIR N}
+	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die ensemble "N must be a whole number of servers, not $n"
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	install "$dir/install.log"
+	local attempt i ports servers addrs
+	for attempt in 1 2 3 4 5; do
+		mapfile -t ports < <(free_ports $((3 * n)))
+		servers=""
+		for ((i = 0; i < n; i++)); do
+			servers+="server.$((i + 1))=127.0.0.1:${ports[3 * i + 1]}:${ports[3 * i + 2]}"$'\n'
+		done
+		for ((i = 0; i < n; i++)); do
+			rm -rf "$dir/m$i"
+			mkdir -p "$dir/m$i/data"
+			echo $((i + 1)) >"$dir/m$i/data/myid"
+			configure "$dir/m$i" "${ports[3 * i]}" 0
+			printf '%s' "$servers" >>"$dir/m$i/zoo.cfg"
+			echo "127.0.0.1:${ports[3 * i]}" >"$dir/m$i/zk.addr"
+		done
+		echo "$n" >"$dir/zk.ensemble"
+		for ((i = 0; i < n; i++)); do
+			spawn "$dir/m$i"
+		done
+		addrs=""
+		local rc=0
+		for ((i = 0; i < n; i++)); do
+			# In a subshell: a member that fails stops the others below.
+			(await "$dir/m$i" "${ports[3 * i]}" ensemble "$attempt" >/dev/null) || { rc=$?; break; }
+			addrs+="${addrs:+,}127.0.0.1:${ports[3 * i]}"
+		done
+		if [ "$rc" = 0 ]; then
+			echo "$addrs"
+			return
+		fi
+		stop "$dir"
+		[ "$rc" = 75 ] || return "$rc"
+		log "a port was taken before a server bound it; trying others"
+	done
+	die ensemble "the servers found a port taken 5 times running"
+}
+
+# leader DIR prints the index of the member of the ensemble in DIR that
+# says it leads (none while the members elect one).
+leader() {
+	local dir=${1:?usage: zk.sh leader DIR} n i
+	n=$(cat "$dir/zk.ensemble" 2>/dev/null) || die leader "no ensemble was started in $dir"
+	for ((i = 0; i < n; i++)); do
+		[ -f "$dir/m$i/zk.pid" ] || continue
+		if [[ "$(send "$(port_of "$dir/m$i")" srvr 2>/dev/null)" == *"Mode: leader"* ]]; then
+			echo "$i"
+			return
+		fi
+	done
+	die leader "no member of the ensemble in $dir leads now"
+}
+
+port_of() { local addr; addr=$(cat "$1/zk.addr"); echo "${addr##*:}"; }
+
 # configure DIR PORT SECUREPORT writes the server's configuration in DIR
 # (SECUREPORT is used when DIR/tls holds the certificates).
 configure() {
@@ -120,14 +189,28 @@ L4J
 # start, which can pick another port), a server that exits because its port
 # was taken meanwhile makes it return 75 instead of failing.
 launch() {
-	local dir=$1 port=$2 step=$3 attempt=${4:-}
-	local logfile=$dir/stdout.log offset zkoffset
-	offset=$(size "$logfile")
-	zkoffset=$(size "$dir/zookeeper.log")
+	spawn "$1"
+	await "$@"
+}
+
+# spawn DIR runs the server configured in DIR in the background.
+spawn() {
+	local dir=$1
+	size "$dir/stdout.log" >"$dir/stdout.offset"
+	size "$dir/zookeeper.log" >"$dir/zookeeper.offset"
 	java -Dzookeeper.log.dir="$dir" -Dlog4j.configuration="file:$dir/log4j.properties" \
 		-Xmx256m -cp "$dir:$ZK_CP" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
-		>>"$logfile" 2>&1 &
+		>>"$dir/stdout.log" 2>&1 &
 	echo $! >"$dir/zk.pid"
+}
+
+# await DIR PORT STEP [ATTEMPT] waits until the server spawned in DIR serves
+# (see launch).
+await() {
+	local dir=$1 port=$2 step=$3 attempt=${4:-}
+	local logfile=$dir/stdout.log offset zkoffset
+	offset=$(cat "$dir/stdout.offset")
+	zkoffset=$(cat "$dir/zookeeper.offset")
 	local _
 	for _ in $(seq 1 300); do
 		# srvr answers with the version only once the server serves clients
@@ -159,7 +242,13 @@ why() {
 }
 
 stop() {
-	local dir=${1:?usage: zk.sh stop DIR}
+	local dir=${1:?usage: zk.sh stop DIR} i
+	if [ -f "$dir/zk.ensemble" ]; then
+		for ((i = 0; i < $(cat "$dir/zk.ensemble"); i++)); do
+			stop_pidfile "$dir/m$i/zk.pid"
+		done
+		return
+	fi
 	stop_pidfile "$dir/zk.pid"
 }
 
@@ -169,6 +258,7 @@ restart() {
 	dir=$(cd "$dir" && pwd)
 	addr=$(cat "$dir/zk.addr")
 	stop_pidfile "$dir/zk.pid"
+	# A member of an ensemble serves once it has rejoined a quorum.
 	launch "$dir" "${addr##*:}" restart
 }
 
@@ -185,8 +275,10 @@ start) start "${2:-}" ;;
 stop) stop "${2:-}" ;;
 restart) restart "${2:-}" ;;
 version) version "${2:-}" ;;
+ensemble) ensemble "${2:-}" "${3:-}" ;;
+leader) leader "${2:-}" ;;
 *)
-	echo "usage: $0 install | start DIR | stop DIR | restart DIR | version DIR" >&2
+	echo "usage: $0 install | start DIR | stop DIR | restart DIR | version DIR | ensemble DIR N | leader DIR" >&2
 	exit 2
 	;;
 esac

@@ -147,4 +147,18 @@ func TestConsulTokenFile(t *testing.T) {
 	if err := open(Options{}); err != nil {
 		t.Fatalf("the token from CONSUL_HTTP_TOKEN_FILE: %v", err)
 	}
+	// The consul command's order: the file before CONSUL_HTTP_TOKEN, and
+	// a token given before both.
+	t.Setenv("CONSUL_HTTP_TOKEN", "not-the-token")
+	if err := open(Options{}); err != nil {
+		t.Fatalf("CONSUL_HTTP_TOKEN_FILE beside a wrong CONSUL_HTTP_TOKEN: %v", err)
+	}
+	t.Setenv("CONSUL_HTTP_TOKEN_FILE", secret(t, "not-the-token"))
+	t.Setenv("CONSUL_HTTP_TOKEN", token)
+	if err := open(Options{}); !errors.Is(err, coord.ErrPermission) {
+		t.Fatalf("a wrong CONSUL_HTTP_TOKEN_FILE beside the right CONSUL_HTTP_TOKEN: %v, want ErrPermission (the file first)", err)
+	}
+	if err := open(Options{Token: token}); err != nil {
+		t.Fatalf("Options.Token beside a wrong CONSUL_HTTP_TOKEN_FILE: %v", err)
+	}
 }

@@ -10,9 +10,9 @@
 // etcd's own. TLS options apply to ZooKeeper (its secure client port),
 // etcd and Consul. A URL may name the user alone (zk://ops@host:2181) and leave
 // the password to Options (Password, PasswordFile), so that it is on no
-// command line. TLS and the Consul ACL token (Token,
-// TokenFile, else $CONSUL_HTTP_TOKEN, else the file $CONSUL_HTTP_TOKEN_FILE
-// names) come from Options. No error repeats a password or a token.
+// command line. TLS and the Consul ACL token (Token or TokenFile, else the
+// file $CONSUL_HTTP_TOKEN_FILE names, else $CONSUL_HTTP_TOKEN: the consul
+// command's order) come from Options. No error repeats a password or a token.
 package storeurl
 
 import (
@@ -263,15 +263,17 @@ func Dial(ctx context.Context, raw string, opt Options) (*Conn, error) {
 			return nil, fmt.Errorf("%w: consul:// takes one agent address", ErrBadURL)
 		}
 		cfg := consulstore.Config{Address: hosts[0], Prefix: q.Get("prefix"), Datacenter: q.Get("dc"), Token: opt.Token, SessionTTL: opt.SessionTimeout}
-		if cfg.Token == "" {
-			cfg.Token = os.Getenv("CONSUL_HTTP_TOKEN")
-		}
+		// The consul command's order: a token given, then the file
+		// CONSUL_HTTP_TOKEN_FILE names, then CONSUL_HTTP_TOKEN.
 		if f := os.Getenv("CONSUL_HTTP_TOKEN_FILE"); cfg.Token == "" && f != "" {
 			tok, err := secretFile("token (CONSUL_HTTP_TOKEN_FILE)", f)
 			if err != nil {
 				return nil, err
 			}
 			cfg.Token = tok
+		}
+		if cfg.Token == "" {
+			cfg.Token = os.Getenv("CONSUL_HTTP_TOKEN")
 		}
 		if opt.CAFile != "" || opt.CertFile != "" || opt.InsecureSkipVerify {
 			cfg.Scheme = "https"

@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/coordkit/coord/internal/backends"
+	"github.com/coordkit/coord/internal/redisc"
 	"github.com/coordkit/coord/internal/testenv"
 	"github.com/coordkit/coord/models"
 	"github.com/coordkit/coord/models/proxysim"
@@ -165,10 +167,29 @@ func testJSONShapes(t *testing.T, b backends.Backend) {
 	if c := decode[CountOut](t, "slot migrate", j("slot", "migrate", "10", "12", "--to", "2")); c.Count != 3 {
 		t.Fatalf("slot migrate: %+v", c)
 	}
+	// Two keys of slot 11 on the source master, none on the target: info
+	// counts each side on its own server.
+	src, err := redisc.Dial(master, "", 5*time.Second)
+	must(t, err)
+	defer src.Close()
+	var slot11 []string
+	for i := 0; len(slot11) < 2; i++ {
+		if k := "k" + strconv.Itoa(i); redisc.SlotOf(k, 1024) == 11 {
+			slot11 = append(slot11, k)
+		}
+	}
+	for _, k := range slot11 {
+		_, err := src.Do("SET", k, "v")
+		must(t, err)
+	}
 	info := decode[SlotInfoOut](t, "slot info", j("slot", "info", "11"))
 	if info.Slot != (SlotOut{ID: 11, Group: 2, Status: "migrate", MigrateFrom: 1, MigrateTo: 2}) || info.Group == nil || info.Group.ID != 2 ||
-		info.Keys == nil || *info.Keys != 0 || info.SourceKeys == nil || *info.SourceKeys != 0 {
-		t.Fatalf("slot info: %s", j("slot", "info", "11"))
+		info.Keys == nil || *info.Keys != 0 || info.SourceKeys == nil || *info.SourceKeys != 2 {
+		t.Fatalf("slot info, two keys on the source: %s", j("slot", "info", "11"))
+	}
+	for _, k := range slot11 {
+		_, err := src.Do("DEL", k)
+		must(t, err)
 	}
 	if c := decode[CountOut](t, "slot migrate-done", j("slot", "migrate-done", "10", "12")); c.Count != 3 {
 		t.Fatalf("slot migrate-done: %+v", c)

@@ -28,8 +28,7 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		panic("building coordctl: " + err.Error() + "\n" + string(out))
 	}
-	code := func() int { defer os.RemoveAll(dir); backends.Main(m); return 0 }()
-	os.Exit(code)
+	backends.Main(m, func() { os.RemoveAll(dir) })
 }
 
 // ctl runs the built binary and returns stdout, stderr and the exit code.
@@ -82,6 +81,8 @@ func storeArgs(t *testing.T, b backends.Backend) []string {
 	switch b.Name {
 	case "etcd":
 		return []string{"--store", "embedded:" + t.TempDir()}
+	case "etcd-cluster":
+		backends.EtcdCluster(t)
 	case "zk":
 		testenv.Addr(t, "zk")
 	case "consul":

@@ -711,3 +711,78 @@ func TestReadOnlyToken(t *testing.T) {
 	defer reader.Close()
 	testenv.WritesRefused(t, ctx, reader, admin, "/n")
 }
+
+// TestEnvironmentIgnored: consul/api fills what its Config leaves empty
+// from CONSUL_* variables (the token, the namespace, the partition); the
+// store takes none of them. With the management token in CONSUL_HTTP_TOKEN
+// and in the file CONSUL_HTTP_TOKEN_FILE names, a store without a token is
+// refused its writes with ErrPermission; a store with Config's token works
+// although CONSUL_NAMESPACE and CONSUL_PARTITION name what this agent (the
+// community edition) refuses.
+func TestEnvironmentIgnored(t *testing.T) {
+	const mgmt = "6f1d2a8e-1c2b-4b7a-9a55-acl0000test4"
+	addr := testenv.ACLAgent(t, mgmt)
+	ctx := context.Background()
+	admin := openACL(t, consulstore.Config{Address: addr, Token: mgmt, Prefix: "env"})
+	if _, err := admin.Create(ctx, "/n", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(mgmt+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONSUL_HTTP_TOKEN", mgmt)
+	t.Setenv("CONSUL_HTTP_TOKEN_FILE", file)
+	t.Setenv("CONSUL_NAMESPACE", "team-a")
+	t.Setenv("CONSUL_PARTITION", "part-a")
+
+	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: "env"})
+	if err == nil {
+		defer s.Close()
+		_, err = s.Create(ctx, "/by-env", nil, coord.Persistent)
+	}
+	if !errors.Is(err, coord.ErrPermission) {
+		t.Fatalf("a store without a token, the management token in the environment: %v, want ErrPermission", err)
+	}
+	if _, _, err := admin.Get(ctx, "/by-env"); !errors.Is(err, coord.ErrNoNode) {
+		t.Fatalf("the refused create: %v, want ErrNoNode", err)
+	}
+
+	withToken, err := consulstore.New(ctx, consulstore.Config{Address: addr, Token: mgmt, Prefix: "env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer withToken.Close()
+	if _, err := withToken.Create(ctx, "/with-token", []byte("x"), coord.Persistent); err != nil {
+		t.Fatalf("Config's token, CONSUL_NAMESPACE and CONSUL_PARTITION set: %v", err)
+	}
+	if d, _, err := admin.Get(ctx, "/with-token"); err != nil || string(d) != "x" {
+		t.Fatalf("the node written: %q, %v", d, err)
+	}
+}
+
+// TestConformanceCluster runs the suite against a cluster of three servers
+// of its own and a client agent that stores talk to, as to a local agent
+// (scripts/consul.sh cluster); the Cluster cases stop and start the
+// servers.
+func TestConformanceCluster(t *testing.T) {
+	e := testenv.StartEnsemble(t, "consul", 3)
+	b := backend(e.Addrs[0])
+	b.OpenFaulty = nil // the proxied cases run against the single agent
+	b.Cluster = func(testing.TB) conformance.Cluster { return cluster{e} }
+	conformance.Run(t, b)
+}
+
+// cluster is the conformance view of a Consul cluster.
+type cluster struct{ *testenv.Ensemble }
+
+func (c cluster) Open(t testing.TB, ns string, ttl time.Duration) coord.Store {
+	s, err := consulstore.New(context.Background(), consulstore.Config{Address: c.Addrs[0], Prefix: "coordtest/" + ns, SessionTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (c cluster) Members() int            { return c.N }
+func (c cluster) Leader(t testing.TB) int { return c.Ensemble.Leader(t, conformance.Timeout) }

@@ -52,7 +52,9 @@ type Config struct {
 	Address string
 	// Scheme is "http" (default) or "https".
 	Scheme string
-	// Token is the ACL token sent with every request.
+	// Token is the ACL token sent with every request; none when empty
+	// (CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE are not read here:
+	// storeurl reads them, in the consul command's order).
 	Token string
 	// TLS configures https (CA, client certificate, server name).
 	TLS api.TLSConfig
@@ -121,14 +123,53 @@ type Store struct {
 
 var _ coord.Store = (*Store)(nil)
 
+// configOnly is the store's HTTP round tripper: each request carries the
+// store's token (none when it has none) and no namespace or partition,
+// whatever consul/api took from the environment. A request that already
+// matches goes on unchanged; one that does not is cloned, not modified.
+type configOnly struct {
+	next  http.RoundTripper
+	token string
+}
+
+func (c configOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	scoped := strings.Contains(r.URL.RawQuery, "ns=") || strings.Contains(r.URL.RawQuery, "partition=")
+	if r.Header.Get("X-Consul-Token") == c.token && !scoped {
+		return c.next.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	if c.token == "" {
+		r.Header.Del("X-Consul-Token")
+	} else {
+		r.Header.Set("X-Consul-Token", c.token)
+	}
+	if scoped {
+		q := r.URL.Query()
+		q.Del("ns")
+		q.Del("partition")
+		r.URL.RawQuery = q.Encode()
+	}
+	return c.next.RoundTrip(r)
+}
+
 // New connects to a Consul agent.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	// Pooled connections: a call reuses an idle connection to the agent
 	// instead of dialing (a new TCP connection per call cost a quarter of
 	// the client's CPU and counted against the agent's limit per client
 	// address while it closed).
-	// Only what Config says: no CONSUL_* environment variable steers it.
-	ac := &api.Config{Address: "127.0.0.1:8500", Scheme: "http", Transport: cleanhttp.DefaultPooledTransport()}
+	// Only what Config says. consul/api fills what a Config leaves empty
+	// from CONSUL_* environment variables (the token, TLS files and
+	// verification, the namespace and partition): the HTTP client is built
+	// here from Config's TLS alone, and every request leaves with Config's
+	// token (none when empty) and no namespace or partition.
+	transport := cleanhttp.DefaultPooledTransport()
+	hc, err := api.NewHttpClient(transport, cfg.TLS)
+	if err != nil {
+		return nil, coord.Errorf("connect", cfg.Address, fmt.Errorf("%w: %v", coord.ErrInvalidArgument, err))
+	}
+	hc.Transport = configOnly{next: transport, token: cfg.Token}
+	ac := &api.Config{Address: "127.0.0.1:8500", Scheme: "http", Transport: transport, HttpClient: hc}
 	if cfg.Address != "" {
 		ac.Address = cfg.Address
 	}
@@ -259,13 +300,24 @@ func (s *Store) keys(prefix string, q *api.QueryOptions) ([]string, *api.QueryMe
 
 // notApplied: the request never reached the agent (the connection was
 // refused) or the agent turned it away before doing anything (429 Too Many
-// Requests, 503 Service Unavailable). Repeating it is safe, even a write.
+// Requests, 503 Service Unavailable, or a 500 that no server took it).
+// Repeating it is safe, even a write.
 func notApplied(err error) bool {
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Op == "dial" {
 		return true
 	}
 	code := statusCode(err)
+	// The agent answered that no server took the request: the cluster has
+	// no leader (an election, or no quorum), or the agent could not connect
+	// to the server it forwards to (one that stopped). A 500, which the api
+	// package's txn reports only as "Failed request: <body>". Not "EOF" or
+	// "leadership lost while committing log": those may have been applied.
+	if msg := err.Error(); code == http.StatusInternalServerError || (code == 0 && strings.Contains(msg, "Failed request: ")) {
+		if strings.Contains(msg, "No cluster leader") || strings.Contains(msg, "rpc error getting client") {
+			return true
+		}
+	}
 	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable
 }
 
@@ -305,7 +357,7 @@ func mapErr(ctx context.Context, err error) error {
 		return nil
 	}
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return ctx.Err()
+		return coord.InFlightErr(ctx)
 	}
 	for _, sentinel := range []error{coord.ErrNoNode, coord.ErrNodeExists, coord.ErrBadVersion, coord.ErrNotEmpty,
 		coord.ErrEphemeralParent, coord.ErrSessionExpired, coord.ErrClosed, coord.ErrTooLarge, coord.ErrPermission,

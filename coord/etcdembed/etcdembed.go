@@ -125,28 +125,47 @@ func startAttempts(dir string, opt Options) (*Server, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < attempts; attempt++ {
-		e, err := start(dir, opt)
+		ports, err := freePorts(2)
+		if err != nil {
+			return nil, fmt.Errorf("etcdembed: %w", err)
+		}
+		if opt.ClientPort != 0 {
+			ports[0] = opt.ClientPort
+		}
+		if opt.PeerPort != 0 {
+			ports[1] = opt.PeerPort
+		}
+		m := member{name: "coord", ports: [2]int{ports[0], ports[1]}}
+		m.cluster = m.name + "=" + m.peerURL().String()
+		cfg := config(dir, opt, m)
+		e, err := embed.StartEtcd(cfg)
 		if err == nil {
-			return e, nil
+			err = ready(e)
+		}
+		if err == nil {
+			return &Server{etcd: e, dir: dir, maxTxnOps: int(cfg.MaxTxnOps), ports: m.ports}, nil
 		}
 		lastErr = err
 	}
 	return nil, fmt.Errorf("etcdembed: etcd in %s: %w", dir, lastErr)
 }
 
-func start(dir string, opt Options) (*Server, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	if opt.ClientPort != 0 {
-		ports[0] = opt.ClientPort
-	}
-	if opt.PeerPort != 0 {
-		ports[1] = opt.PeerPort
-	}
+// member is what one server of a cluster is started with.
+type member struct {
+	name    string
+	ports   [2]int // client, peer
+	cluster string // the initial cluster: name=peer URL, ...
+	token   string // the initial cluster token (etcd's default when empty)
+}
+
+func (m member) peerURL() *url.URL {
+	return &url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", m.ports[1])}
+}
+
+// config is the embedded server's configuration for member m in dir.
+func config(dir string, opt Options, m member) *embed.Config {
 	cfg := embed.NewConfig()
-	cfg.Name = "coord"
+	cfg.Name = m.name
 	cfg.Dir = dir
 	if opt.LogLevel == "" {
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
@@ -162,24 +181,28 @@ func start(dir string, opt Options) (*Server, error) {
 		scheme = "https"
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: opt.CertFile, KeyFile: opt.KeyFile, TrustedCAFile: opt.ClientCAFile, ClientCertAuth: opt.ClientCAFile != ""}
 	}
-	client := url.URL{Scheme: scheme, Host: fmt.Sprintf("127.0.0.1:%d", ports[0])}
-	peer := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	client := url.URL{Scheme: scheme, Host: fmt.Sprintf("127.0.0.1:%d", m.ports[0])}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, err
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*m.peerURL()}, []url.URL{*m.peerURL()}
+	cfg.InitialCluster = m.cluster
+	if m.token != "" {
+		cfg.InitialClusterToken = m.token
 	}
+	return cfg
+}
+
+// ready waits until e serves clients (a member of a cluster: until the
+// cluster has a leader and e has joined it), and closes e if it cannot.
+func ready(e *embed.Etcd) error {
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Server{etcd: e, dir: dir, maxTxnOps: int(cfg.MaxTxnOps), ports: [2]int{ports[0], ports[1]}}, nil
+		return nil
 	case err := <-e.Err():
 		e.Close()
-		return nil, err
+		return err
 	case <-time.After(60 * time.Second):
 		e.Close()
-		return nil, fmt.Errorf("not ready after 60s")
+		return fmt.Errorf("not ready after 60s")
 	}
 }
 

@@ -3,6 +3,7 @@ package etcdstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/coordkit/coord/coord/etcdstore"
 	"github.com/coordkit/coord/internal/backends"
 	"github.com/coordkit/coord/internal/faultproxy"
+	"github.com/coordkit/coord/internal/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -30,10 +32,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	endpoints = e.Endpoints()
-	code := m.Run()
-	e.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testenv.Main(m, func() {
+		e.Close()
+		os.RemoveAll(dir)
+	})
 }
 
 func backend() conformance.Backend {
@@ -90,6 +92,60 @@ func TestConformance(t *testing.T) {
 		return r
 	}
 	conformance.Run(t, b)
+}
+
+// TestConformanceCluster runs the suite against a 3-member cluster (all
+// members embedded), stores knowing every member; the Cluster cases stop
+// and start its members.
+func TestConformanceCluster(t *testing.T) {
+	c, err := etcdembed.StartCluster(t.TempDir(), 3, etcdembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	open := func(t testing.TB, ns string, ttl time.Duration) coord.Store {
+		cfg := c.Config(ns)
+		cfg.SessionTTL = ttl
+		s, err := etcdstore.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	b := backend()
+	b.Open = func(t testing.TB, ns string) coord.Store { return open(t, ns, 2*time.Second) }
+	b.OpenFaulty = nil // the proxied cases run against the single server
+	b.Cluster = func(testing.TB) conformance.Cluster { return cluster{c, open} }
+	conformance.Run(t, b)
+}
+
+// cluster is the conformance view of an embedded cluster.
+type cluster struct {
+	c    *etcdembed.Cluster
+	open func(t testing.TB, ns string, ttl time.Duration) coord.Store
+}
+
+func (c cluster) Open(t testing.TB, ns string, ttl time.Duration) coord.Store {
+	return c.open(t, ns, ttl)
+}
+func (c cluster) Members() int             { return c.c.Size() }
+func (c cluster) Stop(_ testing.TB, i int) { c.c.Stop(i) }
+
+func (c cluster) Start(t testing.TB, i int) {
+	if err := c.c.Start(i); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c cluster) Leader(t testing.TB) int {
+	for deadline := time.Now().Add(conformance.Timeout); ; time.Sleep(50 * time.Millisecond) {
+		if l := c.c.Leader(); l >= 0 {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader after %v", conformance.Timeout)
+		}
+	}
 }
 
 // restartable is an embedded etcd server of the test's own.
@@ -197,5 +253,42 @@ func TestCorruptCounterRefused(t *testing.T) {
 	}
 	if kids, err := s.Children(ctx, "/q"); err != nil || len(kids) != 0 {
 		t.Fatalf("children after the refusal: %v %v", kids, err)
+	}
+}
+
+// TestOversizedTxnNotSent: a transaction within Limits by its count, but
+// whose long paths make the request larger than the cluster takes, is
+// refused with ErrTooLarge before it is sent: the bytes that reach the
+// server (through a loopback proxy) are a small part of it.
+func TestOversizedTxnNotSent(t *testing.T) {
+	p, err := faultproxy.New(strings.TrimPrefix(endpoints[0], "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := etcdstore.New(ctx, etcdstore.Config{Endpoints: []string{"http://" + p.Addr()}, Prefix: "big", MaxTxnOps: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	lim := s.Limits()
+	dir := "/" + strings.Repeat("a", 130) + "/" + strings.Repeat("b", 130) + "/" + strings.Repeat("c", 130)
+	data := []byte(strings.Repeat("d", 600))
+	var ops []coord.Op
+	for i := 0; i < 1024; i++ {
+		ops = append(ops, coord.SetOp(fmt.Sprintf("%s/%04d", dir, i), data, coord.AnyVersion))
+	}
+	if n := lim.TxnBytes(ops); n > lim.MaxTxnBytes || len(ops) > lim.TxnOps(ops) {
+		t.Fatalf("the transaction is over Limits by count (%d bytes, %d ops; %+v): the case needs one within", n, len(ops), lim)
+	}
+	before := p.Sent()
+	_, err = s.Txn(ctx, ops...)
+	if !errors.Is(err, coord.ErrTooLarge) || errors.Is(err, coord.ErrOutcomeUnknown) {
+		t.Fatalf("a transaction of about 2 MB: %v, want ErrTooLarge", err)
+	}
+	if sent := p.Sent() - before; sent > 64<<10 {
+		t.Fatalf("the refused transaction sent %d bytes to the server", sent)
 	}
 }

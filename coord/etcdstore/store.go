@@ -84,6 +84,8 @@ type Store struct {
 	limits coord.Limits
 	// serverOps is the cluster's limit on operations per etcd transaction.
 	serverOps int
+	// reqBytes is the cluster's limit on a request's size.
+	reqBytes  int
 	bg        context.Context
 	stop      context.CancelFunc
 	mu        sync.Mutex
@@ -124,10 +126,21 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// Leave room for keys and framing in a request.
 	s.serverOps = ops
 	// A set or check takes one compare and one op of the server's limit.
-	// An op is a compare and a put (or a get), each naming the key: about
-	// 40 bytes of encoding and twice a key of ordinary length.
-	const opBytes = 128
-	s.limits = coord.Limits{MaxValueSize: reqBytes - 64<<10, MaxTxnOps: ops / 2, MaxTxnSetOps: ops, MaxTxnBytes: reqBytes - 64<<10 + opBytes, TxnOpBytes: opBytes}
+	// An op's room in a request (TxnOpBytes): its encoding (32 bytes) and
+	// its key (the prefix, the depth and a path of ordinary length, 64
+	// bytes) named three times: a set compares the key's version, puts it,
+	// and reads it in the Else branch that tells why a refused transaction
+	// failed. Other ops (at most MaxTxnOps of them) name their key and
+	// their parent's up to seven times: room for four more is kept off the
+	// value limit, so that the largest transaction of creates within
+	// Limits fits the request limit too. Anything larger is refused before
+	// it is sent (see commit).
+	const ordinaryPath = 64
+	keyRoom := len(s.prefix) + 4 + ordinaryPath
+	opBytes := 3*keyRoom + 32
+	values := reqBytes - 64<<10 - ops/2*4*keyRoom
+	s.reqBytes = reqBytes
+	s.limits = coord.Limits{MaxValueSize: values, MaxTxnOps: ops / 2, MaxTxnSetOps: ops, MaxTxnBytes: values + opBytes, TxnOpBytes: opBytes}
 	if cfg.Client != nil {
 		s.cli = cfg.Client
 	} else {
@@ -243,7 +256,7 @@ func mapErr(ctx context.Context, err error) error {
 		}
 	}
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.Canceled || status.Code(err) == codes.DeadlineExceeded) {
-		return ctx.Err()
+		return coord.InFlightErr(ctx)
 	}
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
@@ -253,7 +266,9 @@ func mapErr(ctx context.Context, err error) error {
 		// A user without the right (or wrong credentials): retrying
 		// cannot help.
 		return fmt.Errorf("%w: %v", coord.ErrPermission, err)
-	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps):
+	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps),
+		// gRPC's own message limits, on either side: not applied.
+		status.Code(err) == codes.ResourceExhausted:
 		return fmt.Errorf("%w: %v", coord.ErrTooLarge, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		status.Code(err) == codes.DeadlineExceeded, status.Code(err) == codes.Unavailable:

@@ -21,6 +21,9 @@ import (
 // commit runs one transaction that may write: a commit whose answer did not
 // come may have been applied, and says so (ErrOutcomeUnknown).
 func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {
+	if n := requestBytes(cmps, then, els); n > s.reqBytes {
+		return nil, fmt.Errorf("%w: a request of about %d bytes, over the cluster's %d (not sent)", coord.ErrTooLarge, n, s.reqBytes)
+	}
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 	if err == nil && s.loseReply.CompareAndSwap(true, false) {
 		// A test's fault: applied, and the answer lost on the way.
@@ -35,6 +38,22 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []cli
 	}
 	s.seen.See(resp.Header.Revision)
 	return resp, nil
+}
+
+// requestBytes is a transaction's size on the wire, over-counted a little:
+// its keys and values, and 16 bytes of encoding for each compare and op.
+func requestBytes(cmps []clientv3.Cmp, then, els []clientv3.Op) int {
+	n := 64 // the request's own framing
+	for i := range cmps {
+		c := cmps[i].GetCompare()
+		n += len(c.Key) + len(c.RangeEnd) + len(c.GetValue()) + 16
+	}
+	for _, ops := range [][]clientv3.Op{then, els} {
+		for _, op := range ops {
+			n += len(op.KeyBytes()) + len(op.RangeBytes()) + len(op.ValueBytes()) + 16
+		}
+	}
+	return n
 }
 
 // Txn implements coord.Store.

@@ -314,7 +314,7 @@ func (s *Store) call(ctx context.Context, idempotent bool, fn func() error) erro
 		select {
 		case err = <-done:
 		case <-ctx.Done():
-			return ctx.Err()
+			return coord.InFlightErr(ctx)
 		case <-timeout:
 			return fmt.Errorf("%w: no answer within %v", coord.ErrUnavailable, s.reqTO)
 		case <-s.life.Done():
@@ -332,7 +332,7 @@ func (s *Store) call(ctx context.Context, idempotent bool, fn func() error) erro
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return coord.InFlightErr(ctx)
 		case <-timeout:
 			t.Stop()
 			return fmt.Errorf("%w: %v (tried until the request timeout, %v)", coord.ErrUnavailable, err, s.reqTO)
@@ -622,7 +622,7 @@ func (s *Store) GetMany(ctx context.Context, paths ...string) ([]coord.GetResult
 	close(next)
 	wg.Wait()
 	if first == nil && ctx.Err() != nil {
-		first = coord.Errorf("getmany", paths[0], ctx.Err())
+		first = coord.Errorf("getmany", paths[0], coord.InFlightErr(ctx))
 	}
 	if first != nil {
 		return nil, first

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"go.uber.org/goleak"
 
 	"github.com/coordkit/coord/conformance"
 	"github.com/coordkit/coord/coord"
@@ -28,7 +29,7 @@ var gates sync.Map // *zkstore.Store -> *gate
 func open(t testing.TB, addr, chroot string) *zkstore.Store {
 	g := &testenv.Gate{}
 	s, err := zkstore.New(context.Background(), zkstore.Config{
-		Servers: []string{addr}, Chroot: chroot, SessionTimeout: sessionTimeout, Dialer: g.Dial,
+		Servers: strings.Split(addr, ","), Chroot: chroot, SessionTimeout: sessionTimeout, Dialer: g.Dial,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +68,33 @@ func TestConformance(t *testing.T) {
 	b.Restartable = func(t testing.TB) conformance.Server { return restartable{testenv.StartServer(t, "zk")} }
 	conformance.Run(t, b)
 }
+
+// TestConformanceCluster runs the suite against an ensemble of three
+// servers of its own (scripts/zk.sh ensemble), stores knowing every member;
+// the Cluster cases stop and start its members.
+func TestConformanceCluster(t *testing.T) {
+	e := testenv.StartEnsemble(t, "zk", 3)
+	b := backend(strings.Join(e.Addrs, ","))
+	b.OpenFaulty = nil // the proxied cases run against the single server
+	b.Cluster = func(testing.TB) conformance.Cluster { return ensemble{e} }
+	conformance.Run(t, b)
+}
+
+// ensemble is the conformance view of a ZooKeeper ensemble.
+type ensemble struct{ *testenv.Ensemble }
+
+func (e ensemble) Open(t testing.TB, ns string, timeout time.Duration) coord.Store {
+	s, err := zkstore.New(context.Background(), zkstore.Config{
+		Servers: e.Addrs, Chroot: "/coordtest/" + ns, SessionTimeout: timeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (e ensemble) Members() int            { return e.N }
+func (e ensemble) Leader(t testing.TB) int { return e.Ensemble.Leader(t, conformance.Timeout) }
 
 // restartable is a ZooKeeper server of the test's own.
 type restartable struct{ *testenv.Server }
@@ -268,4 +296,33 @@ func TestChrootsIsolated(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}, []string{base, base + "x", base + "-001"})
+}
+
+// TestCloseStopsItsGoroutines: Close stops the store's goroutines (the
+// session watchdog among them) at once, not when a long session timeout
+// (here 30 s) would have run out: none is left 10 s after Close.
+func TestCloseStopsItsGoroutines(t *testing.T) {
+	addr := testenv.Addr(t, "zk")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := goleak.IgnoreCurrent()
+	s, err := zkstore.New(ctx, zkstore.Config{Servers: []string{addr}, Chroot: "/coordtest/close", SessionTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "/e", nil, coord.Ephemeral); err != nil && !errors.Is(err, coord.ErrNodeExists) {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := goleak.Find(before)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left 10 s after Close, with a 30 s session timeout: %v", err)
+		}
+	}
 }

@@ -53,14 +53,43 @@ var (
 	etcdErr  error
 )
 
-// Main runs the tests of a package and stops the embedded etcd after them.
-func Main(m *testing.M) {
-	code := m.Run()
-	if etcd != nil {
-		etcd.Close()
-		os.RemoveAll(etcdDir)
+// Main runs the tests of a package, then each of after, stops the embedded
+// etcd (and cluster) and checks that no goroutine was left running (testenv.Main).
+func Main(m *testing.M, after ...func()) {
+	testenv.Main(m, func() {
+		for _, f := range after {
+			f()
+		}
+		if etcd != nil {
+			etcd.Close()
+			os.RemoveAll(etcdDir)
+		}
+		if cluster != nil {
+			cluster.Close()
+			os.RemoveAll(clusterDir)
+		}
+	})
+}
+
+var (
+	clusterOnce sync.Once
+	cluster     *etcdembed.Cluster
+	clusterDir  string
+	clusterErr  error
+)
+
+// EtcdCluster returns a 3-member embedded etcd cluster, started on first use.
+func EtcdCluster(t testing.TB) *etcdembed.Cluster {
+	clusterOnce.Do(func() {
+		clusterDir, clusterErr = os.MkdirTemp("", "coord-etcd-cluster-")
+		if clusterErr == nil {
+			cluster, clusterErr = etcdembed.StartCluster(clusterDir, 3, etcdembed.Options{})
+		}
+	})
+	if clusterErr != nil {
+		t.Fatalf("embedded etcd cluster: %v", clusterErr)
 	}
-	os.Exit(code)
+	return cluster
 }
 
 // Etcd returns the embedded etcd, started on first use.
@@ -100,6 +129,28 @@ func All() []Backend {
 					return "embedded" // not started: no shared server to name
 				}
 				return "etcd://" + strings.TrimPrefix(etcd.Endpoints()[0], "http://") + "?prefix=" + ns
+			},
+			Expire: ExpireEtcd,
+		},
+		{
+			// Three embedded members; stores know them all.
+			Name: "etcd-cluster",
+			Open: func(t testing.TB, ns string) coord.Store {
+				s, err := etcdstore.New(context.Background(), EtcdCluster(t).Config(ns))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return closeAtEnd(t, s)
+			},
+			URL: func(ns string) string {
+				if cluster == nil {
+					return "embedded"
+				}
+				var hosts []string
+				for _, e := range cluster.Endpoints() {
+					hosts = append(hosts, strings.TrimPrefix(e, "http://"))
+				}
+				return "etcd://" + strings.Join(hosts, ",") + "?prefix=" + ns
 			},
 			Expire: ExpireEtcd,
 		},

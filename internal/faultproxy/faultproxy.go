@@ -11,6 +11,7 @@ package faultproxy
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,7 @@ type Proxy struct {
 	closed  bool
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
+	sent    atomic.Int64 // bytes forwarded to the target
 }
 
 // New listens on a free loopback port and forwards to target (host:port).
@@ -42,6 +44,9 @@ func New(target string) (*Proxy, error) {
 	go p.accept(l)
 	return p, nil
 }
+
+// Sent is the number of bytes forwarded from clients to the target so far.
+func (p *Proxy) Sent() int64 { return p.sent.Load() }
 
 // Addr is the proxy's host:port; give it to the client instead of the target.
 func (p *Proxy) Addr() string { return p.addr }
@@ -185,6 +190,9 @@ func (p *Proxy) pipe(src, dst net.Conn, reply bool) {
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
+			}
+			if !reply {
+				p.sent.Add(int64(n))
 			}
 		}
 		if err != nil { // EOF or a closed connection: close both ends

@@ -156,13 +156,21 @@ func Create(ctx context.Context, s coord.Store, c *Claims, reqTO time.Duration, 
 		}
 		p, ok, rerr := Created(ctx, s, c, path, data, mode, after, own)
 		if rerr != nil {
-			return "", coord.Errorf("create", path, fmt.Errorf("%w: the create's answer was lost (%v), and finding out whether it was applied failed: %v", coord.ErrUnavailable, err, rerr))
+			why := fmt.Sprintf("the create's answer was lost (%v), and finding out whether it was applied failed: %v", err, rerr)
+			if ctx.Err() != nil {
+				// The caller's deadline or cancellation, as for any call.
+				return "", coord.Errorf("create", path, fmt.Errorf("%w (%s)", coord.InFlightErr(ctx), why))
+			}
+			return "", coord.Errorf("create", path, fmt.Errorf("%w: %s", coord.ErrUnavailable, why))
 		}
 		if ok {
 			return p, nil
 		}
 		// Not applied: send it again, within reqTO when ctx has no deadline.
-		if _, has := ctx.Deadline(); (!has && time.Since(start) > reqTO) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return "", coord.Errorf("create", path, fmt.Errorf("%w (the create's answer was lost (%v) and it was not applied)", coord.InFlightErr(ctx), err))
+		}
+		if _, has := ctx.Deadline(); !has && time.Since(start) > reqTO {
 			return "", coord.Errorf("create", path, fmt.Errorf("%w: the create's answer was lost (%v) and it was not applied; tried until the request timeout, %v", coord.ErrUnavailable, err, reqTO))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,69 @@ func (s *Server) Start(t testing.TB) {
 	t.Helper()
 	if addr := Script(t, nil, s.script, "restart", s.dir); addr != s.Addr {
 		t.Fatalf("the restarted server is at %s, not %s", addr, s.Addr)
+	}
+}
+
+// Ensemble is a cluster of servers of one backend of the test's own, run by
+// its script (zk.sh ensemble, consul.sh cluster), whose members the test
+// can stop and start again. It is stopped when the test ends.
+type Ensemble struct {
+	// Addrs are where clients connect: every member's host:port in member
+	// order (ZooKeeper), or the client agent's (Consul, whose clients talk
+	// to a local agent, not to the servers).
+	Addrs []string
+	// N is the number of members (servers).
+	N      int
+	script string
+	dir    string
+}
+
+// StartEnsemble starts an ensemble of n servers of backend ("zk" or
+// "consul"); like StartServer, it skips (or fails) where the backend's test
+// server is missing.
+func StartEnsemble(t testing.TB, backend string, n int) *Ensemble {
+	t.Helper()
+	Addr(t, backend)
+	e := &Ensemble{N: n, script: backend + ".sh", dir: t.TempDir()}
+	cmd := "ensemble"
+	if backend == "consul" {
+		cmd = "cluster"
+	}
+	e.Addrs = strings.Split(Script(t, nil, e.script, cmd, e.dir, strconv.Itoa(n)), ",")
+	if backend == "zk" && len(e.Addrs) != n {
+		t.Fatalf("an ensemble of %d servers at %v", n, e.Addrs)
+	}
+	t.Cleanup(func() { Script(t, nil, e.script, "stop", e.dir) })
+	return e
+}
+
+func (e *Ensemble) member(i int) string { return filepath.Join(e.dir, "m"+strconv.Itoa(i)) }
+
+// Stop stops member i as a crash would; its data stays.
+func (e *Ensemble) Stop(t testing.TB, i int) {
+	t.Helper()
+	Script(t, nil, e.script, "stop", e.member(i))
+}
+
+// Start starts stopped member i again and returns once it serves (it has
+// rejoined a quorum).
+func (e *Ensemble) Start(t testing.TB, i int) {
+	t.Helper()
+	Script(t, nil, e.script, "restart", e.member(i))
+}
+
+// Leader returns the index of the member that leads, waiting up to wait
+// for the members to elect one.
+func (e *Ensemble) Leader(t testing.TB, wait time.Duration) int {
+	t.Helper()
+	for deadline := time.Now().Add(wait); ; time.Sleep(100 * time.Millisecond) {
+		out, err := exec.Command(filepath.Join(root(t), "scripts", e.script), "leader", e.dir).Output()
+		if i, perr := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && perr == nil {
+			return i
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader in the ensemble after %v", wait)
+		}
 	}
 }
 
