@@ -161,34 +161,21 @@ func TestConcurrentWritersBesideFaithfulProxies(t *testing.T) {
 		}
 		const writers, rounds = 6, 3
 		stores := []coord.Store{s, open(), open()} // writers share some stores, not others
-		var wg sync.WaitGroup
-		errs := make(chan error, writers*rounds)
-		start := make(chan struct{})
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				st := stores[w%len(stores)]
-				<-start
-				for r := 0; r < rounds; r++ {
-					id := w*rounds + r // a slot of its own
-					sl, err := models.GetSlot(ctx, st, product, id)
-					if err == nil {
-						sl.GroupId = 1 + (r+w)%2
-						err = sl.Update(ctx, st) // slot_changed, confirmed
-					}
-					if err != nil {
-						errs <- fmt.Errorf("writer %d, round %d: %w", w, r, err)
-					}
+		together(t, writers, func(w int) error {
+			st := stores[w%len(stores)]
+			for r := 0; r < rounds; r++ {
+				id := w*rounds + r // a slot of its own
+				sl, err := models.GetSlot(ctx, st, product, id)
+				if err == nil {
+					sl.GroupId = 1 + (r+w)%2
+					err = sl.Update(ctx, st) // slot_changed, confirmed
 				}
-			}(w)
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
+				if err != nil {
+					return fmt.Errorf("round %d: %w", r, err)
+				}
+			}
+			return nil
+		})
 		healthy(t, s, proxies...)
 		// Every action made since the proxies came up was answered by all.
 		seqs, err := models.GetActionSeqList(ctx, s, product)
@@ -231,25 +218,9 @@ func TestFiftyConcurrentSlotRanges(t *testing.T) {
 		for i := range stores {
 			stores[i] = open()
 		}
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		start := make(chan struct{})
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				<-start
-				if err := models.SetSlotRange(ctx, stores[w%len(stores)], product, w*width, w*width+width-1, 1+w%2, models.SLOT_STATUS_ONLINE); err != nil {
-					errs <- fmt.Errorf("writer %d: %w", w, err)
-				}
-			}(w)
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
+		together(t, writers, func(w int) error {
+			return models.SetSlotRange(ctx, stores[w%len(stores)], product, w*width, w*width+width-1, 1+w%2, models.SLOT_STATUS_ONLINE)
+		})
 		slots, err := models.Slots(ctx, s, product)
 		must(t, err)
 		for _, sl := range slots {
@@ -465,4 +436,29 @@ func TestLockDescribedByCaller(t *testing.T) {
 			}))
 		}
 	})
+}
+
+// together runs fn(0) ... fn(n-1) in goroutines released at once (behind a
+// barrier), waits for all, and reports each error with its writer.
+func together(t *testing.T, n int, fn func(w int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			<-start
+			if err := fn(w); err != nil {
+				errs <- fmt.Errorf("writer %d: %w", w, err)
+			}
+		}(w)
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

@@ -117,6 +117,24 @@ nothing_runs() {
 	left=$(pgrep -af -- "$1" | grep -v -e pgrep -e selftest.sh || true)
 	[ -z "$left" ] || fail "left running: $left"
 }
+# members SCRIPT VERB NAME WANT: SCRIPT VERB starts three servers in
+# $t/NAME and prints what matches WANT; one of them leads, stops and comes
+# back; stop stops them all.
+members() {
+	local sh=$1 verb=$2 name=$3 want=$4 lead dir=$t/$3
+	run "$name" "$repo/scripts/$sh" "$verb" "$dir" 3
+	expect_ok
+	[[ "$(cat "$t/$name.out" 2>/dev/null)" =~ $want ]] || fail "printed '$(cat "$t/$name.out")', want $want"
+	lead=$("$repo/scripts/$sh" leader "$dir" || true)
+	[[ "$lead" =~ ^[0-2]$ ]] || fail "leader printed '$lead'"
+	run "$name-member-stop" "$repo/scripts/$sh" stop "$dir/m$lead"
+	expect_ok
+	run "$name-member-restart" "$repo/scripts/$sh" restart "$dir/m$lead"
+	expect_ok
+	run "$name-stop" "$repo/scripts/$sh" stop "$dir"
+	expect_ok
+	nothing_runs "$dir"
+}
 home_untouched() {
 	[ -z "$(ls -A "$t/home")" ] || fail "wrote into HOME: $(ls -A "$t/home")"
 }
@@ -138,20 +156,8 @@ expect_ok
 nothing_runs "$t/consul-cold"
 [ ! -e "$t/consul-cold/consul.pid" ] || fail "pid file left"
 
-# A cluster: three servers and a client agent; one server leads, stops and
-# comes back; stop stops them all.
-run consul-cluster "$repo/scripts/consul.sh" cluster "$t/consul-cl" 3
-expect_ok
-[[ "$(cat "$t/consul-cluster.out" 2>/dev/null)" =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "printed '$(cat "$t/consul-cluster.out")', want 127.0.0.1:PORT"
-lead=$("$repo/scripts/consul.sh" leader "$t/consul-cl" || true)
-[[ "$lead" =~ ^[0-2]$ ]] || fail "leader printed '$lead'"
-run consul-member-stop "$repo/scripts/consul.sh" stop "$t/consul-cl/m$lead"
-expect_ok
-run consul-member-restart "$repo/scripts/consul.sh" restart "$t/consul-cl/m$lead"
-expect_ok
-run consul-cluster-stop "$repo/scripts/consul.sh" stop "$t/consul-cl"
-expect_ok
-nothing_runs "$t/consul-cl"
+# A cluster: three servers and a client agent (see members).
+members consul.sh cluster consul-cluster '^127\.0\.0\.1:[0-9]+$'
 
 # `version` prints one line and succeeds every time (it once piped into
 # head, and the writer's SIGPIPE failed it now and then under pipefail).
@@ -227,21 +233,8 @@ run zk-stop "$repo/scripts/zk.sh" stop "$t/zk-cold"
 expect_ok
 nothing_runs "$t/zk-cold"
 
-# An ensemble: every member serves, one leads, a member stops and comes
-# back, and stop stops them all.
-run zk-ensemble "$repo/scripts/zk.sh" ensemble "$t/zk-ens" 3
-expect_ok
-[[ "$(cat "$t/zk-ensemble.out" 2>/dev/null)" =~ ^127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+$ ]] ||
-	fail "printed '$(cat "$t/zk-ensemble.out")', want three 127.0.0.1:PORT"
-lead=$("$repo/scripts/zk.sh" leader "$t/zk-ens" || true)
-[[ "$lead" =~ ^[0-2]$ ]] || fail "leader printed '$lead'"
-run zk-member-stop "$repo/scripts/zk.sh" stop "$t/zk-ens/m$lead"
-expect_ok
-run zk-member-restart "$repo/scripts/zk.sh" restart "$t/zk-ens/m$lead"
-expect_ok
-run zk-ensemble-stop "$repo/scripts/zk.sh" stop "$t/zk-ens"
-expect_ok
-nothing_runs "$t/zk-ens"
+# An ensemble of three servers (see members).
+members zk.sh ensemble zk-ensemble '^127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+$'
 run zk-ensemble-bad-n "$repo/scripts/zk.sh" ensemble "$t/zk-ens-bad" x
 expect_fail ensemble nolog
 
