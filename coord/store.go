@@ -111,8 +111,10 @@ func (l Limits) TxnOps(ops []Op) int {
 
 // Store is a hierarchical coordination store. Implementations are safe for
 // concurrent use. Every method honours its context: a call whose context is
-// already done returns its error (wrapped) without sending anything; a write
-// whose context ends while it is in flight may or may not have been applied.
+// already done returns its error (wrapped) without sending anything; one
+// whose context ends before the backend answers returns InFlightErr (for a
+// deadline, context.DeadlineExceeded and ErrUnavailable); a write whose
+// context ends while it is in flight may or may not have been applied.
 type Store interface {
 	// Create makes a node at path holding data, and returns its path (with
 	// the sequence number appended for Sequential modes). The parent must
