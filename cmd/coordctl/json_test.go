@@ -128,7 +128,7 @@ func TestShapesDocumented(t *testing.T) {
 // the embedded store) and real Redis servers, and decodes each output
 // strictly into its shape.
 func TestJSONShapes(t *testing.T) {
-	for _, b := range backends.All() {
+	for _, b := range backends.Servers() {
 		t.Run(b.Name, func(t *testing.T) { testJSONShapes(t, b) })
 	}
 }
@@ -304,7 +304,7 @@ func complete(t *testing.T, args ...string) []string {
 // servers, proxies, actions, products) and from fixed sets; a store that
 // cannot be read offers nothing and creates nothing.
 func TestCompletion(t *testing.T) {
-	for _, b := range backends.All() {
+	for _, b := range backends.Servers() {
 		t.Run(b.Name, func(t *testing.T) {
 			ns, s, g := initShop(t, b)
 			ctx := context.Background()

@@ -81,8 +81,6 @@ func storeArgs(t *testing.T, b backends.Backend) []string {
 	switch b.Name {
 	case "etcd":
 		return []string{"--store", "embedded:" + t.TempDir()}
-	case "etcd-cluster":
-		backends.EtcdCluster(t)
 	case "zk":
 		testenv.Addr(t, "zk")
 	case "consul":
@@ -92,7 +90,7 @@ func storeArgs(t *testing.T, b backends.Backend) []string {
 }
 
 func TestCommands(t *testing.T) {
-	for _, b := range backends.All() {
+	for _, b := range backends.Servers() {
 		t.Run(b.Name, func(t *testing.T) {
 			g := append(storeArgs(t, b), "--product", "shop")
 			run := func(args ...string) string { return ok(t, append(append([]string{}, g...), args...)...) }
@@ -197,7 +195,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestCopyBetweenBackends(t *testing.T) {
-	all := backends.All()
+	all := backends.Servers()
 	src := storeArgs(t, all[0]) // embedded etcd
 	g := append(src, "--product", "moving")
 	ok(t, append(g, "slot", "init")...)
@@ -238,7 +236,7 @@ func must(t *testing.T, err error) {
 // holder, having written nothing; lock show names it too; force-remove says
 // whose lock it removed, and the command then goes through.
 func TestLockHolderNamed(t *testing.T) {
-	for _, b := range backends.All() {
+	for _, b := range backends.Servers() {
 		t.Run(b.Name, func(t *testing.T) {
 			_, s, g := initShop(t, b)
 			ctx := context.Background()

@@ -36,7 +36,7 @@ func initShop(t *testing.T, b backends.Backend) (string, coord.Store, []string) 
 func shopOnZooKeeper(t *testing.T) (backends.Backend, string, coord.Store) {
 	t.Helper()
 	testenv.Addr(t, "zk")
-	b := backends.All()[1]
+	b := backends.Servers()[1]
 	ns, s, _ := initShop(t, b)
 	g := models.NewServerGroup("shop", 1)
 	must(t, g.Create(context.Background(), s))
@@ -136,7 +136,7 @@ func TestDestructiveNeedsYes(t *testing.T) {
 // replaces another existing product only with --force.
 func TestDemoLeavesOtherProductsAlone(t *testing.T) {
 	testenv.Addr(t, "zk")
-	b := backends.All()[1]
+	b := backends.Servers()[1]
 	ns := backends.Namespace(t)
 	s := b.Open(t, ns)
 	ctx := context.Background()
@@ -309,7 +309,7 @@ func TestMigrateDoneChecksKeys(t *testing.T) {
 // another product, as a bad load once left) is found and repaired with raw
 // stat/get/put, compare-and-set; writes inside a product wait for its lock.
 func TestRawEscapeHatch(t *testing.T) {
-	for _, b := range backends.All()[1:] { // server backends: the test holds the lock meanwhile
+	for _, b := range backends.Servers()[1:] { // server backends: the test holds the lock meanwhile
 		t.Run(b.Name, func(t *testing.T) {
 			_, s, g := initShop(t, b)
 			ctx := context.Background()

@@ -54,7 +54,7 @@ var (
 )
 
 // Main runs the tests of a package, then each of after, stops the embedded
-// etcd (and cluster) and checks that no goroutine was left running (testenv.Main).
+// etcd (and cluster), the shared ensembles, and checks that no goroutine was left running (testenv.Main).
 func Main(m *testing.M, after ...func()) {
 	testenv.Main(m, func() {
 		for _, f := range after {
@@ -68,6 +68,7 @@ func Main(m *testing.M, after ...func()) {
 			cluster.Close()
 			os.RemoveAll(clusterDir)
 		}
+		testenv.StopShared()
 	})
 }
 
@@ -111,27 +112,16 @@ func closeAtEnd(t testing.TB, s coord.Store) coord.Store {
 	return s
 }
 
-// All returns the backends; those whose server is missing skip (or fail,
+// All returns the backends: the single servers of Servers, then a cluster
+// of three of each (Clusters). Those whose server is missing skip (or fail,
 // when required) the subtest that opens them.
-func All() []Backend {
+func All() []Backend { return append(Servers(), Clusters()...) }
+
+// Clusters returns a 3-member cluster of each backend: an embedded etcd
+// cluster, a ZooKeeper ensemble and a Consul cluster (three servers and a
+// client agent), each started on first use and shared by the process.
+func Clusters() []Backend {
 	return []Backend{
-		{
-			Name: "etcd",
-			Open: func(t testing.TB, ns string) coord.Store {
-				s, err := etcdstore.New(context.Background(), Etcd(t).Config(ns))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return closeAtEnd(t, s)
-			},
-			URL: func(ns string) string {
-				if etcd == nil {
-					return "embedded" // not started: no shared server to name
-				}
-				return "etcd://" + strings.TrimPrefix(etcd.Endpoints()[0], "http://") + "?prefix=" + ns
-			},
-			Expire: ExpireEtcd,
-		},
 		{
 			// Three embedded members; stores know them all.
 			Name: "etcd-cluster",
@@ -155,39 +145,63 @@ func All() []Backend {
 			Expire: ExpireEtcd,
 		},
 		{
-			Name: "zk",
+			// Three servers; stores know them all.
+			Name: "zk-ensemble",
 			Open: func(t testing.TB, ns string) coord.Store {
-				g := &testenv.Gate{}
-				s, err := zkstore.New(context.Background(), zkstore.Config{
-					Servers: []string{testenv.Addr(t, "zk")}, Chroot: "/coordtest/" + ns, SessionTimeout: zkSessionTimeout,
-					ACLFor: zkstore.LeafACL(models.IsLeafNode), Dialer: g.Dial})
+				return openZK(t, ZKEnsemble(t).Addrs, ns)
+			},
+			Expire: expireZK,
+			URL: func(ns string) string {
+				return "zk://" + strings.Join(sharedAddrs("zk"), ",") + "/coordtest/" + ns
+			},
+		},
+		{
+			// Three servers and a client agent that stores talk to.
+			Name: "consul-cluster",
+			Open: func(t testing.TB, ns string) coord.Store {
+				return openConsul(t, ConsulCluster(t).Addrs[0], ns)
+			},
+			Expire: ExpireConsul,
+			URL: func(ns string) string {
+				return "consul://" + strings.Join(sharedAddrs("consul"), ",") + "?prefix=coordtest/" + ns
+			},
+		},
+	}
+}
+
+// Servers returns the backends on a single server: the embedded etcd,
+// ZooKeeper and Consul, in that order.
+func Servers() []Backend {
+	return []Backend{
+		{
+			Name: "etcd",
+			Open: func(t testing.TB, ns string) coord.Store {
+				s, err := etcdstore.New(context.Background(), Etcd(t).Config(ns))
 				if err != nil {
 					t.Fatal(err)
 				}
-				zkGates.Store(s, g)
-				t.Cleanup(func() { zkGates.Delete(s) })
 				return closeAtEnd(t, s)
 			},
-			Expire: func(t testing.TB, s coord.Store) {
-				g, ok := zkGates.Load(s)
-				if !ok {
-					t.Fatal("Expire: not a store of this backend")
+			URL: func(ns string) string {
+				if etcd == nil {
+					return "embedded" // not started: no shared server to name
 				}
-				// Silent for longer than the session timeout: the server
-				// expires the session; the store finds out on reconnecting.
-				g.(*testenv.Gate).Cut(zkSessionTimeout + 2*time.Second)
+				return "etcd://" + strings.TrimPrefix(etcd.Endpoints()[0], "http://") + "?prefix=" + ns
 			},
-			URL: func(ns string) string { return "zk://" + os.Getenv("COORD_TEST_ZK") + "/coordtest/" + ns },
+			Expire: ExpireEtcd,
+		},
+		{
+			Name: "zk",
+			Open: func(t testing.TB, ns string) coord.Store {
+				return openZK(t, []string{testenv.Addr(t, "zk")}, ns)
+			},
+			Expire: expireZK,
+			URL:    func(ns string) string { return "zk://" + os.Getenv("COORD_TEST_ZK") + "/coordtest/" + ns },
 		},
 		{
 			Name: "consul",
 			Open: func(t testing.TB, ns string) coord.Store {
-				s, err := consulstore.New(context.Background(), consulstore.Config{
-					Address: testenv.Addr(t, "consul"), Prefix: "coordtest/" + ns})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return closeAtEnd(t, s)
+				return openConsul(t, testenv.Addr(t, "consul"), ns)
 			},
 			Expire: ExpireConsul,
 			URL: func(ns string) string {
@@ -195,6 +209,67 @@ func All() []Backend {
 			},
 		},
 	}
+}
+
+// openZK opens a ZooKeeper store on servers, through a dial gate that
+// Expire cuts.
+func openZK(t testing.TB, servers []string, ns string) coord.Store {
+	g := &testenv.Gate{}
+	s, err := zkstore.New(context.Background(), zkstore.Config{
+		Servers: servers, Chroot: "/coordtest/" + ns, SessionTimeout: zkSessionTimeout,
+		ACLFor: zkstore.LeafACL(models.IsLeafNode), Dialer: g.Dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zkGates.Store(s, g)
+	t.Cleanup(func() { zkGates.Delete(s) })
+	return closeAtEnd(t, s)
+}
+
+// expireZK keeps a store openZK made silent for longer than its session
+// timeout: the server expires the session; the store finds out on
+// reconnecting.
+func expireZK(t testing.TB, s coord.Store) {
+	g, ok := zkGates.Load(s)
+	if !ok {
+		t.Fatal("Expire: not a store of this backend")
+	}
+	g.(*testenv.Gate).Cut(zkSessionTimeout + 2*time.Second)
+}
+
+func openConsul(t testing.TB, addr, ns string) coord.Store {
+	s, err := consulstore.New(context.Background(), consulstore.Config{Address: addr, Prefix: "coordtest/" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return closeAtEnd(t, s)
+}
+
+var sharedEnsembles sync.Map // "zk" or "consul" -> *testenv.Ensemble
+
+// ZKEnsemble returns the 3-server ZooKeeper ensemble the tests of the
+// process share, started on first use (stopped by Main).
+func ZKEnsemble(t testing.TB) *testenv.Ensemble {
+	e := testenv.SharedEnsemble(t, "zk")
+	sharedEnsembles.Store("zk", e)
+	return e
+}
+
+// ConsulCluster returns the Consul cluster (3 servers and a client agent)
+// the tests of the process share, started on first use (stopped by Main).
+func ConsulCluster(t testing.TB) *testenv.Ensemble {
+	e := testenv.SharedEnsemble(t, "consul")
+	sharedEnsembles.Store("consul", e)
+	return e
+}
+
+// sharedAddrs are the client addresses of the shared ensemble of backend
+// (none before it started).
+func sharedAddrs(backend string) []string {
+	if e, ok := sharedEnsembles.Load(backend); ok {
+		return e.(*testenv.Ensemble).Addrs
+	}
+	return nil
 }
 
 var clean = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)

@@ -11,12 +11,14 @@
 package testenv
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -85,15 +87,23 @@ func root(t testing.TB) string {
 // test fails with the script's messages when it fails.
 func Script(t testing.TB, env []string, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(root(t), "scripts", name), args...)
+	out, err := runScript(root(t), env, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func runScript(root string, env []string, name string, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(root, "scripts", name), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("scripts/%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+		return "", fmt.Errorf("scripts/%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out)), nil
 }
 
 // Server is a ZooKeeper server or Consul agent of the test's own, run by
@@ -149,6 +159,7 @@ type Ensemble struct {
 	Addrs []string
 	// N is the number of members (servers).
 	N      int
+	root   string
 	script string
 	dir    string
 }
@@ -159,17 +170,82 @@ type Ensemble struct {
 func StartEnsemble(t testing.TB, backend string, n int) *Ensemble {
 	t.Helper()
 	Addr(t, backend)
-	e := &Ensemble{N: n, script: backend + ".sh", dir: t.TempDir()}
+	e, err := startEnsemble(root(t), backend, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		Script(t, nil, e.script, "stop", e.dir)
+		os.RemoveAll(e.dir)
+	})
+	return e
+}
+
+var shared struct {
+	sync.Mutex
+	ens  map[string]*Ensemble
+	errs map[string]error
+}
+
+// SharedEnsemble returns an ensemble of three servers of backend ("zk" or
+// "consul") that the tests of this process share, started on first use;
+// StopShared stops it. Like StartServer, it skips (or fails) where the
+// backend's test server is missing.
+func SharedEnsemble(t testing.TB, backend string) *Ensemble {
+	t.Helper()
+	Addr(t, backend)
+	shared.Lock()
+	defer shared.Unlock()
+	if e := shared.ens[backend]; e != nil {
+		return e
+	}
+	if err := shared.errs[backend]; err != nil {
+		t.Fatal(err)
+	}
+	if shared.ens == nil {
+		shared.ens, shared.errs = map[string]*Ensemble{}, map[string]error{}
+	}
+	e, err := startEnsemble(root(t), backend, 3)
+	if err != nil {
+		shared.errs[backend] = err
+		t.Fatal(err)
+	}
+	shared.ens[backend] = e
+	return e
+}
+
+// StopShared stops the ensembles SharedEnsemble started and removes their
+// directories.
+func StopShared() {
+	shared.Lock()
+	defer shared.Unlock()
+	for b, e := range shared.ens {
+		_, _ = runScript(e.root, nil, e.script, "stop", e.dir)
+		os.RemoveAll(e.dir)
+		delete(shared.ens, b)
+	}
+}
+
+func startEnsemble(root, backend string, n int) (*Ensemble, error) {
+	dir, err := os.MkdirTemp("", "coord-"+backend+"-ensemble-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Ensemble{N: n, root: root, script: backend + ".sh", dir: dir}
 	cmd := "ensemble"
 	if backend == "consul" {
 		cmd = "cluster"
 	}
-	e.Addrs = strings.Split(Script(t, nil, e.script, cmd, e.dir, strconv.Itoa(n)), ",")
-	if backend == "zk" && len(e.Addrs) != n {
-		t.Fatalf("an ensemble of %d servers at %v", n, e.Addrs)
+	out, err := runScript(root, nil, e.script, cmd, dir, strconv.Itoa(n))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	t.Cleanup(func() { Script(t, nil, e.script, "stop", e.dir) })
-	return e
+	e.Addrs = strings.Split(out, ",")
+	if backend == "zk" && len(e.Addrs) != n {
+		return nil, fmt.Errorf("an ensemble of %d servers at %v", n, e.Addrs)
+	}
+	return e, nil
 }
 
 func (e *Ensemble) member(i int) string { return filepath.Join(e.dir, "m"+strconv.Itoa(i)) }
