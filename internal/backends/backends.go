@@ -39,7 +39,47 @@ type Backend struct {
 	// server ends the session of an owner that went silent (not by Close);
 	// the store then makes a new session when asked.
 	Expire func(t testing.TB, s coord.Store)
+	// Members, for a cluster (nil for a single server), stops and starts
+	// its members.
+	Members func(t testing.TB) Members
 }
+
+// Members are the servers of a cluster, which a test stops and starts.
+type Members interface {
+	// Leader returns the index of the member that leads, waiting for one.
+	Leader(t testing.TB) int
+	// Stop stops member i; Start starts it again and returns once it has
+	// rejoined.
+	Stop(t testing.TB, i int)
+	Start(t testing.TB, i int)
+}
+
+// etcdMembers are the embedded cluster's members.
+type etcdMembers struct{ c *etcdembed.Cluster }
+
+func (m etcdMembers) Leader(t testing.TB) int {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if l := m.c.Leader(); l >= 0 {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no leader in the etcd cluster after 30s")
+		}
+	}
+}
+func (m etcdMembers) Stop(_ testing.TB, i int) { m.c.Stop(i) }
+func (m etcdMembers) Start(t testing.TB, i int) {
+	if err := m.c.Start(i); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ensembleMembers are a shared ensemble's members.
+type ensembleMembers struct{ e *testenv.Ensemble }
+
+func (m ensembleMembers) Leader(t testing.TB) int   { return m.e.Leader(t, 30*time.Second) }
+func (m ensembleMembers) Stop(t testing.TB, i int)  { m.e.Stop(t, i) }
+func (m ensembleMembers) Start(t testing.TB, i int) { m.e.Start(t, i) }
 
 // zkGates holds the dial gate of each ZooKeeper store Open made.
 var zkGates sync.Map // *zkstore.Store -> *testenv.Gate
@@ -142,7 +182,8 @@ func Clusters() []Backend {
 				}
 				return "etcd://" + strings.Join(hosts, ",") + "?prefix=" + ns
 			},
-			Expire: ExpireEtcd,
+			Expire:  ExpireEtcd,
+			Members: func(t testing.TB) Members { return etcdMembers{EtcdCluster(t)} },
 		},
 		{
 			// Three servers; stores know them all.
@@ -154,6 +195,7 @@ func Clusters() []Backend {
 			URL: func(ns string) string {
 				return "zk://" + strings.Join(sharedAddrs("zk"), ",") + "/coordtest/" + ns
 			},
+			Members: func(t testing.TB) Members { return ensembleMembers{ZKEnsemble(t)} },
 		},
 		{
 			// Three servers and a client agent that stores talk to.
@@ -165,6 +207,7 @@ func Clusters() []Backend {
 			URL: func(ns string) string {
 				return "consul://" + strings.Join(sharedAddrs("consul"), ",") + "?prefix=coordtest/" + ns
 			},
+			Members: func(t testing.TB) Members { return ensembleMembers{ConsulCluster(t)} },
 		},
 	}
 }

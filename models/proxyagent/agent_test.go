@@ -307,3 +307,53 @@ func TestSessionLoss(t *testing.T) {
 		}
 	})
 }
+
+// TestMemberLoss: on each 3-member cluster, the leader stops while an
+// agent is online and starts again. The agent rides it out: it is still
+// online under the same session, and a confirmed action announced after
+// the loss is delivered and answered by it. (A Codis 2 proxy's view of the
+// same loss is its session's: see TestSessionLoss.)
+func TestMemberLoss(t *testing.T) {
+	noLeaks(t)
+	for _, b := range backends.Clusters() {
+		t.Run(b.Name, func(t *testing.T) {
+			ns := backends.Namespace(t)
+			s := b.Open(t, ns)
+			ctx := ctxT(t)
+			setup(t, s)
+			r := &recorder{}
+			agentStore := b.Open(t, ns)
+			a := startAgent(t, agentStore, "agent_1", r)
+			sess, err := agentStore.Session(ctx)
+			must(t, err)
+
+			members := b.Members(t)
+			lead := members.Leader(t)
+			members.Stop(t, lead)
+			// A confirmed action announced while the leader is down (the
+			// call rides out the election).
+			sl, err := models.GetSlot(ctx, s, product, 1)
+			must(t, err)
+			sl.State.LastOpTs = "during"
+			must(t, sl.Update(ctx, s))
+			members.Start(t, lead)
+			sl.State.LastOpTs = "after"
+			must(t, sl.Update(ctx, s))
+
+			seqs := actionSeqs(t, s)
+			for _, seq := range seqs[len(seqs)-2:] {
+				if !answered(t, s, seq, "agent_1") {
+					t.Fatalf("confirmed action %d not answered by the agent", seq)
+				}
+			}
+			waitFor(t, "the last action delivered", func() bool { return a.Last() == seqs[len(seqs)-1] })
+			select {
+			case <-a.Done():
+				t.Fatalf("the agent stopped over the loss of the leader: %v", a.Err())
+			case <-sess.Done():
+				t.Fatalf("the agent's session ended over the loss of the leader: %v", sess.Err())
+			default:
+			}
+		})
+	}
+}
