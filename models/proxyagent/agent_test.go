@@ -311,8 +311,9 @@ func TestSessionLoss(t *testing.T) {
 // TestMemberLoss: on each 3-member cluster, the leader stops while an
 // agent is online and starts again. The agent rides it out: it is still
 // online under the same session, and a confirmed action announced after
-// the loss is delivered and answered by it. (A Codis 2 proxy's view of the
-// same loss is its session's: see TestSessionLoss.)
+// the loss is delivered and answered by it. Then the quorum goes for two
+// seconds: the agent is still running afterwards and answers. (A Codis 2
+// proxy's view of the same loss is its session's: see TestSessionLoss.)
 func TestMemberLoss(t *testing.T) {
 	noLeaks(t)
 	for _, b := range backends.Clusters() {
@@ -352,6 +353,34 @@ func TestMemberLoss(t *testing.T) {
 				t.Fatalf("the agent stopped over the loss of the leader: %v", a.Err())
 			case <-sess.Done():
 				t.Fatalf("the agent's session ended over the loss of the leader: %v", sess.Err())
+			default:
+			}
+
+			// The quorum goes for two seconds and comes back (after a
+			// 3-member etcd recovered, proxies used to exit): the agent
+			// is still there and answers the next confirmed action
+			// (under a new session if the old one was lost meanwhile).
+			lead = members.Leader(t)
+			var stopped []int
+			for i := 0; i < 3; i++ {
+				if i != lead && len(stopped) < 2 {
+					members.Stop(t, i)
+					stopped = append(stopped, i)
+				}
+			}
+			time.Sleep(2 * time.Second)
+			for _, i := range stopped {
+				members.Start(t, i)
+			}
+			sl.State.LastOpTs = "after the quorum came back"
+			must(t, sl.Update(ctx, s))
+			seqs = actionSeqs(t, s)
+			if last := seqs[len(seqs)-1]; !answered(t, s, last, "agent_1") {
+				t.Fatalf("the confirmed action %d after the quorum came back: not answered by the agent", last)
+			}
+			select {
+			case <-a.Done():
+				t.Fatalf("the agent stopped over the loss of the quorum: %v", a.Err())
 			default:
 			}
 		})
