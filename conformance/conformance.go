@@ -60,8 +60,27 @@ type suite struct {
 	ns string
 }
 
-// Run runs every case as a subtest of t.
-func Run(t *testing.T, b Backend) {
+// Run runs every case as a subtest of t. A case whose need the backend does
+// not offer (OpenFaulty, Restartable, Cluster) is skipped, saying which.
+func Run(t *testing.T, b Backend) { run(t, b, false) }
+
+// RunBasic runs the cases that need only Open and Expire: not the Fault
+// cases (OpenFaulty), the Restart cases (Restartable) or the Cluster cases.
+// It is for a second deployment of a backend whose Run covers those, such
+// as its stores on a cluster, so that nothing is skipped.
+func RunBasic(t *testing.T, b Backend) { run(t, b, true) }
+
+// basic says whether a case needs only Open and Expire.
+func basic(name string) bool {
+	for _, p := range []string{"Fault/", "Restart/", "Cluster/"} {
+		if strings.HasPrefix(name, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func run(t *testing.T, b Backend, basicOnly bool) {
 	cases := []struct {
 		name string
 		fn   func(*testing.T, *suite)
@@ -151,6 +170,9 @@ func Run(t *testing.T, b Backend) {
 		{"Cluster/MemberLoss", testClusterMemberLoss},
 	}
 	for _, c := range cases {
+		if basicOnly && !basic(c.name) {
+			continue
+		}
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, &suite{b: b, ns: namespace(t)})
 		})

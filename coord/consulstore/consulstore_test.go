@@ -71,6 +71,7 @@ func (f faults) LoseReplies() { consulstore.LoseNextReply(f.s) }
 
 func TestConformance(t *testing.T) {
 	b := backend(testenv.Addr(t, "consul"))
+	b.Cluster = func(t testing.TB) conformance.Cluster { return cluster{testenv.SharedEnsemble(t, "consul")} }
 	b.Restartable = func(t testing.TB) conformance.Server { return restartable{testenv.StartServer(t, "consul")} }
 	conformance.Run(t, b)
 }
@@ -761,16 +762,13 @@ func TestEnvironmentIgnored(t *testing.T) {
 	}
 }
 
-// TestConformanceCluster runs the suite against a cluster of three servers
-// of its own and a client agent that stores talk to, as to a local agent
-// (scripts/consul.sh cluster); the Cluster cases stop and start the
-// servers.
+// TestConformanceCluster runs the suite's basic cases (the Fault, Restart
+// and Cluster cases run in TestConformance) against the cluster the package
+// shares, three servers and a client agent that stores talk to, as to a
+// local agent (scripts/consul.sh cluster).
 func TestConformanceCluster(t *testing.T) {
-	e := testenv.StartEnsemble(t, "consul", 3)
-	b := backend(e.Addrs[0])
-	b.OpenFaulty = nil // the proxied cases run against the single agent
-	b.Cluster = func(testing.TB) conformance.Cluster { return cluster{e} }
-	conformance.Run(t, b)
+	e := testenv.SharedEnsemble(t, "consul")
+	conformance.RunBasic(t, backend(e.Addrs[0]))
 }
 
 // cluster is the conformance view of a Consul cluster.

@@ -6,5 +6,6 @@ import (
 	"github.com/coordkit/coord/internal/testenv"
 )
 
-// TestMain fails the run if a test leaves a goroutine running.
-func TestMain(m *testing.M) { testenv.Main(m, nil) }
+// TestMain stops the shared ensemble and fails the run if a test leaves a
+// goroutine running.
+func TestMain(m *testing.M) { testenv.Main(m, testenv.StopShared) }

@@ -65,19 +65,18 @@ func backend(addr string) conformance.Backend {
 
 func TestConformance(t *testing.T) {
 	b := backend(testenv.Addr(t, "zk"))
+	b.Cluster = func(t testing.TB) conformance.Cluster { return ensemble{testenv.SharedEnsemble(t, "zk")} }
 	b.Restartable = func(t testing.TB) conformance.Server { return restartable{testenv.StartServer(t, "zk")} }
 	conformance.Run(t, b)
 }
 
-// TestConformanceCluster runs the suite against an ensemble of three
-// servers of its own (scripts/zk.sh ensemble), stores knowing every member;
-// the Cluster cases stop and start its members.
+// TestConformanceCluster runs the suite's basic cases (the Fault, Restart
+// and Cluster cases run in TestConformance) against the ensemble of three
+// servers the package shares (scripts/zk.sh ensemble), stores knowing
+// every member.
 func TestConformanceCluster(t *testing.T) {
-	e := testenv.StartEnsemble(t, "zk", 3)
-	b := backend(strings.Join(e.Addrs, ","))
-	b.OpenFaulty = nil // the proxied cases run against the single server
-	b.Cluster = func(testing.TB) conformance.Cluster { return ensemble{e} }
-	conformance.Run(t, b)
+	e := testenv.SharedEnsemble(t, "zk")
+	conformance.RunBasic(t, backend(strings.Join(e.Addrs, ",")))
 }
 
 // ensemble is the conformance view of a ZooKeeper ensemble.
