@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -226,8 +227,45 @@ func testTxnLimit(t *testing.T, s *suite) {
 		_, err = st.Txn(ctx, big...)
 		is(t, err, coord.ErrTooLarge)
 	}
+	// The most creates with the most data Limits admit are accepted, with
+	// paths of ordinary length (about 60 bytes), each under a parent of its
+	// own (a create checks its parent, a sequential one moves its counter),
+	// persistent and ephemeral sequential ones mixed.
+	_, err = st.Create(ctx, "/big", nil, coord.Persistent)
+	must(t, err)
+	parent := func(i int) string { return fmt.Sprintf("/big/%s-%05d", strings.Repeat("p", 44), i) }
+	parents := make([]coord.Op, lim.MaxTxnOps)
+	for i := range parents {
+		parents[i] = coord.CreateOp(parent(i), nil, coord.Persistent)
+	}
+	batches, err := coord.Batches(parents, lim)
+	must(t, err)
+	for _, b := range batches {
+		_, err := st.Txn(ctx, b...)
+		must(t, err)
+	}
+	per = lim.MaxTxnBytes/lim.MaxTxnOps - lim.TxnOpBytes
+	if lim.MaxValueSize > 0 && per > lim.MaxValueSize {
+		per = lim.MaxValueSize
+	}
+	full := make([]coord.Op, lim.MaxTxnOps)
+	for i := range full {
+		full[i] = coord.CreateOp(parent(i)+"/c", bytes.Repeat([]byte("c"), per), coord.Persistent)
+		if i%2 == 1 {
+			full[i] = coord.CreateOp(parent(i)+"/c-", bytes.Repeat([]byte("c"), per), coord.EphemeralSequential)
+		}
+	}
+	if n := lim.TxnBytes(full); n > lim.MaxTxnBytes {
+		t.Fatalf("TxnBytes of %d creates of %d bytes: %d, over MaxTxnBytes %d", len(full), per, n, lim.MaxTxnBytes)
+	}
+	if _, err := st.Txn(ctx, full...); err != nil {
+		t.Fatalf("%d creates of %d bytes (Limits %+v): %v", len(full), per, lim, err)
+	}
+	if got, err := st.Children(ctx, parent(len(full)-1)); err != nil || len(got) != 1 {
+		t.Fatalf("after the largest txn of creates %s holds %v (%v), want one node", parent(len(full)-1), got, err)
+	}
 	// Batches split a long list into transactions that fit.
-	batches, err := coord.Batches(append(ops, ops...), lim)
+	batches, err = coord.Batches(append(ops, ops...), lim)
 	must(t, err)
 	for _, b := range batches {
 		if len(b) > lim.MaxTxnOps {

@@ -87,10 +87,6 @@ type Config struct {
 // Consul's fixed limit on operations in one /v1/txn.
 const serverTxnOps = 128
 
-// txnOpBytes is Limits.TxnOpBytes: the room of one op in a /v1/txn body,
-// in bytes of data (see New).
-const txnOpBytes = 192
-
 // A coord op takes at most this many Consul txn ops (an ephemeral
 // sequential create: parent check-and-set, check-not-exists, lock, counter).
 const opsPerOp = 4
@@ -204,14 +200,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if req == 0 {
 		req = 512 << 10
 	}
-	// Values travel base64-encoded inside the JSON body of /v1/txn. Each op
-	// takes about 110 bytes of JSON beside its key and value: txnOpBytes of
-	// data (4/3 as many in the body) leave room for a key of about 140
-	// bytes. Longer keys can push a body over; checkBody refuses those
-	// before sending.
+	// Values travel base64-encoded inside the JSON body of /v1/txn. A coord
+	// op is up to opsPerOp Consul ops (an ephemeral create under a parent
+	// of its own: the parent's check-and-set, a check that the key is
+	// missing, the set, the session's lock), each about 110 bytes of JSON
+	// beside its key (the prefix and a path of ordinary length, 64 bytes)
+	// and its value; the lock names the session (about 40 more). TxnOpBytes
+	// is that room in bytes of data (the body holds 4/3 as many). Longer
+	// keys can push a body over; checkBody refuses those before sending.
 	data := (req - 16<<10) / 4 * 3
+	opBytes := (3*(opsPerOp*(110+len(s.prefix)+1+64)+40) + 3) / 4
 	// A set is one check-and-set, a check one index check.
-	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnSetOps: serverTxnOps, MaxTxnBytes: data + txnOpBytes, TxnOpBytes: txnOpBytes}
+	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnSetOps: serverTxnOps, MaxTxnBytes: data + opBytes, TxnOpBytes: opBytes}
 	s.maxReq = req
 	s.bg, s.stop = context.WithCancel(context.Background())
 	// Fail now, not at the first call, when the agent does not answer.

@@ -123,9 +123,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if reqBytes == 0 {
 		reqBytes = 3 << 19 // 1.5 MiB
 	}
-	// Leave room for keys and framing in a request.
 	s.serverOps = ops
-	// A set or check takes one compare and one op of the server's limit.
+	// etcd counts compares, success ops and failure ops against
+	// --max-txn-ops each. A set or check takes one of each. Another op takes
+	// up to four compares: a sequential create under a parent of its own
+	// checks that its key is missing, that the parent exists and is not
+	// ephemeral, and the parent's counter (MaxTxnOps is a quarter of the
+	// server's limit).
+	perOp := 4
 	// An op's room in a request (TxnOpBytes): its encoding (32 bytes) and
 	// its key (the prefix, the depth and a path of ordinary length, 64
 	// bytes) named three times: a set compares the key's version, puts it,
@@ -138,9 +143,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	const ordinaryPath = 64
 	keyRoom := len(s.prefix) + 4 + ordinaryPath
 	opBytes := 3*keyRoom + 32
-	values := reqBytes - 64<<10 - ops/2*4*keyRoom
+	values := reqBytes - 64<<10 - ops/perOp*4*keyRoom
 	s.reqBytes = reqBytes
-	s.limits = coord.Limits{MaxValueSize: values, MaxTxnOps: ops / 2, MaxTxnSetOps: ops, MaxTxnBytes: values + opBytes, TxnOpBytes: opBytes}
+	s.limits = coord.Limits{MaxValueSize: values, MaxTxnOps: ops / perOp, MaxTxnSetOps: ops, MaxTxnBytes: values + opBytes, TxnOpBytes: opBytes}
 	if cfg.Client != nil {
 		s.cli = cfg.Client
 	} else {
