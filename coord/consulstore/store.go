@@ -379,7 +379,9 @@ func mapErr(ctx context.Context, err error) error {
 	switch {
 	case strings.Contains(msg, "Permission denied"), strings.Contains(msg, "ACL not found"):
 		return fmt.Errorf("%w: %v", coord.ErrPermission, err)
-	case strings.Contains(msg, "413"), strings.Contains(msg, "too large"):
+	case statusCode(err) == http.StatusRequestEntityTooLarge, strings.Contains(msg, "too large"):
+		// Not a bare "413" in the text: the agent's port can hold it
+		// (a lost reply from 127.0.0.1:41333 was taken for ErrTooLarge).
 		return fmt.Errorf("%w: %v", coord.ErrTooLarge, err)
 	}
 	return fmt.Errorf("%w: %v", coord.ErrUnavailable, err)
