@@ -344,7 +344,11 @@ func TestMemberLoss(t *testing.T) {
 			seqs := actionSeqs(t, s)
 			for _, seq := range seqs[len(seqs)-2:] {
 				if !answered(t, s, seq, "agent_1") {
-					t.Fatalf("confirmed action %d not answered by the agent", seq)
+					// Say what the action and the agent were.
+					resp, _ := s.Children(ctx, coord.Join(models.GetActionResponsePath(product), fmt.Sprintf("%010d", seq)))
+					info, perr := models.GetProxyInfo(ctx, s, product, "agent_1")
+					t.Fatalf("confirmed action %d (of %v) not answered by the agent: answers %v; agent last %d, err %v; proxy %+v (%v)",
+						seq, seqs, resp, a.Last(), a.Err(), info, perr)
 				}
 			}
 			waitFor(t, "the last action delivered", func() bool { return a.Last() == seqs[len(seqs)-1] })
