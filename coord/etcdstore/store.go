@@ -246,8 +246,18 @@ func (s *Store) readTxn(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnR
 	return resp, err
 }
 
-// unavailable: the server could not be reached or is between leaders.
-func unavailable(err error) bool { return status.Code(err) == codes.Unavailable }
+// unavailable: the server could not be reached or is between leaders. The
+// client library hands the server's own errors ("etcdserver: leader
+// changed", "no leader") over as rpctypes.EtcdError, which gRPC's
+// status.Code does not see: a children watch armed during an election
+// failed at once.
+func unavailable(err error) bool {
+	if status.Code(err) == codes.Unavailable {
+		return true
+	}
+	var ee rpctypes.EtcdError
+	return errors.As(err, &ee) && ee.Code() == codes.Unavailable
+}
 
 // mapErr turns an etcd client error into a coord sentinel.
 func mapErr(ctx context.Context, err error) error {
