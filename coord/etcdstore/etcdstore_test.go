@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/coordkit/coord/coord/etcdstore"
 	"github.com/coordkit/coord/internal/backends"
 	"github.com/coordkit/coord/internal/faultproxy"
-	"github.com/coordkit/coord/internal/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -33,41 +31,16 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	endpoints = e.Endpoints()
-	testenv.Main(m, func() {
+	// backends.Main also stops the shared cluster (backends.EtcdCluster).
+	backends.Main(m, func() {
 		e.Close()
 		os.RemoveAll(dir)
-		if sharedCluster != nil {
-			sharedCluster.Close()
-			os.RemoveAll(sharedClusterDir)
-		}
 	})
-}
-
-var (
-	clusterOnce      sync.Once
-	sharedCluster    *etcdembed.Cluster
-	sharedClusterDir string
-	clusterErr       error
-)
-
-// theCluster is the 3-member embedded cluster the package's tests share,
-// started on first use.
-func theCluster(t testing.TB) *etcdembed.Cluster {
-	clusterOnce.Do(func() {
-		sharedClusterDir, clusterErr = os.MkdirTemp("", "coord-etcd-cluster-")
-		if clusterErr == nil {
-			sharedCluster, clusterErr = etcdembed.StartCluster(sharedClusterDir, 3, etcdembed.Options{})
-		}
-	})
-	if clusterErr != nil {
-		t.Fatal(clusterErr)
-	}
-	return sharedCluster
 }
 
 // clusterView is the conformance view of the shared cluster.
 func clusterView(t testing.TB) conformance.Cluster {
-	c := theCluster(t)
+	c := backends.EtcdCluster(t)
 	return cluster{c, func(t testing.TB, ns string, ttl time.Duration) coord.Store {
 		cfg := c.Config(ns)
 		cfg.SessionTTL = ttl
