@@ -165,13 +165,7 @@ func Clusters() []Backend {
 		{
 			// Three embedded members; stores know them all.
 			Name: "etcd-cluster",
-			Open: func(t testing.TB, ns string) coord.Store {
-				s, err := etcdstore.New(context.Background(), EtcdCluster(t).Config(ns))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return closeAtEnd(t, s)
-			},
+			Open: func(t testing.TB, ns string) coord.Store { return openEtcd(t, EtcdCluster(t).Config(ns)) },
 			URL: func(ns string) string {
 				if cluster == nil {
 					return "embedded"
@@ -218,13 +212,7 @@ func Servers() []Backend {
 	return []Backend{
 		{
 			Name: "etcd",
-			Open: func(t testing.TB, ns string) coord.Store {
-				s, err := etcdstore.New(context.Background(), Etcd(t).Config(ns))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return closeAtEnd(t, s)
-			},
+			Open: func(t testing.TB, ns string) coord.Store { return openEtcd(t, Etcd(t).Config(ns)) },
 			URL: func(ns string) string {
 				if etcd == nil {
 					return "embedded" // not started: no shared server to name
@@ -278,6 +266,15 @@ func expireZK(t testing.TB, s coord.Store) {
 		t.Fatal("Expire: not a store of this backend")
 	}
 	g.(*testenv.Gate).Cut(zkSessionTimeout + 2*time.Second)
+}
+
+// openEtcd opens an etcd store with cfg, closed when t ends.
+func openEtcd(t testing.TB, cfg etcdstore.Config) coord.Store {
+	s, err := etcdstore.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return closeAtEnd(t, s)
 }
 
 func openConsul(t testing.TB, addr, ns string) coord.Store {
