@@ -65,14 +65,15 @@ type suite struct {
 func Run(t *testing.T, b Backend) { run(t, b, false) }
 
 // RunBasic runs the cases that need only Open and Expire: not the Fault
-// cases (OpenFaulty), the Restart cases (Restartable) or the Cluster cases.
-// It is for a second deployment of a backend whose Run covers those, such
-// as its stores on a cluster, so that nothing is skipped.
+// cases (OpenFaulty), the Restart cases (Restartable), the Cluster cases or
+// the Scale cases (ManyChildren nodes, which take a minute). It is for a
+// second deployment of a backend whose Run covers those, such as its stores
+// on a cluster, so that nothing is skipped.
 func RunBasic(t *testing.T, b Backend) { run(t, b, true) }
 
 // basic says whether a case needs only Open and Expire.
 func basic(name string) bool {
-	for _, p := range []string{"Fault/", "Restart/", "Cluster/"} {
+	for _, p := range []string{"Fault/", "Restart/", "Cluster/", "Scale/"} {
 		if strings.HasPrefix(name, p) {
 			return false
 		}
@@ -103,10 +104,13 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Delete/Missing", testDeleteMissing},
 		{"Delete/NotEmpty", testDeleteNotEmpty},
 		{"Delete/All", testDeleteAll},
+		{"Delete/AllBatched", testDeleteAllBatched},
 		{"Delete/RacesChildCreate", testDeleteRacesChildCreate},
 		{"Get/Many", testGetMany},
 		{"Children/Order", testChildrenOrder},
 		{"Children/Missing", testChildrenMissing},
+		{"Children/Scan", testChildrenScan},
+		{"Children/ScanChanging", testChildrenScanChanging},
 		{"Sequential/Format", testSequentialFormat},
 		{"Sequential/Concurrent", testSequentialConcurrent},
 		{"Sequential/AfterDelete", testSequentialAfterDelete},
@@ -168,6 +172,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Restart/RiddenOut", testRestartRiddenOut},
 		{"Restart/PastSession", testRestartPastSession},
 		{"Cluster/MemberLoss", testClusterMemberLoss},
+		{"Scale/ManyChildren", testScaleManyChildren},
 	}
 	for _, c := range cases {
 		if basicOnly && !basic(c.name) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // CreateAll creates the missing ancestors of path as empty persistent nodes,
@@ -52,22 +53,31 @@ func MkdirAll(ctx context.Context, s Store, path string) error {
 // few times at most, then ErrNotEmpty is returned). Deleting a missing node
 // is not an error. The root cannot be deleted, only emptied: DeleteAll("/")
 // deletes every node.
+//
+// Children are deleted in transactions of as many as the store's Limits
+// allow (a node's children are listed in pages, see ScanChildren), so that
+// 100,000 leaves take about a hundred requests, not 100,000. DeleteAll is
+// not atomic: when it fails, part of the subtree may be gone.
 func DeleteAll(ctx context.Context, s Store, path string) error {
 	if err := ValidatePath(path); err != nil {
 		return Errorf("delete", path, err)
 	}
+	lim := s.Limits()
 	for attempt := 0; ; attempt++ {
-		kids, err := s.Children(ctx, path)
-		if errors.Is(err, ErrNoNode) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		for _, k := range kids {
-			if err := DeleteAll(ctx, s, Join(path, k)); err != nil {
-				return err
+		err := ScanChildren(ctx, s, path, func(names []string) error {
+			if err := deleteChildren(ctx, s, lim, path, names); err != nil {
+				return fnError{err}
 			}
+			return nil
+		})
+		var fe fnError
+		switch {
+		case errors.As(err, &fe):
+			return fe.err
+		case errors.Is(err, ErrNoNode):
+			return nil
+		case err != nil:
+			return err
 		}
 		if path == "/" {
 			return nil
@@ -83,44 +93,181 @@ func DeleteAll(ctx context.Context, s Store, path string) error {
 	}
 }
 
+// fnError carries an error of a ScanChildren callback out of the scan, so
+// that it is told from the scan's own (ErrNoNode: the node is gone).
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// deleteInFlight is how many of DeleteAll's transactions are in flight at
+// once: the servers commit concurrent ones together.
+const deleteInFlight = 4
+
+// deleteChildren deletes the children names of parent and their subtrees,
+// in transactions as large as lim allows, a few at once.
+func deleteChildren(ctx context.Context, s Store, lim Limits, parent string, names []string) error {
+	ops := make([]Op, len(names))
+	for i, n := range names {
+		ops[i] = DeleteOp(Join(parent, n), AnyVersion)
+	}
+	batches, err := Batches(ops, lim)
+	if err != nil {
+		return err
+	}
+	if len(batches) == 1 {
+		return deleteBatch(ctx, s, lim, batches[0])
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan []Op)
+	errs := make(chan error, deleteInFlight)
+	var wg sync.WaitGroup
+	for range min(deleteInFlight, len(batches)) {
+		wg.Go(func() {
+			for b := range work {
+				if err := deleteBatch(ctx, s, lim, b); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+feed:
+	for _, b := range batches {
+		select {
+		case work <- b:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return ctx.Err() // the caller's, if it ended
+}
+
+// deleteBatch deletes the nodes of ops, one transaction's worth, and their
+// subtrees. A transaction refused because one of its nodes has children
+// (ErrNotEmpty) or is gone already (ErrNoNode) applied nothing: that node's
+// subtree is deleted on its own (or it is dropped) and the rest is sent
+// again.
+func deleteBatch(ctx context.Context, s Store, lim Limits, ops []Op) error {
+	for len(ops) > 0 {
+		_, err := s.Txn(ctx, ops...)
+		if err == nil {
+			return nil
+		}
+		var te *TxnError
+		if !errors.As(err, &te) || te.Index < 0 || te.Index >= len(ops) {
+			return err
+		}
+		switch {
+		case errors.Is(te.Err, ErrNotEmpty):
+			if err := DeleteAll(ctx, s, ops[te.Index].Path); err != nil {
+				return err
+			}
+		case errors.Is(te.Err, ErrNoNode):
+		default:
+			return err
+		}
+		ops = append(ops[:te.Index:te.Index], ops[te.Index+1:]...)
+	}
+	return nil
+}
+
+// ScanChildren calls fn with the sorted names of the children of the node
+// at path, in batches of at most ScanBatch, as ChildScanner.ScanChildren
+// says: through s's own ScanChildren if s is a ChildScanner (etcd's store
+// reads pages), else from one Children call (ZooKeeper and Consul have no
+// paged listing).
+func ScanChildren(ctx context.Context, s Store, path string, fn func(names []string) error) error {
+	if cs, ok := s.(ChildScanner); ok {
+		return cs.ScanChildren(ctx, path, fn)
+	}
+	kids, err := s.Children(ctx, path)
+	if err != nil {
+		return err
+	}
+	for len(kids) > 0 {
+		n := min(len(kids), ScanBatch)
+		if err := fn(kids[:n:n]); err != nil {
+			return err
+		}
+		kids = kids[n:]
+	}
+	return nil
+}
+
 // ErrSkipChildren, returned by Walk's fn for a node, makes Walk go on without
 // reading the node's children (Walk itself does not return it).
 var ErrSkipChildren = errors.New("skip the children of this node")
 
+// walkRead is how many children Walk reads in one GetMany: few enough that
+// their data, up to MaxValueSize each, stays small.
+const walkRead = 64
+
 // Walk calls fn for path and every node below it, parents before children,
 // children in sorted order. Nodes that vanish during the walk are skipped.
 // When fn returns ErrSkipChildren for a node, its subtree is not read.
+// Children are listed with ScanChildren and read with GetMany, a few dozen
+// at a time.
 func Walk(ctx context.Context, s Store, path string, fn func(path string, data []byte, st Stat) error) error {
-	var data []byte
-	var st Stat
-	if path != "/" {
-		var err error
-		data, st, err = s.Get(ctx, path)
-		if errors.Is(err, ErrNoNode) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	if path == "/" {
+		return walk(ctx, s, path, nil, Stat{}, fn)
 	}
-	if err := fn(path, data, st); errors.Is(err, ErrSkipChildren) {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	kids, err := s.Children(ctx, path)
+	data, st, err := s.Get(ctx, path)
 	if errors.Is(err, ErrNoNode) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	for _, k := range kids {
-		if err := Walk(ctx, s, Join(path, k), fn); err != nil {
-			return err
-		}
+	return walk(ctx, s, path, data, st, fn)
+}
+
+// walk calls fn for the node at path, read as data and st, then walks its
+// children.
+func walk(ctx context.Context, s Store, path string, data []byte, st Stat, fn func(path string, data []byte, st Stat) error) error {
+	if err := fn(path, data, st); errors.Is(err, ErrSkipChildren) {
+		return nil
+	} else if err != nil {
+		return err
 	}
-	return nil
+	err := ScanChildren(ctx, s, path, func(names []string) error {
+		for len(names) > 0 {
+			n := min(len(names), walkRead)
+			paths := make([]string, n)
+			for i, k := range names[:n] {
+				paths[i] = Join(path, k)
+			}
+			res, err := s.GetMany(ctx, paths...)
+			if err != nil {
+				return fnError{err}
+			}
+			for i, r := range res {
+				if r.Err != nil {
+					continue // gone meanwhile: GetMany fails a result only for that
+				}
+				if err := walk(ctx, s, paths[i], r.Data, r.Stat, fn); err != nil {
+					return fnError{err}
+				}
+			}
+			names = names[n:]
+		}
+		return nil
+	})
+	var fe fnError
+	switch {
+	case errors.As(err, &fe):
+		return fe.err
+	case errors.Is(err, ErrNoNode):
+		return nil
+	}
+	return err
 }
 
 // Batches splits ops into transactions that each fit lim, keeping their order.

@@ -172,6 +172,25 @@ type Store interface {
 	Close() error
 }
 
+// ChildScanner is a Store that lists a node's children in pages, so that a
+// node with very many children is read without all of their names in one
+// reply. Every backend of this module is one; use ScanChildren, which falls
+// back to Children for a Store that is not.
+type ChildScanner interface {
+	// ScanChildren calls fn with the names of the node's children, sorted
+	// and in batches of at most ScanBatch, each name once. A missing node is
+	// ErrNoNode (fn is not called); a node without children calls fn never.
+	// Children that exist all through the scan are each passed once; those
+	// created or deleted during it may or may not be (etcd's pages are read
+	// at one revision, so they are one snapshot unless it is compacted
+	// meanwhile). fn's error ends the scan and is returned as it is. fn must
+	// not modify names; it may keep them.
+	ScanChildren(ctx context.Context, path string, fn func(names []string) error) error
+}
+
+// ScanBatch is the most names ScanChildren passes to fn at once.
+const ScanBatch = 1000
+
 // GetResult is the outcome of reading one node in GetMany: its data and
 // Stat, or Err (wrapping ErrNoNode, in a *PathError naming the path) when
 // the node does not exist.

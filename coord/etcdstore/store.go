@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -615,6 +616,79 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 		return nil, coord.Errorf("children", path, mapErr(ctx, err))
 	}
 	return kids, nil
+}
+
+// ScanChildren implements coord.ChildScanner: pages of coord.ScanBatch
+// names, the first read together with the node's existence and the later
+// ones at its revision, so that the pages are one snapshot (if that revision
+// is compacted during the scan, the rest is read at the newest one). Each
+// page is one request, bounded by the request timeout on its own.
+func (s *Store) ScanChildren(ctx context.Context, path string, fn func(names []string) error) error {
+	if err := coord.CheckCall(ctx, "children", path, nil, 0, 0, s.limits); err != nil {
+		return err
+	}
+	cp := s.childPrefix(path)
+	from, end := cp, clientv3.GetPrefixRangeEnd(cp)
+	var rev int64
+	for {
+		kvs, more, r, err := s.childPage(ctx, path, from, end, rev, rev == 0)
+		if err != nil {
+			return coord.Errorf("children", path, err)
+		}
+		rev = r
+		if len(kvs) == 0 {
+			return nil
+		}
+		names := make([]string, len(kvs))
+		for i, kv := range kvs {
+			names[i] = string(kv.Key[len(cp):])
+		}
+		if err := fn(names); err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+		from = string(kvs[len(kvs)-1].Key) + "\x00"
+	}
+}
+
+// childPage reads up to coord.ScanBatch child keys from the key from (to
+// end, excluded) at revision rev (0: the newest), and with check whether
+// the node exists, and returns them, whether more follow and the revision
+// read.
+func (s *Store) childPage(ctx context.Context, path, from, end string, rev int64, check bool) ([]*mvccpb.KeyValue, bool, int64, error) {
+	c, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, false, 0, err
+	}
+	defer cancel()
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(coord.ScanBatch)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		ops := []clientv3.Op{clientv3.OpGet(from, opts...)}
+		if check && path != "/" {
+			ops = append(ops, clientv3.OpGet(s.nodeKey(path), clientv3.WithCountOnly()))
+		}
+		resp, err := s.readTxn(c, ops...)
+		if errors.Is(err, rpctypes.ErrCompacted) && rev != 0 {
+			rev = 0 // compacted since the first page: read on at the newest revision
+			continue
+		}
+		if err != nil {
+			return nil, false, 0, mapErr(ctx, err)
+		}
+		if len(ops) == 2 && resp.Responses[1].GetResponseRange().Count == 0 {
+			return nil, false, 0, coord.ErrNoNode
+		}
+		rr := resp.Responses[0].GetResponseRange()
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		return rr.Kvs, rr.More, rev, nil
+	}
 }
 
 // readChildren reads the node's existence and its children at one revision.

@@ -141,3 +141,101 @@ func TestChildrenWatchResumesAfterCompaction(t *testing.T) {
 		}
 	}
 }
+
+// A scan's pages are read at the revision of its first page, so they are
+// one snapshot: children deleted and created meanwhile do not show. If that
+// revision is compacted during the scan, the rest is read at the newest
+// one, and every child there all along is still passed once.
+func TestScanChildrenSnapshotAndCompaction(t *testing.T) {
+	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := etcdstore.New(ctx, srv.Config("scan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(ctx, "/d", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	n := 3 * coord.ScanBatch
+	var ops []coord.Op
+	for i := range n {
+		ops = append(ops, coord.CreateOp(fmt.Sprintf("/d/k%05d", i), nil, coord.Persistent))
+	}
+	batches, err := coord.Batches(ops, s.Limits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range batches {
+		if _, err := s.Txn(ctx, b...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, compact := range []bool{false, true} {
+		seen, calls := map[string]int{}, 0
+		err := s.ScanChildren(ctx, "/d", func(names []string) error {
+			for _, name := range names {
+				seen[name]++
+			}
+			calls++
+			if calls > 1 {
+				return nil
+			}
+			// Behind the scan and ahead of it.
+			for _, p := range []string{"/d/k00010", "/d/k02990"} {
+				if err := s.Delete(ctx, p, coord.AnyVersion); err != nil {
+					return err
+				}
+				if _, err := s.Create(ctx, p+"-new", nil, coord.Persistent); err != nil {
+					return err
+				}
+			}
+			if compact {
+				return s.Compact(ctx)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("compact %v: %v", compact, err)
+		}
+		if calls != 3 {
+			t.Fatalf("compact %v: %d pages, want 3", compact, calls)
+		}
+		for name, k := range seen {
+			if k != 1 {
+				t.Fatalf("compact %v: %s passed %d times", compact, name, k)
+			}
+		}
+		for i := range n {
+			name := fmt.Sprintf("k%05d", i)
+			if name == "k00010" || name == "k02990" {
+				continue
+			}
+			if seen[name] != 1 {
+				t.Fatalf("compact %v: %s, there all along, passed %d times", compact, name, seen[name])
+			}
+		}
+		// At one revision, the scan saw neither the deletes nor the creates;
+		// read on after the compaction, it sees those ahead of it.
+		if ahead := seen["k02990"] == 0 && seen["k02990-new"] == 1; ahead != compact {
+			t.Fatalf("compact %v: the changes ahead of the scan were seen: %v (want %v)", compact, ahead, compact)
+		}
+		if !compact && (seen["k00010"] != 1 || seen["k00010-new"] != 0) {
+			t.Fatalf("the scan at one revision saw a change behind it")
+		}
+		// Back to n children named k.
+		for _, p := range []string{"/d/k00010", "/d/k02990"} {
+			if err := s.Delete(ctx, p+"-new", coord.AnyVersion); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
