@@ -137,6 +137,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Txn/Commit", testTxnCommit},
 		{"Txn/Atomic", testTxnAtomic},
 		{"Txn/Order", testTxnOrder},
+		{"Txn/DeleteSubtree", testTxnDeleteSubtree},
 		{"Txn/Sequential", testTxnSequential},
 		{"Txn/Limit", testTxnLimit},
 		{"Txn/SetLimit", testTxnSetLimit},

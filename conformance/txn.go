@@ -555,3 +555,43 @@ func testTxnSetLimit(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// Deletes of a node and some of its descendants in one transaction: each
+// delete sees the ops before it, so a node left with a child that the
+// transaction does not delete (a grandchild, a sibling of a deleted child,
+// a child created outside) fails it with ErrNotEmpty at that node's delete,
+// and nothing is applied.
+func testTxnDeleteSubtree(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	for _, p := range []string{"/p/c/g", "/p/c/h", "/p/b", "/q/a/x/y"} {
+		_, err := coord.CreateAll(ctx, st, p, nil, coord.Persistent)
+		must(t, err)
+	}
+	// /p/c keeps /p/c/h.
+	_, err := st.Txn(ctx, coord.DeleteOp("/p/c/g", 0), coord.DeleteOp("/p/c", 0), coord.DeleteOp("/p/b", 0), coord.DeleteOp("/p", 0))
+	wantTxnError(t, err, 1, coord.ErrNotEmpty)
+	// /p keeps /p/b.
+	_, err = st.Txn(ctx, coord.DeleteOp("/p/c/g", 0), coord.DeleteOp("/p/c/h", 0), coord.DeleteOp("/p/c", 0), coord.DeleteOp("/p", 0))
+	wantTxnError(t, err, 3, coord.ErrNotEmpty)
+	// A parent before its child.
+	_, err = st.Txn(ctx, coord.DeleteOp("/p/b", 0), coord.DeleteOp("/p", 0), coord.DeleteOp("/p/c/g", 0), coord.DeleteOp("/p/c/h", 0), coord.DeleteOp("/p/c", 0))
+	wantTxnError(t, err, 1, coord.ErrNotEmpty)
+	// /q/a keeps /q/a/x/y two levels down.
+	_, err = st.Txn(ctx, coord.DeleteOp("/q/a/x", 0), coord.DeleteOp("/q/a", 0), coord.DeleteOp("/q", 0))
+	wantTxnError(t, err, 0, coord.ErrNotEmpty)
+	for _, p := range []string{"/p/c/g", "/p/c/h", "/p/c", "/p/b", "/p", "/q/a/x/y"} {
+		if _, ok, err := st.Exists(ctx, p); err != nil || !ok {
+			t.Fatalf("%s after refused transactions: exists %v, %v", p, ok, err)
+		}
+	}
+	// The whole subtree, children first.
+	_, err = st.Txn(ctx, coord.DeleteOp("/p/c/g", 0), coord.DeleteOp("/p/c/h", 0), coord.DeleteOp("/p/c", 0), coord.DeleteOp("/p/b", 0), coord.DeleteOp("/p", 0),
+		coord.DeleteOp("/q/a/x/y", 0), coord.DeleteOp("/q/a/x", 0), coord.DeleteOp("/q/a", 0), coord.DeleteOp("/q", 0))
+	must(t, err)
+	for _, p := range []string{"/p", "/q"} {
+		if _, ok, err := st.Exists(ctx, p); err != nil || ok {
+			t.Fatalf("%s after its subtree was deleted: exists %v, %v", p, ok, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coordkit/coord/coord"
@@ -321,23 +322,67 @@ const ActionGCFloor = 500
 // 21 s for 10,000 on etcd).
 const gcBatch = 128
 
+// gcListInFlight is how many response directories ActionGC lists at once.
+const gcListInFlight = 8
+
+// listAnswers lists the response directories of the actions seqs, a few at
+// once: answers[i] holds the answers in seqs[i]'s directory, and found[i]
+// says whether there is one.
+func listAnswers(ctx context.Context, store coord.Store, respPrefix string, seqs []int) (answers [][]string, found []bool, err error) {
+	answers, found = make([][]string, len(seqs)), make([]bool, len(seqs))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, gcListInFlight)
+	for i, seq := range seqs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			kids, lerr := store.Children(ctx, coord.Join(respPrefix, seqName(int64(seq))))
+			switch {
+			case errors.Is(lerr, coord.ErrNoNode):
+			case lerr != nil:
+				mu.Lock()
+				if err == nil {
+					err = lerr
+				}
+				mu.Unlock()
+				cancel()
+			default:
+				answers[i], found[i] = kids, true
+			}
+		})
+	}
+	wg.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return answers, found, err
+}
+
 // deleteActions deletes the actions seqs, their response directories and
-// the answers in them: one Children per response directory, then
+// the answers in them: the response directories listed a few at once, then
 // transactions of deletes, children before parents. When a transaction is
 // refused because the nodes changed meanwhile (an answer came, a node went),
 // the batch is deleted node by node instead.
 func deleteActions(ctx context.Context, store coord.Store, prefix, respPrefix string, seqs []int) error {
+	answers, found, err := listAnswers(ctx, store, respPrefix, seqs)
+	if err != nil {
+		return err
+	}
 	var ops []coord.Op
-	for _, seq := range seqs {
+	for i, seq := range seqs {
 		name := seqName(int64(seq))
-		resp := coord.Join(respPrefix, name)
-		answers, err := store.Children(ctx, resp)
-		switch {
-		case errors.Is(err, coord.ErrNoNode):
-		case err != nil:
-			return err
-		default:
-			for _, a := range answers {
+		if found[i] {
+			resp := coord.Join(respPrefix, name)
+			for _, a := range answers[i] {
 				ops = append(ops, coord.DeleteOp(coord.Join(resp, a), coord.AnyVersion))
 			}
 			ops = append(ops, coord.DeleteOp(resp, coord.AnyVersion))
@@ -373,6 +418,56 @@ func deleteActions(ctx context.Context, store coord.Store, prefix, respPrefix st
 	return nil
 }
 
+// gcInFlight is how many batches of actions ActionGC deletes at once.
+const gcInFlight = 4
+
+// deleteDoomed deletes the actions doomed, in batches of gcBatch, up to
+// gcInFlight of them at once, and reports the progress after each batch
+// (on the calling goroutine, as WithProgress promises).
+func deleteDoomed(ctx context.Context, store coord.Store, prefix, respPrefix string, doomed []int) error {
+	if len(doomed) == 0 {
+		return nil
+	}
+	report, start := reporter(ctx), time.Now()
+	progress := func(done int) {
+		if report != nil {
+			report(Progress{Op: "ActionGC", Done: done, Total: len(doomed), Elapsed: time.Since(start)})
+		}
+	}
+	progress(0)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		n   int
+		err error
+	}
+	results := make(chan result)
+	var first error
+	next, pending, deleted := 0, 0, 0
+	for (next < len(doomed) && first == nil) || pending > 0 {
+		if next < len(doomed) && first == nil && pending < gcInFlight {
+			batch := doomed[next:min(next+gcBatch, len(doomed))]
+			next += len(batch)
+			pending++
+			go func() {
+				results <- result{len(batch), deleteActions(ctx, store, prefix, respPrefix, batch)}
+			}()
+			continue
+		}
+		r := <-results
+		pending--
+		switch {
+		case r.err != nil && first == nil:
+			first = r.err
+			cancel()
+		case r.err == nil:
+			deleted += r.n
+			progress(deleted)
+		}
+	}
+	return first
+}
+
 // ActionGC deletes old actions with their response directories: with
 // GC_TYPE_N all but the newest keep+ActionGCFloor; with GC_TYPE_SEC those
 // older than keep seconds. Response directories whose action is gone are deleted with them.
@@ -405,39 +500,36 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 			}
 		case GC_TYPE_SEC:
 			now := time.Now().Unix()
-			for _, seq := range seqs {
-				p := coord.Join(prefix, seqName(int64(seq)))
-				data, _, err := store.Get(ctx, p)
-				if errors.Is(err, coord.ErrNoNode) {
-					continue
+			for i := 0; i < len(seqs); i += gcBatch {
+				chunk := seqs[i:min(i+gcBatch, len(seqs))]
+				paths := make([]string, len(chunk))
+				for j, seq := range chunk {
+					paths[j] = coord.Join(prefix, seqName(int64(seq)))
 				}
+				res, err := store.GetMany(ctx, paths...)
 				if err != nil {
-					return errorf(op, p, err)
+					return errorf(op, prefix, err)
 				}
-				var act Action
-				if err := decode(p, data, &act); err != nil {
-					return err
-				}
-				ts, err := strconv.ParseInt(act.Ts, 10, 64)
-				if err != nil {
-					return errorf(op, p, fmt.Errorf("%w: ts %q", ErrMalformed, act.Ts))
-				}
-				if now-ts > int64(keep) {
-					doomed = append(doomed, seq)
+				for j, r := range res {
+					if r.Err != nil {
+						continue // gone meanwhile (GetMany fails a result only so)
+					}
+					var act Action
+					if err := decode(paths[j], r.Data, &act); err != nil {
+						return err
+					}
+					ts, err := strconv.ParseInt(act.Ts, 10, 64)
+					if err != nil {
+						return errorf(op, paths[j], fmt.Errorf("%w: ts %q", ErrMalformed, act.Ts))
+					}
+					if now-ts > int64(keep) {
+						doomed = append(doomed, chunk[j])
+					}
 				}
 			}
 		}
-		report, start := reporter(ctx), time.Now()
-		for i := 0; i < len(doomed); i += gcBatch {
-			if report != nil {
-				report(Progress{Op: op, Done: i, Total: len(doomed), Elapsed: time.Since(start)})
-			}
-			if err := deleteActions(ctx, store, prefix, respPrefix, doomed[i:min(i+gcBatch, len(doomed))]); err != nil {
-				return errorf(op, prefix, err)
-			}
-		}
-		if report != nil && len(doomed) > 0 {
-			report(Progress{Op: op, Done: len(doomed), Total: len(doomed), Elapsed: time.Since(start)})
+		if err := deleteDoomed(ctx, store, prefix, respPrefix, doomed); err != nil {
+			return errorf(op, prefix, err)
 		}
 		// Response directories left without an action older than the oldest
 		// kept action (an action whose creation failed half-way, or an earlier

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -468,16 +470,16 @@ func TestCodisParity(t *testing.T) {
 }
 
 // answerOnFirstTxn adds an answer to the response directory dir just before
-// the first transaction it sees: a proxy answering while ActionGC runs.
+// the first transaction that deletes dir: a proxy answering while ActionGC
+// runs.
 type answerOnFirstTxn struct {
 	coord.Store
 	dir  string
-	done bool
+	done atomic.Bool
 }
 
 func (a *answerOnFirstTxn) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, error) {
-	if !a.done {
-		a.done = true
+	if slices.ContainsFunc(ops, func(op coord.Op) bool { return op.Path == a.dir }) && a.done.CompareAndSwap(false, true) {
 		if _, err := a.Store.Create(ctx, a.dir+"/late_proxy", nil, coord.Persistent); err != nil {
 			return nil, err
 		}
@@ -515,7 +517,7 @@ func TestActionGCBatches(t *testing.T) {
 		var reports []models.Progress
 		late := &answerOnFirstTxn{Store: s, dir: resp + "/0000000005"}
 		must(t, models.ActionGC(models.WithProgress(ctx, func(p models.Progress) { reports = append(reports, p) }), late, product, models.GC_TYPE_N, keep))
-		if !late.done {
+		if !late.done.Load() {
 			t.Fatal("ActionGC wrote no transaction")
 		}
 		left, err := models.GetActionSeqList(ctx, s, product)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/internal/lifecycle"
+	"github.com/coordkit/coord/internal/retry"
 	"github.com/coordkit/coord/internal/txnplan"
 )
 
@@ -113,12 +114,28 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	if err != nil {
 		return nil, nil, err
 	}
+	// A node deleted with its parent is counted from the listing of the
+	// highest node of that chain (the whole subtree, read after every key
+	// was), not listed on its own: deleting answers with their response
+	// directory lists each directory once.
+	top := func(p string) string {
+		for p != "/" && needKids[coord.Parent(p)] {
+			p = coord.Parent(p)
+		}
+		return p
+	}
+	subtree := map[string]bool{} // tops with a node below them deleted too
+	for p := range needKids {
+		if t := top(p); t != p {
+			subtree[t] = true
+		}
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
 	for i, j := range jobs {
 		j.m[j.path].kv = kvs[i]
-		if !j.kids || kvs[i] == nil {
+		if !j.kids || kvs[i] == nil || top(j.path) != j.path {
 			continue
 		}
 		wg.Add(1)
@@ -128,14 +145,24 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			defer func() { <-sem }()
 			// The read found the node: only its children are listed.
 			q, cancel, e := s.opts(ctx)
-			var kids []string
+			counts := map[string]int{}
 			if e == nil {
-				kids, _, e = s.list(ctx, q, j.path)
+				if subtree[j.path] {
+					counts, e = s.countKids(ctx, q, j.path)
+				} else {
+					var kids []string
+					kids, _, e = s.list(ctx, q, j.path)
+					counts[j.path] = len(kids)
+				}
 				cancel()
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			j.m[j.path].kids = len(kids)
+			for p, n := range counts {
+				if st, ok := nodes[p]; ok && needKids[p] {
+					st.kids = n
+				}
+			}
 			if e != nil && err == nil {
 				err = e
 			}
@@ -143,6 +170,39 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	}
 	wg.Wait()
 	return nodes, seqs, err
+}
+
+// countKids lists the whole subtree of path in one request and returns how
+// many children each node in it has that has any (path itself included).
+func (s *Store) countKids(ctx context.Context, q *api.QueryOptions, path string) (map[string]int, error) {
+	base := s.key(path) + "/"
+	var keys []string
+	err := retry.Do(q.Context(), transientRead, func() error {
+		var err error
+		keys, _, err = s.cli.KV().Keys(base, "", q)
+		return err
+	})
+	if err != nil {
+		return nil, mapErr(ctx, err)
+	}
+	seen := map[string]bool{}
+	counts := map[string]int{}
+	for _, k := range keys {
+		rel := strings.TrimPrefix(k, base)
+		parent := path
+		for name := range strings.SplitSeq(rel, "/") {
+			if name == "" {
+				break
+			}
+			child := coord.Join(parent, name)
+			if !seen[child] {
+				seen[child] = true
+				counts[parent]++
+			}
+			parent = child
+		}
+	}
+	return counts, nil
 }
 
 // txnOnce plans and commits once; retry is true when the state changed after
