@@ -777,9 +777,16 @@ func testFaultCreateCutBeforeServer(t *testing.T, s *suite) {
 		dir := fmt.Sprintf("/d%d", i)
 		_, err := obs.Create(ctx, dir, nil, coord.Persistent)
 		must(t, err)
-		_, err = obs.Create(ctx, dir+"/n-", []byte("x"), coord.Sequential)
+		before, err := obs.Create(ctx, dir+"/n-", []byte("x"), coord.Sequential)
 		must(t, err)
-		_, _, err = st.Exists(ctx, dir)
+		// The store has seen that node (a GetMany for the persistent mode,
+		// whose lookup could take it for its own, an Exists of the parent
+		// for the other): what it made must be newer.
+		if mode == coord.Sequential {
+			_, err = st.GetMany(ctx, before)
+		} else {
+			_, _, err = st.Exists(ctx, dir)
+		}
 		must(t, err)
 		f.Stall()
 		res := make(chan error, 1)

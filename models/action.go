@@ -481,17 +481,21 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 	}
 	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
 		prefix, respPrefix := GetWatchActionPath(productName), GetActionResponsePath(productName)
-		actions, err := store.Children(ctx, prefix)
+		// The names are scanned a page at a time (etcd reads pages) and
+		// only their numbers kept.
+		var seqs []int
+		err := coord.ScanChildren(ctx, store, prefix, func(names []string) error {
+			page, err := ExtraSeqList(names)
+			seqs = append(seqs, page...)
+			return err
+		})
 		if errors.Is(err, coord.ErrNoNode) {
 			return nil
 		}
 		if err != nil {
 			return errorf(op, prefix, err)
 		}
-		seqs, err := ExtraSeqList(actions)
-		if err != nil {
-			return errorf(op, prefix, err)
-		}
+		sort.Ints(seqs)
 		var doomed []int
 		switch gcType {
 		case GC_TYPE_N:
@@ -536,16 +540,21 @@ func ActionGC(ctx context.Context, store coord.Store, productName string, gcType
 		// GC interrupted) go too.
 		if len(seqs) > len(doomed) {
 			oldestKept := seqs[len(doomed)]
-			resp, err := store.Children(ctx, respPrefix)
+			var orphans []string
+			err := coord.ScanChildren(ctx, store, respPrefix, func(names []string) error {
+				for _, r := range names {
+					if n, err := strconv.Atoi(r); err == nil && n < oldestKept {
+						orphans = append(orphans, r)
+					}
+				}
+				return nil
+			})
 			if err != nil && !errors.Is(err, coord.ErrNoNode) {
 				return errorf(op, respPrefix, err)
 			}
-			for _, r := range resp {
-				n, err := strconv.Atoi(r)
-				if err == nil && n < oldestKept {
-					if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, r)); err != nil {
-						return errorf(op, coord.Join(respPrefix, r), err)
-					}
+			for _, r := range orphans {
+				if err := coord.DeleteAll(ctx, store, coord.Join(respPrefix, r)); err != nil {
+					return errorf(op, coord.Join(respPrefix, r), err)
 				}
 			}
 		}
