@@ -784,3 +784,43 @@ func (c cluster) Open(t testing.TB, ns string, ttl time.Duration) coord.Store {
 
 func (c cluster) Members() int            { return c.N }
 func (c cluster) Leader(t testing.TB) int { return c.Ensemble.Leader(t, conformance.Timeout) }
+
+// Children of a node that has children is one request (a node with a child
+// exists); a node without children, or none at all, takes a second to tell
+// the two apart.
+func TestChildrenRequests(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	prefix := "coordtest/kids-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	via, requests := countingAgent(t, addr)
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{"/d", "/d/a", "/d/b", "/e"} {
+		if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		path     string
+		want     string
+		requests int64
+	}{
+		{"/d", "[a b] <nil>", 1},
+		{"/", "[d e] <nil>", 1},
+		{"/e", "[] <nil>", 2},
+		{"/d/a", "[] <nil>", 2},
+		{"/none", "[] coord: children /none: node does not exist", 2},
+	} {
+		before := requests.Load()
+		kids, err := s.Children(ctx, c.path)
+		if got := fmt.Sprint(kids, " ", err); got != c.want {
+			t.Fatalf("Children(%s) = %s, want %s", c.path, got, c.want)
+		}
+		if n := requests.Load() - before; n != c.requests {
+			t.Fatalf("Children(%s) took %d requests, want %d", c.path, n, c.requests)
+		}
+	}
+}

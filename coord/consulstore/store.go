@@ -643,11 +643,30 @@ func (s *Store) Children(ctx context.Context, path string) ([]string, error) {
 	if err := coord.CheckCall(ctx, "children", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
 	}
-	kids, exists, _, err := s.children(ctx, path, 0, 0)
+	// The children first: a node that has any exists (a child is only made
+	// under a node that exists, and a node is only deleted without
+	// children), so one request answers. Only an empty listing needs the
+	// node's own, to tell "no children" from "no node".
+	q, cancel, err := s.opts(ctx)
 	if err != nil {
 		return nil, coord.Errorf("children", path, err)
 	}
-	if !exists {
+	kids, _, err := s.list(ctx, q, path)
+	cancel()
+	if err != nil {
+		return nil, coord.Errorf("children", path, err)
+	}
+	if len(kids) > 0 || path == "/" {
+		return kids, nil
+	}
+	// No children: the node must exist when it was read, which is after the
+	// listing (a point between them, when it existed without children,
+	// there was: its children come after it).
+	kv, _, err := s.get(ctx, path)
+	if err != nil {
+		return nil, coord.Errorf("children", path, err)
+	}
+	if kv == nil {
 		return nil, coord.Errorf("children", path, coord.ErrNoNode)
 	}
 	return kids, nil
