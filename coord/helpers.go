@@ -54,18 +54,26 @@ func MkdirAll(ctx context.Context, s Store, path string) error {
 // is not an error. The root cannot be deleted, only emptied: DeleteAll("/")
 // deletes every node.
 //
-// Children are deleted in transactions of as many as the store's Limits
-// allow (a node's children are listed in pages, see ScanChildren), so that
-// 100,000 leaves take about a hundred requests, not 100,000. DeleteAll is
-// not atomic: when it fails, part of the subtree may be gone.
+// Leaves are deleted in transactions of as many as the store's Limits
+// allow, a few at once, and a node's children are listed in pages (see
+// ScanChildren): 100,000 leaves take about 200 transactions on the embedded
+// etcd, 50 on ZooKeeper and 3,125 on Consul, not 200,000 requests. DeleteAll
+// is not atomic: when it fails, part of the subtree may be gone.
 func DeleteAll(ctx context.Context, s Store, path string) error {
 	if err := ValidatePath(path); err != nil {
 		return Errorf("delete", path, err)
 	}
+	return deleteAll(ctx, s, path, deleteInFlight)
+}
+
+// deleteAll is DeleteAll with up to inFlight transactions at once for the
+// children of path; the subtrees below them go one transaction at a time,
+// so that a deep tree does not multiply the requests in flight.
+func deleteAll(ctx context.Context, s Store, path string, inFlight int) error {
 	lim := s.Limits()
 	for attempt := 0; ; attempt++ {
 		err := ScanChildren(ctx, s, path, func(names []string) error {
-			if err := deleteChildren(ctx, s, lim, path, names); err != nil {
+			if err := deleteChildren(ctx, s, lim, path, names, inFlight); err != nil {
 				return fnError{err}
 			}
 			return nil
@@ -104,8 +112,8 @@ func (e fnError) Error() string { return e.err.Error() }
 const deleteInFlight = 4
 
 // deleteChildren deletes the children names of parent and their subtrees,
-// in transactions as large as lim allows, a few at once.
-func deleteChildren(ctx context.Context, s Store, lim Limits, parent string, names []string) error {
+// in transactions as large as lim allows, up to inFlight at once.
+func deleteChildren(ctx context.Context, s Store, lim Limits, parent string, names []string, inFlight int) error {
 	ops := make([]Op, len(names))
 	for i, n := range names {
 		ops[i] = DeleteOp(Join(parent, n), AnyVersion)
@@ -114,15 +122,20 @@ func deleteChildren(ctx context.Context, s Store, lim Limits, parent string, nam
 	if err != nil {
 		return err
 	}
-	if len(batches) == 1 {
-		return deleteBatch(ctx, s, lim, batches[0])
+	if len(batches) == 1 || inFlight <= 1 {
+		for _, b := range batches {
+			if err := deleteBatch(ctx, s, lim, b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan []Op)
-	errs := make(chan error, deleteInFlight)
+	errs := make(chan error, inFlight)
 	var wg sync.WaitGroup
-	for range min(deleteInFlight, len(batches)) {
+	for range min(inFlight, len(batches)) {
 		wg.Go(func() {
 			for b := range work {
 				if err := deleteBatch(ctx, s, lim, b); err != nil {
@@ -167,7 +180,7 @@ func deleteBatch(ctx context.Context, s Store, lim Limits, ops []Op) error {
 		}
 		switch {
 		case errors.Is(te.Err, ErrNotEmpty):
-			if err := DeleteAll(ctx, s, ops[te.Index].Path); err != nil {
+			if err := deleteAll(ctx, s, ops[te.Index].Path, 1); err != nil {
 				return err
 			}
 		case errors.Is(te.Err, ErrNoNode):
