@@ -166,6 +166,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Fault/LostCreateReplyExisting", testFaultLostCreateReplyExisting},
 		{"Fault/LostWriteReply", testFaultLostWriteReply},
 		{"Fault/CreateCutBeforeServer", testFaultCreateCutBeforeServer},
+		{"Fault/WriteDropped", testFaultWriteDropped},
 		{"Fault/ReadCutInFlight", testFaultReadCutInFlight},
 		{"Fault/DeadlineInFlight", testFaultDeadlineInFlight},
 		{"Fault/LostSessionReleases", testFaultLostSessionReleases},

@@ -26,6 +26,11 @@ type Faults interface {
 	LoseReplies()
 	// Resume ends a Stall, a Block or LoseReplies.
 	Resume() error
+	// DropNextWrite makes the store's next write request (the one that
+	// applies a create, set, delete or transaction, after any read that
+	// plans it) get lost on its way: it is not applied, and the store sees
+	// its connection die before an answer.
+	DropNextWrite()
 }
 
 // FaultTrials is how many times the fault cases repeat their experiment:
@@ -763,6 +768,79 @@ func testFaultWaiterStalled(t *testing.T, s *suite) {
 	}
 	resume(t, f)
 	must(t, mh.Unlock(ctx))
+}
+
+// A write lost on its way to the server (DropNextWrite: not applied, the
+// connection dead before an answer). A create is resolved: it finds it made
+// nothing and sends the create again, so it returns a new node, and does not
+// take for its own an older node with the same data that the store has read
+// (GetMany); a Set, a Delete and a Txn fail with ErrOutcomeUnknown and
+// ErrUnavailable, having changed nothing.
+func testFaultWriteDropped(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	for i, mode := range []coord.Mode{coord.Persistent, coord.Ephemeral, coord.Sequential, coord.EphemeralSequential} {
+		dir := fmt.Sprintf("/d%d", i)
+		_, err := obs.Create(ctx, dir, nil, coord.Persistent)
+		must(t, err)
+		older, err := obs.Create(ctx, dir+"/n-", []byte("x"), coord.Sequential)
+		must(t, err)
+		res, err := st.GetMany(ctx, older)
+		must(t, err)
+		must(t, res[0].Err)
+		path := dir + "/n"
+		if mode&coord.Sequential != 0 {
+			path = dir + "/n-"
+		}
+		f.DropNextWrite()
+		made, err := st.Create(ctx, path, []byte("x"), mode)
+		if err != nil {
+			t.Fatalf("%v: Create after its request was lost: %v", mode, err)
+		}
+		if made == older {
+			t.Fatalf("%v: Create took %s, made before it by another store, for its own", mode, older)
+		}
+		kids, err := obs.Children(ctx, dir)
+		must(t, err)
+		if len(kids) != 2 {
+			t.Fatalf("%v: %v under %s, want the older node and one made by the create", mode, kids, dir)
+		}
+		data, stat, err := obs.Get(ctx, made)
+		if err != nil || string(data) != "x" || stat.Ephemeral != (mode&coord.Ephemeral != 0) {
+			t.Fatalf("%v: Create returned %s: %q, %+v, %v", mode, made, data, stat, err)
+		}
+	}
+	// Set, Delete and Txn: in doubt for the caller, and not applied.
+	_, err := st.Create(ctx, "/w", []byte("1"), coord.Persistent)
+	must(t, err)
+	for _, w := range []struct {
+		name string
+		do   func() error
+	}{
+		{"Set", func() error { _, err := st.Set(ctx, "/w", []byte("2"), 0); return err }},
+		{"Delete", func() error { return st.Delete(ctx, "/w", 0) }},
+		{"Txn", func() error {
+			_, err := st.Txn(ctx, coord.SetOp("/w", []byte("3"), 0), coord.CreateOp("/w2", nil, coord.Persistent))
+			return err
+		}},
+	} {
+		f.DropNextWrite()
+		err := w.do()
+		if !errors.Is(err, coord.ErrOutcomeUnknown) || !errors.Is(err, coord.ErrUnavailable) {
+			t.Fatalf("%s whose request was lost: %v, want ErrOutcomeUnknown and ErrUnavailable", w.name, err)
+		}
+		data, stat, err := obs.Get(ctx, "/w")
+		if err != nil || string(data) != "1" || stat.Version != 0 {
+			t.Fatalf("after a %s that was lost, /w is %q at %d (%v), want \"1\" at 0", w.name, data, stat.Version, err)
+		}
+		if _, ok, err := obs.Exists(ctx, "/w2"); err != nil || ok {
+			t.Fatalf("after a %s that was lost, /w2 exists: %v, %v", w.name, ok, err)
+		}
+	}
+	// The fault is spent: the next write goes through.
+	_, err = st.Set(ctx, "/w", []byte("4"), 0)
+	must(t, err)
 }
 
 // A create cut off before it reached the server (its request held by a

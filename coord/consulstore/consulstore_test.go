@@ -69,6 +69,8 @@ type faults struct {
 
 func (f faults) LoseReplies() { consulstore.LoseNextReply(f.s) }
 
+func (f faults) DropNextWrite() { consulstore.DropNextWrite(f.s) }
+
 func TestConformance(t *testing.T) {
 	b := backend(testenv.Addr(t, "consul"))
 	b.Cluster = func(t testing.TB) conformance.Cluster { return cluster{testenv.SharedEnsemble(t, "consul")} }

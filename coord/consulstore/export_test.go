@@ -4,6 +4,10 @@ package consulstore
 // and its answer lost, as when the connection dies in between.
 func LoseNextReply(s *Store) { s.loseReply.Store(true) }
 
+// DropNextWrite makes the next transaction the store commits get lost on
+// its way to the agent, as when the connection dies before it is sent on.
+func DropNextWrite(s *Store) { s.dropWrite.Store(true) }
+
 // BeforeNextCommit makes f run once between the next transaction's plan and
 // its commit, as a writer that got in between.
 func BeforeNextCommit(s *Store, f func()) { s.beforeCommit.Store(&f) }

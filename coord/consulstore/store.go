@@ -113,6 +113,7 @@ type Store struct {
 	known     knownKeys       // keys' states last seen, for setsFast
 	oldAgent  atomic.Bool     // the agent refused get-or-empty (before Consul 1.14)
 	loseReply atomic.Bool     // a test's fault: lose the next commit's answer
+	dropWrite atomic.Bool     // a test's fault: lose the next commit on its way
 	// a test's fault: run once between the next plan and its commit
 	beforeCommit atomic.Pointer[func()]
 }

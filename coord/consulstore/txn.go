@@ -252,7 +252,15 @@ func (s *Store) commit(ctx context.Context, txn api.TxnOps, sessID string) (bool
 		(*f)() // a test's fault: another writer between plan and commit
 	}
 	// A failed commit is repeated only when it cannot have been applied.
-	ok, resp, err := s.sendTxn(ctx, txn, notApplied)
+	var ok bool
+	var resp *api.TxnResponse
+	var err error
+	if s.dropWrite.CompareAndSwap(true, false) {
+		// A test's fault: the request lost on its way, the connection dead.
+		err = fmt.Errorf("PUT /v1/txn: the request was dropped by a test fault: %w", io.ErrUnexpectedEOF)
+	} else {
+		ok, resp, err = s.sendTxn(ctx, txn, notApplied)
+	}
 	if err == nil && s.loseReply.CompareAndSwap(true, false) {
 		// A test's fault: applied, and the answer lost on the way.
 		ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)

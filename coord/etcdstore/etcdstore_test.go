@@ -97,6 +97,8 @@ type faults struct {
 
 func (f faults) LoseReplies() { etcdstore.LoseNextReply(f.s) }
 
+func (f faults) DropNextWrite() { etcdstore.DropNextWrite(f.s) }
+
 func TestConformance(t *testing.T) {
 	b := backend()
 	b.Cluster = clusterView

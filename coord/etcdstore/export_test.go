@@ -59,3 +59,7 @@ func (s *Store) ChildrenRevision(ctx context.Context, path string) ([]string, in
 	ev, rev, err := s.readKids(ctx, path)
 	return ev.Children, rev, err
 }
+
+// DropNextWrite makes the next transaction the store commits get lost on
+// its way to the server, as when the connection dies before it is sent on.
+func DropNextWrite(s *Store) { s.dropWrite.Store(true) }

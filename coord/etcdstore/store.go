@@ -95,6 +95,7 @@ type Store struct {
 	seen      resolve.Stamp   // the largest revision a reply carried
 	claims    resolve.Claims  // nodes that creates with lost replies took
 	loseReply atomic.Bool     // a test's fault: lose the next commit's answer
+	dropWrite atomic.Bool     // a test's fault: lose the next commit on its way
 }
 
 var _ coord.Store = (*Store)(nil)

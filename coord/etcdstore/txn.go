@@ -24,7 +24,14 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []cli
 	if n := requestBytes(cmps, then, els); n > s.reqBytes {
 		return nil, fmt.Errorf("%w: a request of about %d bytes, over the cluster's %d (not sent)", coord.ErrTooLarge, n, s.reqBytes)
 	}
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	var resp *clientv3.TxnResponse
+	var err error
+	if s.dropWrite.CompareAndSwap(true, false) {
+		// A test's fault: the request lost on its way, the connection dead.
+		err = status.Error(codes.Unavailable, "error reading from server: EOF (request dropped by a test fault)")
+	} else {
+		resp, err = s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	}
 	if err == nil && s.loseReply.CompareAndSwap(true, false) {
 		// A test's fault: applied, and the answer lost on the way.
 		resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (reply lost by a test fault)")

@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -114,6 +115,17 @@ type Store struct {
 	stale   bool           // Config.StaleReads
 	zxid    resolve.Stamp  // the largest zxid a reply carried
 	claims  resolve.Claims // nodes that creates with lost replies took
+
+	dropWrite atomic.Bool // a test's fault: lose the next create or multi on its way
+}
+
+// dropped reports (once) that a test made the next write get lost on its
+// way: the connection closed before the request was sent on.
+func (s *Store) dropped() error {
+	if s.dropWrite.CompareAndSwap(true, false) {
+		return zk.ErrConnectionClosed
+	}
+	return nil
 }
 
 var _ coord.Store = (*Store)(nil)
@@ -446,6 +458,9 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, mode coord
 		func() (string, error) {
 			var out string
 			err := s.do(ctx, func() error {
+				if err := s.dropped(); err != nil {
+					return err
+				}
 				p, err := s.zk().Create(s.abs(path), data, zkFlags(mode), s.aclFor(path))
 				out = p
 				return err
@@ -664,6 +679,9 @@ func (s *Store) Set(ctx context.Context, path string, data []byte, version int64
 	}
 	var st *zk.Stat
 	err := s.do(ctx, func() error {
+		if err := s.dropped(); err != nil {
+			return err
+		}
 		var err error
 		st, err = s.zk().Set(s.abs(path), data, zkVersion(version))
 		return err
@@ -687,7 +705,12 @@ func (s *Store) Delete(ctx context.Context, path string, version int64) error {
 	if err := coord.CheckCall(ctx, "delete", path, nil, 0, version, s.Limits()); err != nil {
 		return err
 	}
-	err := s.do(ctx, func() error { return s.zk().Delete(s.abs(path), zkVersion(version)) })
+	err := s.do(ctx, func() error {
+		if err := s.dropped(); err != nil {
+			return err
+		}
+		return s.zk().Delete(s.abs(path), zkVersion(version))
+	})
 	return coord.Errorf("delete", path, mapErr(err))
 }
 

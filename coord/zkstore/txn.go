@@ -42,6 +42,9 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 multi:
 	for try := 0; ; try++ {
 		err := s.do(ctx, func() error {
+			if err := s.dropped(); err != nil {
+				return err
+			}
 			var err error
 			conn := s.zk()
 			resp, err = conn.Multi(reqs...)

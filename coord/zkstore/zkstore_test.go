@@ -58,10 +58,19 @@ func backend(addr string) conformance.Backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, p
+			return s, faults{p, s}
 		},
 	}
 }
+
+// faults are the proxy's, and a write lost on its way is made inside the
+// client, so that it is the create's and not a read's.
+type faults struct {
+	*faultproxy.Proxy
+	s *zkstore.Store
+}
+
+func (f faults) DropNextWrite() { zkstore.DropNextWrite(f.s) }
 
 func TestConformance(t *testing.T) {
 	b := backend(testenv.Addr(t, "zk"))
