@@ -780,15 +780,22 @@ func testFaultWriteDropped(t *testing.T, s *suite) {
 	ctx := ctxT(t)
 	st, f := s.openFaulty(t)
 	obs := s.open(t)
-	for i, mode := range []coord.Mode{coord.Persistent, coord.Ephemeral, coord.Sequential, coord.EphemeralSequential} {
+	for i, mode := range []coord.Mode{coord.Persistent, coord.Ephemeral, coord.Sequential, coord.Sequential, coord.EphemeralSequential} {
 		dir := fmt.Sprintf("/d%d", i)
 		_, err := obs.Create(ctx, dir, nil, coord.Persistent)
 		must(t, err)
 		older, err := obs.Create(ctx, dir+"/n-", []byte("x"), coord.Sequential)
 		must(t, err)
-		res, err := st.GetMany(ctx, older)
-		must(t, err)
-		must(t, res[0].Err)
+		// The store has seen the older node: through GetMany, or through
+		// a transaction refused after reading it.
+		if i == 3 {
+			_, err = st.Txn(ctx, coord.CheckOp(older, 7), coord.CreateOp(dir+"/m-", nil, coord.Sequential))
+			is(t, err, coord.ErrBadVersion)
+		} else {
+			res, err := st.GetMany(ctx, older)
+			must(t, err)
+			must(t, res[0].Err)
+		}
 		path := dir + "/n"
 		if mode&coord.Sequential != 0 {
 			path = dir + "/n-"
