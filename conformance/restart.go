@@ -89,6 +89,9 @@ func testRestartRiddenOut(t *testing.T, s *suite) {
 	if _, err := st.Create(ctx, "/e", []byte("mine"), coord.Ephemeral); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := st.Create(ctx, "/s", []byte("before"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
 	sess, err := st.Session(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +125,7 @@ func testRestartRiddenOut(t *testing.T, s *suite) {
 	stopped := time.Now()
 	srv.Stop(t)
 	time.Sleep(200 * time.Millisecond) // calls made while it is down
-	results := make(chan result, 2)
+	results := make(chan result, 3)
 	go func() {
 		d, _, err := st.Get(ctx, "/dir")
 		results <- result{"get", d, err}
@@ -131,10 +134,16 @@ func testRestartRiddenOut(t *testing.T, s *suite) {
 		_, err := st.Create(ctx, "/dir/made", []byte("x"), coord.Persistent)
 		results <- result{"create", nil, err}
 	}()
+	go func() {
+		// Refused while the server is down, so never applied: a write
+		// that waits, not one in doubt.
+		_, err := st.Set(ctx, "/s", []byte("during"), 0)
+		results <- result{"set", nil, err}
+	}()
 	time.Sleep(time.Second)
 	srv.Start(t)
 	t.Logf("the server was down %v", time.Since(stopped).Round(time.Millisecond))
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 3; i++ {
 		select {
 		case r := <-results:
 			if r.err != nil {
@@ -162,6 +171,9 @@ func testRestartRiddenOut(t *testing.T, s *suite) {
 	}
 	if d, _, err := other.Get(ctx, "/e"); err != nil || !bytes.Equal(d, []byte("mine")) {
 		t.Fatalf("the ephemeral node after the restart: %q, %v", d, err)
+	}
+	if d, st, err := other.Get(ctx, "/s"); err != nil || !bytes.Equal(d, []byte("during")) || st.Version != 1 {
+		t.Fatalf("the node set during the restart: %q at %d, %v; want \"during\" at 1", d, st.Version, err)
 	}
 
 	// Watches armed before the restart see changes made after it.

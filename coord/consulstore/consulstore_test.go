@@ -826,3 +826,55 @@ func TestChildrenRequests(t *testing.T) {
 		}
 	}
 }
+
+// An agent that turns a read away (429 Too Many Requests, 503, a 500 that no
+// server took it) is asked again, within the call's deadline: the read
+// succeeds once the agent answers, and the refusals were seen.
+func TestReadsRetriedWhenTurnedAway(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prefix := "coordtest/turned-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	target, err := url.Parse("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var refuse atomic.Int64 // GETs still to turn away
+	answers := []struct {
+		code int
+		body string
+	}{{http.StatusTooManyRequests, "Your IP is issuing too many concurrent connections"}, {http.StatusServiceUnavailable, "unavailable"}, {http.StatusInternalServerError, "No cluster leader"}}
+	var refused atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			if n := refuse.Add(-1); n >= 0 {
+				a := answers[int(refused.Add(1)-1)%len(answers)]
+				http.Error(w, a.body, a.code)
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	s, err := consulstore.New(ctx, consulstore.Config{Address: strings.TrimPrefix(srv.URL, "http://"), Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(ctx, "/n", []byte("v"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	refuse.Store(3)
+	data, _, err := s.Get(ctx, "/n")
+	if err != nil || string(data) != "v" {
+		t.Fatalf("Get after the agent turned it away 3 times: %q, %v", data, err)
+	}
+	if refused.Load() != 3 {
+		t.Fatalf("the agent turned %d reads away, want 3 (the test did not hit the read)", refused.Load())
+	}
+	refuse.Store(3)
+	if kids, err := s.Children(ctx, "/"); err != nil || len(kids) != 1 {
+		t.Fatalf("Children after the agent turned it away 3 times: %v, %v", kids, err)
+	}
+}
