@@ -144,16 +144,20 @@ func testSequentialAfterDelete(t *testing.T, s *suite) {
 	ctx := ctxT(t)
 	_, err := st.Create(ctx, "/q", nil, coord.Persistent)
 	must(t, err)
-	a, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
-	must(t, err)
-	b, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
-	must(t, err)
-	must(t, st.Delete(ctx, b, 0))
-	c, err := st.Create(ctx, "/q/item-", nil, coord.Sequential)
-	must(t, err)
-	na, nb, nc := seqOf(t, coord.Base(a)), seqOf(t, coord.Base(b)), seqOf(t, coord.Base(c))
-	if !(na < nb && nb < nc) {
-		t.Fatalf("numbers %d, %d, then after deleting the newest %d: a name was reused", na, nb, nc)
+	// Under a node and under the root, whose counter some backends keep
+	// apart.
+	for _, prefix := range []string{"/q/item-", "/item-"} {
+		a, err := st.Create(ctx, prefix, nil, coord.Sequential)
+		must(t, err)
+		b, err := st.Create(ctx, prefix, nil, coord.Sequential)
+		must(t, err)
+		must(t, st.Delete(ctx, b, 0))
+		c, err := st.Create(ctx, prefix, nil, coord.Sequential)
+		must(t, err)
+		na, nb, nc := seqOf(t, coord.Base(a)), seqOf(t, coord.Base(b)), seqOf(t, coord.Base(c))
+		if !(na < nb && nb < nc) {
+			t.Fatalf("%s: numbers %d, %d, then after deleting the newest %d: a name was reused", prefix, na, nb, nc)
+		}
 	}
 }
 
@@ -176,11 +180,20 @@ func testSequentialPlanted(t *testing.T, s *suite) {
 		planted[coord.Base(p)] = true
 	}
 	seen := map[string]bool{coord.Base(a): true}
+	last := na
 	for i := 0; i < 8; i++ {
 		var p string
 		if i%2 == 0 {
 			p, err = st.Create(ctx, "/q/item-", []byte("mine"), coord.Sequential)
 		} else {
+			// Planted just ahead of the last name made, where ZooKeeper
+			// (whose next number counts every child made, by name too)
+			// puts the transaction's create.
+			if name := fmt.Sprintf("item-%010d", last+2); !planted[name] && !seen[name] {
+				_, err := st.Create(ctx, "/q/"+name, []byte("planted"), coord.Persistent)
+				must(t, err)
+				planted[name] = true
+			}
 			var res []coord.OpResult
 			res, err = st.Txn(ctx, coord.CreateOp("/q/item-", []byte("mine"), coord.Sequential))
 			if err == nil {
@@ -191,7 +204,7 @@ func testSequentialPlanted(t *testing.T, s *suite) {
 			t.Fatalf("sequential create %d after nodes were planted under its parent: %v", i, err)
 		}
 		name := coord.Base(p)
-		seqOf(t, name)
+		last = seqOf(t, name)
 		if planted[name] || seen[name] {
 			t.Fatalf("sequential create %d made %s, a name already taken", i, name)
 		}
