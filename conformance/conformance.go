@@ -156,6 +156,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Recipe/EmptyPrefix", testRecipeEmptyPrefix},
 		{"Fault/SessionLostFirst", testFaultSessionLostFirst},
 		{"Fault/ShortStall", testFaultShortStall},
+		{"Fault/WatchRecreatedInStall", testFaultWatchRecreatedInStall},
 		{"Fault/Suspended", testFaultSuspended},
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
 		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -192,6 +193,52 @@ func testFaultShortStall(t *testing.T, s *suite) {
 	}
 	if _, ok, err := obs.Exists(ctx, "/e"); err != nil || !ok {
 		t.Fatalf("the ephemeral node did not survive a short stall: %v %v", ok, err)
+	}
+}
+
+// A watched node deleted and made again, with the same children, while
+// the watcher's connection is stalled: when the stall ends, the children
+// watch ends with ErrNoNode (the node it watched is gone; the one there now
+// is another), although the children it would list are the same.
+func testFaultWatchRecreatedInStall(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	obs := s.open(t)
+	for _, p := range []string{"/w", "/w/a"} {
+		_, err := obs.Create(ctx, p, nil, coord.Persistent)
+		must(t, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := st.WatchChildren(wctx, "/w")
+	must(t, err)
+	if ev := next(t, events); !slices.Equal(ev.Children, []string{"a"}) {
+		t.Fatalf("first event %+v, want the children [a]", ev)
+	}
+	f.Stall()
+	must(t, coord.DeleteAll(ctx, obs, "/w"))
+	for _, p := range []string{"/w", "/w/a"} {
+		_, err := obs.Create(ctx, p, nil, coord.Persistent)
+		must(t, err)
+	}
+	time.Sleep(faultSessionTimeout / 10)
+	resume(t, f)
+	deadline := time.After(Timeout)
+	for {
+		select {
+		case ev, open := <-events:
+			if !open {
+				t.Fatal("the watch closed without an event saying its node went")
+			}
+			if ev.Err != nil {
+				if !errors.Is(ev.Err, coord.ErrNoNode) {
+					t.Fatalf("the watch ended with %v, want ErrNoNode", ev.Err)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no ErrNoNode %v after the stall: the watch took the new node for the one it watched", Timeout)
+		}
 	}
 }
 

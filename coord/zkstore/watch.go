@@ -88,7 +88,7 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	if err := coord.CheckCall(ctx, "watch", path, nil, 0, 0, s.Limits()); err != nil {
 		return nil, err
 	}
-	ev, fired, err := s.armChildren(ctx, path)
+	ev, created, fired, err := s.armChildren(ctx, path)
 	if err != nil {
 		return nil, coord.Errorf("watch", path, err)
 	}
@@ -99,11 +99,18 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	q.Send(ev)
 	last := ev.Children
 	go s.loop(ctx, q, fired, func(c context.Context, why zk.EventType) (coord.Event, *shared, error) {
+		gone := coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}
 		if why == zk.EventNodeDeleted {
 			// Ended, even if the node is back by now: it is another node.
-			return coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}, nil, nil
+			return gone, nil, nil
 		}
-		ev, fired, err := s.armChildren(c, path)
+		ev, now, fired, err := s.armChildren(c, path)
+		if err == nil && ev.Exists && path != "/" && now != created {
+			// Deleted and made again since the last read, its delete
+			// unseen: the watch that fired was spent on a change of its
+			// children (a DeleteAll deletes them first). Another node.
+			return gone, nil, nil
+		}
 		if err == nil && ev.Exists && slices.Equal(ev.Children, last) {
 			ev.Children = nil // unchanged: nothing to send
 			return coord.Event{}, fired, nil
@@ -114,32 +121,40 @@ func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Ev
 	return ch, nil
 }
 
-func (s *Store) armChildren(ctx context.Context, path string) (coord.Event, *shared, error) {
+// armChildren reads the children of path and arms (or joins) a children
+// watch of it, and returns them with the node's creation zxid (which tells
+// a node made again from the one read before).
+func (s *Store) armChildren(ctx context.Context, path string) (coord.Event, int64, *shared, error) {
 	conn := s.zk()
 	sh := s.watches.get(wkey{path, true}, conn)
 	var kids []string
+	var stat *zk.Stat
 	var fired <-chan zk.Event
 	err := s.read(ctx, func() error {
 		var err error
 		if sh != nil {
-			kids, _, err = conn.Children(s.abs(path))
+			kids, stat, err = conn.Children(s.abs(path))
 		} else {
-			kids, _, fired, err = conn.ChildrenW(s.abs(path))
+			kids, stat, fired, err = conn.ChildrenW(s.abs(path))
 		}
 		return err
 	})
 	if errors.Is(err, zk.ErrNoNode) {
-		return coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}, nil, nil
+		return coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}, 0, nil, nil
 	}
 	if err != nil {
-		return coord.Event{}, nil, mapErr(err)
+		return coord.Event{}, 0, nil, mapErr(err)
 	}
 	if sh == nil {
 		sh = s.watches.add(wkey{path, true}, conn, fired)
 	}
 	kids = s.hide(path, kids)
 	sort.Strings(kids)
-	return coord.Event{Path: path, Exists: true, Children: kids}, sh, nil
+	var created int64
+	if stat != nil {
+		created = stat.Czxid
+	}
+	return coord.Event{Path: path, Exists: true, Children: kids}, created, sh, nil
 }
 
 // loop waits for the armed watch to fire, then re-reads and re-arms. An
