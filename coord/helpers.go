@@ -72,19 +72,10 @@ func DeleteAll(ctx context.Context, s Store, path string) error {
 func deleteAll(ctx context.Context, s Store, path string, inFlight int) error {
 	lim := s.Limits()
 	for attempt := 0; ; attempt++ {
-		err := ScanChildren(ctx, s, path, func(names []string) error {
-			if err := deleteChildren(ctx, s, lim, path, names, inFlight); err != nil {
-				return fnError{err}
-			}
-			return nil
+		found, err := scanFound(ctx, s, path, func(names []string) error {
+			return deleteChildren(ctx, s, lim, path, names, inFlight)
 		})
-		var fe fnError
-		switch {
-		case errors.As(err, &fe):
-			return fe.err
-		case errors.Is(err, ErrNoNode):
-			return nil
-		case err != nil:
+		if !found || err != nil {
 			return err
 		}
 		if path == "/" {
@@ -99,6 +90,26 @@ func deleteAll(ctx context.Context, s Store, path string, inFlight int) error {
 		}
 		return err
 	}
+}
+
+// scanFound is ScanChildren of a node that may be gone: found is false,
+// with no error, when it is (or goes during the scan); fn's errors come
+// back as they are, told apart from the scan's own.
+func scanFound(ctx context.Context, s Store, path string, fn func(names []string) error) (found bool, err error) {
+	err = ScanChildren(ctx, s, path, func(names []string) error {
+		if err := fn(names); err != nil {
+			return fnError{err}
+		}
+		return nil
+	})
+	var fe fnError
+	switch {
+	case errors.As(err, &fe):
+		return true, fe.err
+	case errors.Is(err, ErrNoNode):
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // fnError carries an error of a ScanChildren callback out of the scan, so
@@ -250,7 +261,7 @@ func walk(ctx context.Context, s Store, path string, data []byte, st Stat, fn fu
 	} else if err != nil {
 		return err
 	}
-	err := ScanChildren(ctx, s, path, func(names []string) error {
+	_, err := scanFound(ctx, s, path, func(names []string) error {
 		for len(names) > 0 {
 			n := min(len(names), walkRead)
 			paths := make([]string, n)
@@ -259,27 +270,20 @@ func walk(ctx context.Context, s Store, path string, data []byte, st Stat, fn fu
 			}
 			res, err := s.GetMany(ctx, paths...)
 			if err != nil {
-				return fnError{err}
+				return err
 			}
 			for i, r := range res {
 				if r.Err != nil {
 					continue // gone meanwhile: GetMany fails a result only for that
 				}
 				if err := walk(ctx, s, paths[i], r.Data, r.Stat, fn); err != nil {
-					return fnError{err}
+					return err
 				}
 			}
 			names = names[n:]
 		}
 		return nil
 	})
-	var fe fnError
-	switch {
-	case errors.As(err, &fe):
-		return fe.err
-	case errors.Is(err, ErrNoNode):
-		return nil
-	}
 	return err
 }
 

@@ -442,6 +442,21 @@ func countingAgent(t *testing.T, addr string) (string, *atomic.Int64) {
 	return strings.TrimPrefix(srv.URL, "http://"), &n
 }
 
+// countedStore opens a store on a fresh prefix named after name, through
+// countingAgent, closed when t ends, and returns it with its prefix and the
+// count of its requests.
+func countedStore(t *testing.T, addr, name string) (*consulstore.Store, string, *atomic.Int64) {
+	t.Helper()
+	prefix := "coordtest/" + name + "-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	via, requests := countingAgent(t, addr)
+	s, err := consulstore.New(context.Background(), consulstore.Config{Address: via, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, prefix, requests
+}
+
 // A Txn of sets and checks on nodes whose state the store last saw (read or
 // written) commits in one request, without reading first; when another
 // writer has moved a node since (through a store, or `consul kv put`), the
@@ -451,13 +466,7 @@ func countingAgent(t *testing.T, addr string) (string, *atomic.Int64) {
 func TestKnownSetsCommitWithoutReading(t *testing.T) {
 	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	prefix := "coordtest/known-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	via, requests := countingAgent(t, addr)
-	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, prefix, requests := countedStore(t, addr, "known")
 	other, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
@@ -791,15 +800,8 @@ func (c cluster) Leader(t testing.TB) int { return c.Ensemble.Leader(t, conforma
 // exists); a node without children, or none at all, takes a second to tell
 // the two apart.
 func TestChildrenRequests(t *testing.T) {
-	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	prefix := "coordtest/kids-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	via, requests := countingAgent(t, addr)
-	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _, requests := countedStore(t, testenv.Addr(t, "consul"), "kids")
 	for _, p := range []string{"/d", "/d/a", "/d/b", "/e"} {
 		if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
 			t.Fatal(err)
