@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,14 +340,33 @@ func TestWithLock(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("the removed lock was not lost")
 		}
-		err = models.NewServerGroup(product, 5).Create(lctx, s)
+		// Refused before anything is sent, saying which lock.
+		c := &txnCounter{Store: s}
+		err = models.NewServerGroup(product, 5).Create(lctx, c)
 		is(t, err, coord.ErrLockLost)
+		if !strings.Contains(err.Error(), "WithLock") {
+			t.Errorf("the error does not say the lock passed with WithLock was lost: %v", err)
+		}
+		if n := c.txns.Load(); n != 0 {
+			t.Errorf("a call under a lock known lost sent %d transactions", n)
+		}
 		noGroup(t, s, 5)
 		healthy(t, s, p)
 		if err := lock.Unlock(ctx); err != nil && !errors.Is(err, coord.ErrNoNode) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// txnCounter counts the transactions sent through it.
+type txnCounter struct {
+	coord.Store
+	txns atomic.Int64
+}
+
+func (c *txnCounter) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, error) {
+	c.txns.Add(1)
+	return c.Store.Txn(ctx, ops...)
 }
 
 // A stray child of R/actions makes a Codis 2 proxy panic at the next change,
