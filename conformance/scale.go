@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/fanout"
 )
 
 // ManyChildren is how many children the Scale/ManyChildren case makes under
@@ -27,35 +27,12 @@ func createMany(ctx context.Context, t *testing.T, st coord.Store, paths []strin
 	}
 	batches, err := coord.Batches(ops, st.Limits())
 	must(t, err)
-	work := make(chan []coord.Op)
-	errs := make(chan error, 4)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for b := range work {
-				if _, err := st.Txn(ctx, b...); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	sent := 0
-feed:
-	for _, b := range batches {
-		select {
-		case work <- b:
-			sent++
-		case err := <-errs:
-			errs <- err
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		t.Fatalf("creating %d nodes (%d of %d transactions sent): %v", len(paths), sent, len(batches), err)
+	err = fanout.Each(ctx, len(batches), 4, func(ctx context.Context, i int) error {
+		_, err := st.Txn(ctx, batches[i]...)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("creating %d nodes in %d transactions: %v", len(paths), len(batches), err)
 	}
 }
 

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+
+	"github.com/coordkit/coord/internal/fanout"
 )
 
 // CreateAll creates the missing ancestors of path as empty persistent nodes,
@@ -133,45 +134,9 @@ func deleteChildren(ctx context.Context, s Store, lim Limits, parent string, nam
 	if err != nil {
 		return err
 	}
-	if len(batches) == 1 || inFlight <= 1 {
-		for _, b := range batches {
-			if err := deleteBatch(ctx, s, lim, b); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan []Op)
-	errs := make(chan error, inFlight)
-	var wg sync.WaitGroup
-	for range min(inFlight, len(batches)) {
-		wg.Go(func() {
-			for b := range work {
-				if err := deleteBatch(ctx, s, lim, b); err != nil {
-					errs <- err
-					cancel()
-					return
-				}
-			}
-		})
-	}
-feed:
-	for _, b := range batches {
-		select {
-		case work <- b:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
-	}
-	return ctx.Err() // the caller's, if it ended
+	return fanout.Each(ctx, len(batches), inFlight, func(ctx context.Context, i int) error {
+		return deleteBatch(ctx, s, lim, batches[i])
+	})
 }
 
 // deleteBatch deletes the nodes of ops, one transaction's worth, and their

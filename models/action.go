@@ -8,10 +8,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/fanout"
 )
 
 // DefaultActionTimeout is how long NewAction waits for confirmations.
@@ -330,40 +330,17 @@ const gcListInFlight = 8
 // says whether there is one.
 func listAnswers(ctx context.Context, store coord.Store, respPrefix string, seqs []int) (answers [][]string, found []bool, err error) {
 	answers, found = make([][]string, len(seqs)), make([]bool, len(seqs))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, gcListInFlight)
-	for i, seq := range seqs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	err = fanout.Each(ctx, len(seqs), gcListInFlight, func(ctx context.Context, i int) error {
+		kids, err := store.Children(ctx, coord.Join(respPrefix, seqName(int64(seqs[i]))))
+		switch {
+		case errors.Is(err, coord.ErrNoNode):
+			return nil
+		case err != nil:
+			return err
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			kids, lerr := store.Children(ctx, coord.Join(respPrefix, seqName(int64(seq))))
-			switch {
-			case errors.Is(lerr, coord.ErrNoNode):
-			case lerr != nil:
-				mu.Lock()
-				if err == nil {
-					err = lerr
-				}
-				mu.Unlock()
-				cancel()
-			default:
-				answers[i], found[i] = kids, true
-			}
-		})
-	}
-	wg.Wait()
-	if err == nil {
-		err = ctx.Err()
-	}
+		answers[i], found[i] = kids, true
+		return nil
+	})
 	return answers, found, err
 }
 
