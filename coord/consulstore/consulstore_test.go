@@ -425,21 +425,30 @@ func TestShortWatchesFreeTheirConnections(t *testing.T) {
 	}
 }
 
-// countingAgent is a reverse proxy to the agent at addr that counts the
-// requests it forwards.
-func countingAgent(t *testing.T, addr string) (string, *atomic.Int64) {
+// agentVia is a reverse proxy on loopback to the agent at addr, closed when
+// t ends: each request goes to handle first, which answers it itself
+// (returning true) or lets it through. It returns the proxy's address.
+func agentVia(t *testing.T, addr string, handle func(w http.ResponseWriter, r *http.Request) bool) string {
+	t.Helper()
 	target, err := url.Parse("http://" + addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n atomic.Int64
 	rp := httputil.NewSingleHostReverseProxy(target)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		rp.ServeHTTP(w, r)
+		if !handle(w, r) {
+			rp.ServeHTTP(w, r)
+		}
 	}))
 	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://"), &n
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// countingAgent is agentVia counting the requests it forwards.
+func countingAgent(t *testing.T, addr string) (string, *atomic.Int64) {
+	var n atomic.Int64
+	via := agentVia(t, addr, func(http.ResponseWriter, *http.Request) bool { n.Add(1); return false })
+	return via, &n
 }
 
 // countedStore opens a store on a fresh prefix named after name, through
@@ -627,22 +636,16 @@ func TestLongKeysBodyRefused(t *testing.T) {
 	prefix := "coordtest/body-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
 	// Count the transactions that carry a write (the agent answers some
 	// oversized bodies with 413, which would look the same to the caller).
-	target, err := url.Parse("http://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var writes atomic.Int64
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	via := agentVia(t, addr, func(_ http.ResponseWriter, r *http.Request) bool {
 		body, _ := io.ReadAll(r.Body)
 		if r.URL.Path == "/v1/txn" && bytes.Contains(body, []byte(`"Verb":"cas"`)) {
 			writes.Add(1)
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		rp.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	s, err := consulstore.New(ctx, consulstore.Config{Address: strings.TrimPrefix(srv.URL, "http://"), Prefix: prefix})
+		return false
+	})
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -837,29 +840,23 @@ func TestReadsRetriedWhenTurnedAway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	prefix := "coordtest/turned-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	target, err := url.Parse("http://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var refuse atomic.Int64 // GETs still to turn away
 	answers := []struct {
 		code int
 		body string
 	}{{http.StatusTooManyRequests, "Your IP is issuing too many concurrent connections"}, {http.StatusServiceUnavailable, "unavailable"}, {http.StatusInternalServerError, "No cluster leader"}}
 	var refused atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	via := agentVia(t, addr, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/") {
 			if n := refuse.Add(-1); n >= 0 {
 				a := answers[int(refused.Add(1)-1)%len(answers)]
 				http.Error(w, a.body, a.code)
-				return
+				return true
 			}
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	s, err := consulstore.New(ctx, consulstore.Config{Address: strings.TrimPrefix(srv.URL, "http://"), Prefix: prefix})
+		return false
+	})
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
