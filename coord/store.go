@@ -174,8 +174,9 @@ type Store interface {
 
 // ChildScanner is a Store that lists a node's children in pages, so that a
 // node with very many children is read without all of their names in one
-// reply. Every backend of this module is one; use ScanChildren, which falls
-// back to Children for a Store that is not.
+// reply. etcd's store is one; ZooKeeper's and Consul's are not (their
+// servers have no paged listing). Use ScanChildren, which falls back to
+// Children for a Store that is not.
 type ChildScanner interface {
 	// ScanChildren calls fn with the names of the node's children, sorted
 	// and in batches of at most ScanBatch, each name once. A missing node is
