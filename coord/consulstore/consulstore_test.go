@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -875,5 +876,104 @@ func TestReadsRetriedWhenTurnedAway(t *testing.T) {
 	refuse.Store(3)
 	if kids, err := s.Children(ctx, "/"); err != nil || len(kids) != 1 {
 		t.Fatalf("Children after the agent turned it away 3 times: %v, %v", kids, err)
+	}
+}
+
+// A Txn of deletes reads the subtrees of the nodes it deletes that their
+// child counters show to hold only what it deletes with get-tree, many in
+// one read transaction: deleting five leaves and three directories of two
+// children each is three requests (the keys, the subtrees, the commit). A
+// key put under a node by other means, which moves no counter, is still
+// found. A subtree the counters do not bound (a child not deleted here,
+// with a large value) is listed by key names, not read whole.
+func TestDeleteTxnReads(t *testing.T) {
+	ctx := context.Background()
+	prefix := "coordtest/dtxn-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	var mu sync.Mutex
+	var seen []string
+	var requests atomic.Int64
+	via := agentVia(t, testenv.Addr(t, "consul"), func(_ http.ResponseWriter, r *http.Request) bool {
+		requests.Add(1)
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+		mu.Unlock()
+		return false
+	})
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ops []coord.Op
+	for i := range 5 {
+		p := fmt.Sprintf("/a%d", i)
+		mustCreate(t, s, p, nil)
+		ops = append(ops, coord.DeleteOp(p, coord.AnyVersion))
+	}
+	for i := range 3 {
+		d := fmt.Sprintf("/d%d", i)
+		mustCreate(t, s, d, nil)
+		for _, k := range []string{"p1", "p2"} {
+			mustCreate(t, s, d+"/"+k, []byte("answer"))
+			ops = append(ops, coord.DeleteOp(d+"/"+k, coord.AnyVersion))
+		}
+		ops = append(ops, coord.DeleteOp(d, coord.AnyVersion))
+	}
+	before := requests.Load()
+	if _, err := s.Txn(ctx, ops...); err != nil {
+		t.Fatal(err)
+	}
+	if n := requests.Load() - before; n != 3 {
+		t.Fatalf("the Txn of %d deletes took %d requests, want 3", len(ops), n)
+	}
+	kids, err := s.Children(ctx, "/")
+	if err != nil || len(kids) != 0 {
+		t.Fatalf("after the deletes the root holds %v (%v)", kids, err)
+	}
+
+	mustCreate(t, s, "/f", nil)
+	if _, err := s.Client().KV().Put(&api.KVPair{Key: prefix + "/nodes/f/x", Value: []byte("foreign")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "/f", coord.AnyVersion); !errors.Is(err, coord.ErrNotEmpty) {
+		t.Fatalf("Delete(/f) over a foreign child = %v, want ErrNotEmpty", err)
+	}
+	if _, ok, err := s.Exists(ctx, "/f"); !ok || err != nil {
+		t.Fatalf("/f after the refused delete: exists %v, %v", ok, err)
+	}
+
+	// /big keeps a child; /deep loses its only child, which keeps one.
+	for _, c := range []struct{ top, gone, keep string }{
+		{"/big", "/big/gone", "/big/keep"},
+		{"/deep", "/deep/gone", "/deep/gone/keep"},
+	} {
+		mustCreate(t, s, c.top, nil)
+		mustCreate(t, s, c.gone, nil)
+		mustCreate(t, s, c.keep, bytes.Repeat([]byte("k"), 300<<10))
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		_, err = s.Txn(ctx, coord.DeleteOp(c.gone, coord.AnyVersion), coord.DeleteOp(c.top, coord.AnyVersion))
+		if !errors.Is(err, coord.ErrNotEmpty) {
+			t.Fatalf("deleting %s and %s = %v, want ErrNotEmpty", c.gone, c.top, err)
+		}
+		mu.Lock()
+		listed := false
+		for _, r := range seen {
+			if strings.HasPrefix(r, "GET /v1/kv/"+prefix+"/nodes"+c.top+"/?") && strings.Contains(r, "keys") {
+				listed = true
+			}
+		}
+		mu.Unlock()
+		if !listed {
+			t.Fatalf("the subtree of %s was not listed by key names; requests: %q", c.top, seen)
+		}
+	}
+}
+
+func mustCreate(t *testing.T, s coord.Store, path string, data []byte) {
+	t.Helper()
+	if _, err := s.Create(context.Background(), path, data, coord.Persistent); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -65,9 +65,12 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 }
 
 // read fetches every key the ops depend on, in as few read transactions as
-// Consul takes (getKeys), then lists the children of the nodes to delete. A
-// node to delete is read before its children are listed, so that a child created after the
-// listing has moved the node's ModifyIndex, which the commit checks.
+// Consul takes (getKeys), then lists the children of the nodes to delete:
+// subtrees the child counters bound to what the ops delete with get-tree,
+// many in one read transaction, the others one listing of key names each.
+// A node to delete is read before its children are listed, so that a child
+// created after the listing has moved the node's counter, which the commit
+// checks.
 func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes, seqs map[string]*kvState, err error) {
 	nodes, seqs = map[string]*kvState{}, map[string]*kvState{}
 	type job struct {
@@ -130,12 +133,28 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			subtree[t] = true
 		}
 	}
+	for i, j := range jobs {
+		j.m[j.path].kv = kvs[i]
+	}
+	// A top whose subtree is small by its child counters is read with
+	// get-tree in read transactions, many in one request (treeCounts); the
+	// rest are listed one request each.
+	deletedKids := map[string][]string{} // the existing children each node loses here
+	for p := range needKids {
+		if st := nodes[p]; p != "/" && st != nil && st.kv != nil {
+			deletedKids[coord.Parent(p)] = append(deletedKids[coord.Parent(p)], p)
+		}
+	}
+	var trees []string
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
-	for i, j := range jobs {
-		j.m[j.path].kv = kvs[i]
-		if !j.kids || kvs[i] == nil || top(j.path) != j.path {
+	for _, j := range jobs {
+		if !j.kids || j.m[j.path].kv == nil || top(j.path) != j.path {
+			continue
+		}
+		if smallSubtree(j.path, seqs, deletedKids) {
+			trees = append(trees, j.path)
 			continue
 		}
 		wg.Add(1)
@@ -168,8 +187,95 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			}
 		}(j)
 	}
+	if len(trees) > 0 {
+		counts, e := s.treeCounts(ctx, trees)
+		mu.Lock()
+		if e != nil && err == nil {
+			err = e
+		}
+		for p, n := range counts {
+			if st, ok := nodes[p]; ok && needKids[p] {
+				st.kids = n
+			}
+		}
+		mu.Unlock()
+	}
 	wg.Wait()
 	return nodes, seqs, err
+}
+
+// smallSubtree reports whether the child counters read say that the
+// subtree of path, a node to delete, holds only nodes this transaction
+// deletes: its counter is missing (no child was ever created under it), or
+// it counts no more creates than it has children deleted here, each of
+// which is small too. Every create moves its parent's counter, so the
+// counters bound what a subtree written through coord can hold; a key
+// written under it by other means is still found and counted, at the cost
+// of reading its value.
+func smallSubtree(path string, seqs map[string]*kvState, deletedKids map[string][]string) bool {
+	c := seqs[path]
+	if c == nil {
+		return false
+	}
+	if c.kv == nil {
+		return true
+	}
+	made, err := strconv.ParseInt(string(c.kv.Value), 10, 64)
+	if err != nil || made > int64(len(deletedKids[path])) {
+		return false
+	}
+	for _, p := range deletedKids[path] {
+		if !smallSubtree(p, seqs, deletedKids) {
+			return false
+		}
+	}
+	return true
+}
+
+// treeCounts reads the subtrees of paths with get-tree, as many as a read
+// transaction takes in each request, and returns how many children each
+// node in them has that has any. The reads are one snapshot per request,
+// made after the nodes and their counters were read.
+func (s *Store) treeCounts(ctx context.Context, paths []string) (map[string]int, error) {
+	counts := map[string]int{}
+	seen := map[string]bool{}
+	for start := 0; start < len(paths); start += serverTxnOps {
+		chunk := paths[start:min(start+serverTxnOps, len(paths))]
+		ops := make(api.TxnOps, len(chunk))
+		for i, p := range chunk {
+			ops[i] = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetTree, Key: s.key(p) + "/"}}
+		}
+		ok, resp, err := s.readTxn(ctx, ops)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, readFailed(resp, chunk[0])
+		}
+		for _, r := range resp.Results {
+			if r.KV == nil {
+				continue
+			}
+			rel, found := strings.CutPrefix(r.KV.Key, s.key("/")+"/")
+			if !found {
+				return nil, fmt.Errorf("%w: a read of %s answered the foreign key %s", coord.ErrUnavailable, chunk[0], r.KV.Key)
+			}
+			// Count each node on the way down once, as countKids does.
+			parent := "/"
+			for name := range strings.SplitSeq(rel, "/") {
+				if name == "" {
+					break
+				}
+				child := coord.Join(parent, name)
+				if !seen[child] {
+					seen[child] = true
+					counts[parent]++
+				}
+				parent = child
+			}
+		}
+	}
+	return counts, nil
 }
 
 // countKids lists the whole subtree of path in one request and returns how
