@@ -141,6 +141,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Txn/Sequential", testTxnSequential},
 		{"Txn/Limit", testTxnLimit},
 		{"Txn/SetLimit", testTxnSetLimit},
+		{"Txn/DeleteLimit", testTxnDeleteLimit},
 		{"Txn/LongPaths", testTxnLongPaths},
 		{"Txn/Invalid", testTxnInvalid},
 		{"Context/Canceled", testContextCanceled},

@@ -595,3 +595,85 @@ func testTxnDeleteSubtree(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// A transaction of deletes and checks may hold Limits().TxnOps of them
+// (above MaxTxnOps where the backend says MaxTxnDeleteOps): at that size it
+// applies whole (an ephemeral node among them included) or, with its last
+// op failing, not at all; one op more, or a create among them past
+// MaxTxnOps, is refused with ErrTooLarge before anything is sent, and
+// Batches puts deletes in batches of that size.
+func testTxnDeleteLimit(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	lim := st.Limits()
+	m := lim.TxnOps([]coord.Op{coord.DeleteOp("/x", coord.AnyVersion)})
+	if m < lim.MaxTxnOps || m <= 0 {
+		t.Fatalf("TxnOps of deletes %d, MaxTxnOps %d", m, lim.MaxTxnOps)
+	}
+	_, err := st.Create(ctx, "/l", nil, coord.Persistent)
+	must(t, err)
+	paths := make([]string, m+1)
+	var creates []coord.Op
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/l/n%05d", i)
+		if i > 0 {
+			creates = append(creates, coord.CreateOp(paths[i], nil, coord.Persistent))
+		}
+	}
+	_, err = st.Create(ctx, paths[0], nil, coord.Ephemeral)
+	must(t, err)
+	batches, err := coord.Batches(creates, lim)
+	must(t, err)
+	for _, b := range batches {
+		_, err := st.Txn(ctx, b...)
+		must(t, err)
+	}
+	deletes := func(n int) []coord.Op {
+		ops := make([]coord.Op, n)
+		for i := range ops {
+			ops[i] = coord.DeleteOp(paths[i], coord.AnyVersion)
+		}
+		return ops
+	}
+	count := func(what string, want int) {
+		t.Helper()
+		kids, err := st.Children(ctx, "/l")
+		must(t, err)
+		if len(kids) != want {
+			t.Fatalf("%s: /l holds %d nodes, want %d", what, len(kids), want)
+		}
+	}
+	_, err = st.Txn(ctx, deletes(m+1)...)
+	is(t, err, coord.ErrTooLarge)
+	if m > lim.MaxTxnOps {
+		mixed := append(deletes(m-1), coord.CreateOp("/l/made", nil, coord.Persistent))
+		_, err = st.Txn(ctx, mixed...)
+		is(t, err, coord.ErrTooLarge)
+	}
+	failing := deletes(m)
+	failing[m-1] = coord.CheckOp(paths[m-1], 7)
+	_, err = st.Txn(ctx, failing...)
+	wantTxnError(t, err, m-1, coord.ErrBadVersion)
+	count("after refused transactions", m+1)
+	ok := deletes(m)
+	ok[m-1] = coord.CheckOp(paths[m], 0)
+	res, err := st.Txn(ctx, ok...)
+	must(t, err)
+	if len(res) != m {
+		t.Fatalf("%d results of %d ops", len(res), m)
+	}
+	count("after the deletes", 2)
+	// Batches put deletes in batches of up to m, a create in one of MaxTxnOps.
+	var ops []coord.Op
+	for i := range 2*m + 1 {
+		ops = append(ops, coord.DeleteOp(fmt.Sprintf("/l/d%05d", i), coord.AnyVersion))
+	}
+	batches, err = coord.Batches(append(ops, coord.CreateOp("/l/made", nil, coord.Persistent)), lim)
+	must(t, err)
+	for i, b := range batches {
+		max := lim.TxnOps(b)
+		if len(b) > max || (i == 0 && len(b) != m) {
+			t.Fatalf("batch %d of %d ops (limit %d, deletes %d)", i, len(b), max, m)
+		}
+	}
+}

@@ -254,29 +254,26 @@ func walk(ctx context.Context, s Store, path string, data []byte, st Stat, fn fu
 
 // Batches splits ops into transactions that each fit lim, keeping their order.
 // Each batch is atomic; the batches together are not. A run of sets and
-// checks goes in batches of up to lim.MaxTxnSetOps.
+// checks goes in batches of up to lim.MaxTxnSetOps, a run of deletes and
+// checks in batches of up to lim.MaxTxnDeleteOps (see Limits.TxnOps).
 func Batches(ops []Op, lim Limits) ([][]Op, error) {
 	var out [][]Op
 	var cur []Op
 	size := 0
-	setsOnly := true // cur holds only sets and checks
+	sets, dels := true, true // cur holds only sets and checks, only deletes and checks
 	for _, op := range ops {
 		if lim.MaxValueSize > 0 && len(op.Data) > lim.MaxValueSize {
 			return nil, Errorf(string(op.Kind), op.Path, fmt.Errorf("%w: %d bytes of data, the limit is %d", ErrTooLarge, len(op.Data), lim.MaxValueSize))
 		}
-		set := op.Kind == OpSet || op.Kind == OpCheck
-		max := lim.MaxTxnOps
-		if setsOnly && set && lim.MaxTxnSetOps > max && max > 0 {
-			max = lim.MaxTxnSetOps
-		}
+		max := lim.txnOps(txnKinds(sets, dels, op))
 		if len(cur) > 0 && ((max > 0 && len(cur) >= max) ||
 			(lim.MaxTxnBytes > 0 && size+len(op.Data)+lim.TxnOpBytes > lim.MaxTxnBytes)) {
 			out = append(out, cur)
-			cur, size, setsOnly = nil, 0, true
+			cur, size, sets, dels = nil, 0, true, true
 		}
 		cur = append(cur, op)
 		size += len(op.Data) + lim.TxnOpBytes
-		setsOnly = setsOnly && set
+		sets, dels = txnKinds(sets, dels, op)
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)

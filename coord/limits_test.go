@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/coordkit/coord/coord"
@@ -68,5 +69,70 @@ func TestTxnBytesCountEachOp(t *testing.T) {
 	}
 	if err := coord.CheckTxn(ctx, ops(11, 0, coord.OpCreate), lim); !errors.Is(err, coord.ErrTooLarge) {
 		t.Fatalf("11 creates over MaxTxnOps 10: %v", err)
+	}
+}
+
+// TxnOps and Batches follow a Txn's kinds of ops: only sets and checks
+// reach MaxTxnSetOps, only deletes and checks MaxTxnDeleteOps, checks alone
+// the larger, any other mix (or a create) MaxTxnOps; a limit below
+// MaxTxnOps (0 included) leaves MaxTxnOps.
+func TestTxnOpsByKind(t *testing.T) {
+	lim := coord.Limits{MaxTxnOps: 10, MaxTxnSetOps: 20, MaxTxnDeleteOps: 15}
+	run := func(spec string) []coord.Op {
+		var ops []coord.Op
+		for i, k := range spec {
+			p := fmt.Sprintf("/n%d", i)
+			switch k {
+			case 's':
+				ops = append(ops, coord.SetOp(p, nil, coord.AnyVersion))
+			case 'd':
+				ops = append(ops, coord.DeleteOp(p, coord.AnyVersion))
+			case 'k':
+				ops = append(ops, coord.CheckOp(p, coord.AnyVersion))
+			case 'c':
+				ops = append(ops, coord.CreateOp(p, nil, coord.Persistent))
+			}
+		}
+		return ops
+	}
+	rep := func(k string, n int) string { return strings.Repeat(k, n) }
+	for _, c := range []struct {
+		lim     coord.Limits
+		spec    string
+		txnOps  int
+		batches []int
+	}{
+		{lim, rep("s", 21), 20, []int{20, 1}},
+		{lim, rep("d", 16), 15, []int{15, 1}},
+		{lim, rep("k", 21), 20, []int{20, 1}},
+		{lim, rep("k", 5) + rep("d", 11), 15, []int{15, 1}},
+		{lim, rep("k", 5) + rep("s", 16), 20, []int{20, 1}},
+		{lim, rep("d", 5) + rep("s", 6), 10, []int{10, 1}},
+		{lim, "c" + rep("d", 10), 10, []int{10, 1}},
+		{lim, rep("d", 12) + rep("s", 5), 10, []int{12, 5}},
+		{lim, rep("s", 12) + rep("d", 5), 10, []int{12, 5}},
+		{coord.Limits{MaxTxnOps: 10, MaxTxnDeleteOps: 5}, rep("d", 11), 10, []int{10, 1}},
+		{coord.Limits{MaxTxnDeleteOps: 5}, rep("d", 11), 0, []int{11}},
+	} {
+		ops := run(c.spec)
+		if got := c.lim.TxnOps(ops); got != c.txnOps {
+			t.Errorf("TxnOps(%s) = %d, want %d", c.spec, got, c.txnOps)
+		}
+		b, err := coord.Batches(ops, c.lim)
+		var sizes []int
+		for _, x := range b {
+			sizes = append(sizes, len(x))
+			if err := coord.CheckTxn(context.Background(), x, c.lim); err != nil {
+				t.Errorf("a batch of %s does not fit: %v", c.spec, err)
+			}
+		}
+		if err != nil || fmt.Sprint(sizes) != fmt.Sprint(c.batches) {
+			t.Errorf("Batches(%s) = %v (%v), want %v", c.spec, sizes, err, c.batches)
+		}
+		if c.txnOps > 0 && len(ops) > c.txnOps {
+			if err := coord.CheckTxn(context.Background(), ops, c.lim); !errors.Is(err, coord.ErrTooLarge) {
+				t.Errorf("CheckTxn of %d ops (%s) over %d = %v, want ErrTooLarge", len(ops), c.spec, c.txnOps, err)
+			}
+		}
 	}
 }

@@ -75,6 +75,11 @@ type Limits struct {
 	// costs the server one op, where a create or delete can cost several, so
 	// this may be above MaxTxnOps. Below it (0 included), MaxTxnOps holds.
 	MaxTxnSetOps int
+	// MaxTxnDeleteOps is the operations in one Txn that only deletes and
+	// checks (DeleteOp and CheckOp, the bulk removal of nodes), where a
+	// delete costs the server fewer ops than a create: this may be above
+	// MaxTxnOps. Below it (0 included), MaxTxnOps holds.
+	MaxTxnDeleteOps int
 	// MaxTxnBytes bounds a Txn's data plus TxnOpBytes for each of its ops.
 	MaxTxnBytes int
 	// TxnOpBytes is the room each op of a Txn takes in the request beside
@@ -95,18 +100,45 @@ func (l Limits) TxnBytes(ops []Op) int {
 }
 
 // TxnOps is the most ops a Txn of ops' kinds may hold: MaxTxnSetOps when
-// every op is a SetOp or CheckOp and that is larger, else MaxTxnOps (0: no
-// limit).
+// every op is a SetOp or CheckOp, MaxTxnDeleteOps when every op is a
+// DeleteOp or CheckOp (the larger of the two for checks only), where that
+// is larger than MaxTxnOps; else MaxTxnOps (0: no limit).
 func (l Limits) TxnOps(ops []Op) int {
-	if l.MaxTxnOps <= 0 || l.MaxTxnSetOps <= l.MaxTxnOps {
-		return l.MaxTxnOps
-	}
+	sets, dels := true, true
 	for _, op := range ops {
-		if op.Kind != OpSet && op.Kind != OpCheck {
-			return l.MaxTxnOps
-		}
+		sets, dels = txnKinds(sets, dels, op)
 	}
-	return l.MaxTxnSetOps
+	return l.txnOps(sets, dels)
+}
+
+// txnKinds folds op into whether a Txn holds only sets and checks, and only
+// deletes and checks.
+func txnKinds(sets, dels bool, op Op) (bool, bool) {
+	switch op.Kind {
+	case OpCheck:
+		return sets, dels
+	case OpSet:
+		return sets, false
+	case OpDelete:
+		return false, dels
+	}
+	return false, false
+}
+
+// txnOps is TxnOps for a Txn of only sets and checks (sets), of only
+// deletes and checks (dels), or neither.
+func (l Limits) txnOps(sets, dels bool) int {
+	n := l.MaxTxnOps
+	if n <= 0 {
+		return n
+	}
+	if sets {
+		n = max(n, l.MaxTxnSetOps)
+	}
+	if dels {
+		n = max(n, l.MaxTxnDeleteOps)
+	}
+	return n
 }
 
 // Store is a hierarchical coordination store. Implementations are safe for

@@ -96,6 +96,9 @@ func (f *fencedStore) Limits() coord.Limits {
 	if lim.MaxTxnSetOps > 1 {
 		lim.MaxTxnSetOps-- // the fence is a check: sets stay sets only
 	}
+	if lim.MaxTxnDeleteOps > 1 {
+		lim.MaxTxnDeleteOps-- // and deletes deletes only
+	}
 	if lim.MaxTxnBytes > lim.TxnOpBytes {
 		lim.MaxTxnBytes -= lim.TxnOpBytes
 	}

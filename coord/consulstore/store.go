@@ -211,8 +211,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// keys can push a body over; checkBody refuses those before sending.
 	data := (req - 16<<10) / 4 * 3
 	opBytes := (3*(opsPerOp*(110+len(s.prefix)+1+64)+40) + 3) / 4
-	// A set is one check-and-set, a check one index check.
-	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnSetOps: serverTxnOps, MaxTxnBytes: data + opBytes, TxnOpBytes: opBytes}
+	// A set is one check-and-set, a check one index check, a delete two
+	// (the key's and its child counter's).
+	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnSetOps: serverTxnOps,
+		MaxTxnDeleteOps: serverTxnOps / 2, MaxTxnBytes: data + opBytes, TxnOpBytes: opBytes}
 	s.maxReq = req
 	s.bg, s.stop = context.WithCancel(context.Background())
 	// Fail now, not at the first call, when the agent does not answer.
