@@ -164,6 +164,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
 		{"Fault/WaiterStalled", testFaultWaiterStalled},
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
+		{"Fault/BackPromptly", testFaultBackPromptly},
 		{"Fault/LostCreateReply", testFaultLostCreateReply},
 		{"Fault/LostCreateReplyExisting", testFaultLostCreateReplyExisting},
 		{"Fault/LostWriteReply", testFaultLostWriteReply},

@@ -280,6 +280,26 @@ func awaitSuspension(t *testing.T, sess coord.Session, want bool, who string) {
 	}
 }
 
+// staysSuspended fails the test if sess's suspension ends, or the session,
+// within d (the fault still on).
+func staysSuspended(t *testing.T, sess coord.Session, d time.Duration, who string) {
+	t.Helper()
+	end := time.After(d)
+	for {
+		on, next := sess.Suspended()
+		if !on {
+			t.Fatalf("%s: its suspension ended while the fault lasted", who)
+		}
+		select {
+		case <-next:
+		case <-sess.Done():
+			t.Fatalf("%s ended %v into the fault's hold: %v", who, d, sess.Err())
+		case <-end:
+			return
+		}
+	}
+}
+
 // A stalled connection suspends the session before it is lost; when the
 // link heals in time the suspension ends and the session, its ephemeral
 // node and a watch carry on.
@@ -319,6 +339,8 @@ func testFaultSuspended(t *testing.T, s *suite) {
 	f.Block()
 	f.Cut()
 	awaitSuspension(t, sess, true, "a session whose server refuses connections")
+	// Renewals that fail at once, one after another, do not flap it.
+	staysSuspended(t, sess, 300*time.Millisecond, "a session whose server refuses connections")
 	resume(t, f)
 	awaitSuspension(t, sess, false, "a session whose server is back")
 }
@@ -497,6 +519,52 @@ func testFaultOutageRiddenOut(t *testing.T, s *suite) {
 	if len(kids) != 1 || kids[0] != "made" {
 		t.Fatalf("after the outage /dir holds %v, want [made]", kids)
 	}
+}
+
+// longOutage is how long Fault/BackPromptly keeps the server away: long
+// enough that a reconnection backoff left to grow (gRPC's default doubles,
+// roughly, from one second up to two minutes) would wait seconds more.
+const longOutage = 12 * time.Second
+
+// backWithin is how soon after a long outage ends a store must answer
+// again: its reconnection attempts are at most a second apart (see each
+// backend's Config), plus room for a loaded machine.
+const backWithin = 3 * time.Second
+
+// After a long outage (connections cut, new ones refused, calls failing
+// all along), the store answers reads and writes within backWithin of the
+// server's return: its attempts to reconnect have not backed off to
+// longer than that.
+func testFaultBackPromptly(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	if _, err := st.Create(ctx, "/n", []byte("0"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	f.Block()
+	f.Cut()
+	end := time.Now().Add(longOutage)
+	for time.Now().Before(end) {
+		c, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, _, err := st.Get(c, "/n")
+		cancel()
+		if err == nil {
+			t.Fatal("a Get succeeded while the server refused connections")
+		}
+		is(t, err, coord.ErrUnavailable)
+		time.Sleep(500 * time.Millisecond)
+	}
+	resume(t, f)
+	back := time.Now()
+	c, cancel := context.WithTimeout(ctx, backWithin)
+	defer cancel()
+	if _, _, err := st.Get(c, "/n"); err != nil {
+		t.Fatalf("a Get %v after a %v outage ended: %v", time.Since(back).Round(time.Millisecond), longOutage, err)
+	}
+	if _, err := st.Set(c, "/n", []byte("1"), coord.AnyVersion); err != nil {
+		t.Fatalf("a Set %v after a %v outage ended: %v", time.Since(back).Round(time.Millisecond), longOutage, err)
+	}
+	t.Logf("answered again %v after the outage", time.Since(back).Round(time.Millisecond))
 }
 
 // A create whose reply is lost (the server applied it, the connection died

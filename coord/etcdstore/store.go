@@ -33,6 +33,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -63,6 +65,11 @@ type Config struct {
 	// RequestTimeout bounds a call whose context has no deadline (15s when 0):
 	// a backend that does not answer in time gives ErrUnavailable.
 	RequestTimeout time.Duration
+	// ReconnectBackoff is the longest wait between attempts to reconnect to
+	// a server that went away (1s when 0). gRPC's own default grows to two
+	// minutes, which would leave a store failing long after its server is
+	// back.
+	ReconnectBackoff time.Duration
 	// Username and Password for etcd authentication.
 	Username, Password string
 	// TLS configures TLS to the servers.
@@ -155,7 +162,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if dt == 0 {
 			dt = 5 * time.Second
 		}
+		rb := cfg.ReconnectBackoff
+		if rb <= 0 {
+			rb = time.Second
+		}
 		cli, err := clientv3.New(clientv3.Config{
+			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: min(100*time.Millisecond, rb), Multiplier: 1.6, Jitter: 0.2, MaxDelay: rb},
+				MinConnectTimeout: dt,
+			})},
 			Endpoints:          cfg.Endpoints,
 			DialTimeout:        dt,
 			Username:           cfg.Username,
