@@ -162,6 +162,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
 		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},
 		{"Fault/LockCancelledInFlight", testFaultLockCancelledInFlight},
+		{"Fault/LockCancelledReplyLost", testFaultLockCancelledReplyLost},
 		{"Fault/WaiterStalled", testFaultWaiterStalled},
 		{"Fault/OutageRiddenOut", testFaultOutageRiddenOut},
 		{"Fault/BackPromptly", testFaultBackPromptly},

@@ -23,7 +23,10 @@ type Faults interface {
 	// Block refuses new connections, as a server that is down.
 	Block()
 	// LoseReplies lets the store's requests reach the server and throws the
-	// server's answers away: requests are applied, their replies lost.
+	// server's answers away until Resume: requests are applied, their
+	// replies lost. A backend whose writes read first may lose the answer
+	// of the next write that applies, and hold every answer after it until
+	// Resume.
 	LoseReplies()
 	// Resume ends a Stall, a Block or LoseReplies.
 	Resume() error
@@ -466,6 +469,67 @@ func testFaultLockCancelledInFlight(t *testing.T, s *suite) {
 	if err := m.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A Lock whose context ends after the server applied its create, the reply
+// lost (so the store cannot find out what it made before the context
+// ends), removes the node it may have made once the link is back: it does
+// not stay behind under the live session, blocking every other contender.
+func testFaultLockCancelledReplyLost(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	st, f := s.openFaulty(t)
+	other := s.open(t)
+	if _, err := coord.CreateAll(ctx, other, "/LOCK/x", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := st.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Exists(ctx, "/LOCK"); err != nil {
+		t.Fatal(err)
+	}
+	f.LoseReplies()
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- coord.NewMutex(st, "/LOCK", "lock-", nil).Lock(lctx) }()
+	deadline := time.Now().Add(Timeout)
+	for {
+		kids, err := other.Children(ctx, "/LOCK")
+		must(t, err)
+		if len(kids) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the contender's create never reached the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	time.Sleep(200 * time.Millisecond) // the Lock gives up finding out
+	f.Block()
+	f.Cut()
+	resume(t, f)
+	select {
+	case err := <-res:
+		if err == nil {
+			t.Fatal("a cancelled Lock succeeded")
+		}
+	case <-time.After(2 * Timeout):
+		t.Fatal("Lock did not return")
+	}
+	if sess.Err() != nil {
+		t.Fatalf("the session ended: %v", sess.Err())
+	}
+	if kids, err := other.Children(ctx, "/LOCK"); err != nil || len(kids) != 1 {
+		t.Fatalf("after the cancelled Lock the lock holds %v (%v), want only x", kids, err)
+	}
+	m := coord.NewMutex(other, "/LOCK", "lock-", nil)
+	if err := m.TryLock(ctx); err != nil {
+		t.Fatalf("after the cancelled Lock, TryLock: %v", err)
+	}
+	must(t, m.Unlock(ctx))
 }
 
 // Calls made while the server is down for a moment (connections cut, new

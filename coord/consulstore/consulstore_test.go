@@ -68,7 +68,9 @@ type faults struct {
 	s *consulstore.Store
 }
 
-func (f faults) LoseReplies() { consulstore.LoseNextReply(f.s) }
+// LoseReplies loses the next commit's answer, and holds every answer after
+// it until Resume (the proxy stalls).
+func (f faults) LoseReplies() { consulstore.LoseNextReply(f.s, f.Stall) }
 
 func (f faults) DropNextWrite() { consulstore.DropNextWrite(f.s) }
 

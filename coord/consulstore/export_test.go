@@ -1,8 +1,9 @@
 package consulstore
 
 // LoseNextReply makes the next transaction the store commits get applied
-// and its answer lost, as when the connection dies in between.
-func LoseNextReply(s *Store) { s.loseReply.Store(true) }
+// and its answer lost, as when the connection dies in between; then, at
+// that instant, runs then.
+func LoseNextReply(s *Store, then func()) { s.loseReply.Store(&then) }
 
 // DropNextWrite makes the next transaction the store commits get lost on
 // its way to the agent, as when the connection dies before it is sent on.

@@ -105,15 +105,15 @@ type Store struct {
 	life lifecycle.State // the store's: ended by Close
 	sess *session
 
-	watchWait time.Duration   // Config.WatchWait
-	transport *http.Transport // the client's: its idle connections close with the store
-	maxReq    int             // the agent's limit on a request body
-	seen      resolve.Stamp   // the largest index a reply carried
-	claims    resolve.Claims  // nodes that creates with lost replies took
-	known     knownKeys       // keys' states last seen, for setsFast
-	oldAgent  atomic.Bool     // the agent refused get-or-empty (before Consul 1.14)
-	loseReply atomic.Bool     // a test's fault: lose the next commit's answer
-	dropWrite atomic.Bool     // a test's fault: lose the next commit on its way
+	watchWait time.Duration          // Config.WatchWait
+	transport *http.Transport        // the client's: its idle connections close with the store
+	maxReq    int                    // the agent's limit on a request body
+	seen      resolve.Stamp          // the largest index a reply carried
+	claims    resolve.Claims         // nodes that creates with lost replies took
+	known     knownKeys              // keys' states last seen, for setsFast
+	oldAgent  atomic.Bool            // the agent refused get-or-empty (before Consul 1.14)
+	loseReply atomic.Pointer[func()] // a test's fault: lose the next commit's answer, then run it
+	dropWrite atomic.Bool            // a test's fault: lose the next commit on its way
 	// a test's fault: run once between the next plan and its commit
 	beforeCommit atomic.Pointer[func()]
 }

@@ -367,8 +367,10 @@ func (s *Store) commit(ctx context.Context, txn api.TxnOps, sessID string) (bool
 	} else {
 		ok, resp, err = s.sendTxn(ctx, txn, notApplied)
 	}
-	if err == nil && s.loseReply.CompareAndSwap(true, false) {
-		// A test's fault: applied, and the answer lost on the way.
+	if f := s.loseReply.Load(); err == nil && f != nil && s.loseReply.CompareAndSwap(f, nil) {
+		// A test's fault: applied, and the answer lost on the way; then
+		// (*f)(), what else the test does to the link at that instant.
+		(*f)()
 		ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
 	}
 	if err != nil {

@@ -95,7 +95,9 @@ type faults struct {
 	s *etcdstore.Store
 }
 
-func (f faults) LoseReplies() { etcdstore.LoseNextReply(f.s) }
+// LoseReplies loses the next commit's answer, and holds every answer after
+// it until Resume (the proxy stalls).
+func (f faults) LoseReplies() { etcdstore.LoseNextReply(f.s, f.Stall) }
 
 func (f faults) DropNextWrite() { etcdstore.DropNextWrite(f.s) }
 

@@ -44,8 +44,9 @@ func (s *Store) Compact(ctx context.Context) error {
 }
 
 // LoseNextReply makes the next transaction the store commits get applied
-// and its answer lost, as when the connection dies in between.
-func LoseNextReply(s *Store) { s.loseReply.Store(true) }
+// and its answer lost, as when the connection dies in between; then, at
+// that instant, runs then.
+func LoseNextReply(s *Store, then func()) { s.loseReply.Store(&then) }
 
 // ResumeChildrenWatch runs a children watch of path from revision rev,
 // starting from the children it had then (kids), as after a long

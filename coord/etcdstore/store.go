@@ -98,11 +98,11 @@ type Store struct {
 	stop      context.CancelFunc
 	mu        sync.Mutex
 	sess      *session
-	life      lifecycle.State // the store's: ended by Close
-	seen      resolve.Stamp   // the largest revision a reply carried
-	claims    resolve.Claims  // nodes that creates with lost replies took
-	loseReply atomic.Bool     // a test's fault: lose the next commit's answer
-	dropWrite atomic.Bool     // a test's fault: lose the next commit on its way
+	life      lifecycle.State        // the store's: ended by Close
+	seen      resolve.Stamp          // the largest revision a reply carried
+	claims    resolve.Claims         // nodes that creates with lost replies took
+	loseReply atomic.Pointer[func()] // a test's fault: lose the next commit's answer, then run it
+	dropWrite atomic.Bool            // a test's fault: lose the next commit on its way
 }
 
 var _ coord.Store = (*Store)(nil)

@@ -32,8 +32,10 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []cli
 	} else {
 		resp, err = s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 	}
-	if err == nil && s.loseReply.CompareAndSwap(true, false) {
-		// A test's fault: applied, and the answer lost on the way.
+	if f := s.loseReply.Load(); err == nil && f != nil && s.loseReply.CompareAndSwap(f, nil) {
+		// A test's fault: applied, and the answer lost on the way; then
+		// (*f)(), what else the test does to the link at that instant.
+		(*f)()
 		resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (reply lost by a test fault)")
 	}
 	if err != nil {
