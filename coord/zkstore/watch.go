@@ -234,7 +234,8 @@ type watchSet struct {
 	armed int // ZooKeeper watches armed, for tests
 }
 
-// get returns the unfired watch of k on conn, or nil.
+// get returns the unfired watch of k on conn, or nil. (A watch leaves the
+// set, under its lock, before its done is closed: one found is unfired.)
 func (w *watchSet) get(k wkey, conn *zk.Conn) *shared {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -242,12 +243,7 @@ func (w *watchSet) get(k wkey, conn *zk.Conn) *shared {
 	if sh == nil || sh.conn != conn {
 		return nil
 	}
-	select {
-	case <-sh.done:
-		return nil
-	default:
-		return sh
-	}
+	return sh
 }
 
 // add records the watch just armed on conn with fired as k's.
