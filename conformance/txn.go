@@ -411,19 +411,12 @@ func testTxnLongPaths(t *testing.T, s *suite) {
 	}
 }
 
-// A transaction of sets and checks may hold Limits().TxnOps of them (above
-// MaxTxnOps where the backend says MaxTxnSetOps): at that size it applies
-// whole (an ephemeral node set in it stays its session's) or, with its last
-// op failing, not at all; one op more, or a create among them past
-// MaxTxnOps, is refused with ErrTooLarge before anything is sent.
-func testTxnSetLimit(t *testing.T, s *suite) {
-	st := s.open(t)
-	ctx := ctxT(t)
+// limitNodes creates /l and m+1 nodes under it holding "x", the first an
+// ephemeral node of st's session, the rest in the transactions Batches
+// makes (each within MaxTxnOps), and returns their paths.
+func limitNodes(ctx context.Context, t *testing.T, st coord.Store, m int) []string {
+	t.Helper()
 	lim := st.Limits()
-	m := lim.TxnOps([]coord.Op{coord.SetOp("/x", nil, 0)})
-	if m < lim.MaxTxnOps {
-		t.Fatalf("TxnOps of sets %d, below MaxTxnOps %d", m, lim.MaxTxnOps)
-	}
 	_, err := st.Create(ctx, "/l", nil, coord.Persistent)
 	must(t, err)
 	paths := make([]string, m+1)
@@ -445,6 +438,23 @@ func testTxnSetLimit(t *testing.T, s *suite) {
 		_, err := st.Txn(ctx, b...)
 		must(t, err)
 	}
+	return paths
+}
+
+// A transaction of sets and checks may hold Limits().TxnOps of them (above
+// MaxTxnOps where the backend says MaxTxnSetOps): at that size it applies
+// whole (an ephemeral node set in it stays its session's) or, with its last
+// op failing, not at all; one op more, or a create among them past
+// MaxTxnOps, is refused with ErrTooLarge before anything is sent.
+func testTxnSetLimit(t *testing.T, s *suite) {
+	st := s.open(t)
+	ctx := ctxT(t)
+	lim := st.Limits()
+	m := lim.TxnOps([]coord.Op{coord.SetOp("/x", nil, 0)})
+	if m < lim.MaxTxnOps {
+		t.Fatalf("TxnOps of sets %d, below MaxTxnOps %d", m, lim.MaxTxnOps)
+	}
+	paths := limitNodes(ctx, t, st, m)
 	sets := func(n int, data string) []coord.Op {
 		ops := make([]coord.Op, n)
 		for i := range ops {
@@ -465,7 +475,7 @@ func testTxnSetLimit(t *testing.T, s *suite) {
 			}
 		}
 	}
-	_, err = st.Txn(ctx, sets(m+1, "y")...)
+	_, err := st.Txn(ctx, sets(m+1, "y")...)
 	is(t, err, coord.ErrTooLarge)
 	if m > lim.MaxTxnOps {
 		mixed := append(sets(m-1, "y"), coord.CreateOp("/l/made", nil, coord.Persistent))
@@ -507,7 +517,7 @@ func testTxnSetLimit(t *testing.T, s *suite) {
 		t.Fatalf("the node only checked: %q %+v", got[1].Data, got[1].Stat)
 	}
 	// Batches put sets in batches of up to m, a create in one of MaxTxnOps.
-	batches, err = coord.Batches(append(sets(2*m+1, "w"), coord.CreateOp("/l/made", nil, coord.Persistent)), lim)
+	batches, err := coord.Batches(append(sets(2*m+1, "w"), coord.CreateOp("/l/made", nil, coord.Persistent)), lim)
 	must(t, err)
 	for i, b := range batches {
 		max := lim.TxnOps(b)
@@ -610,24 +620,7 @@ func testTxnDeleteLimit(t *testing.T, s *suite) {
 	if m < lim.MaxTxnOps || m <= 0 {
 		t.Fatalf("TxnOps of deletes %d, MaxTxnOps %d", m, lim.MaxTxnOps)
 	}
-	_, err := st.Create(ctx, "/l", nil, coord.Persistent)
-	must(t, err)
-	paths := make([]string, m+1)
-	var creates []coord.Op
-	for i := range paths {
-		paths[i] = fmt.Sprintf("/l/n%05d", i)
-		if i > 0 {
-			creates = append(creates, coord.CreateOp(paths[i], nil, coord.Persistent))
-		}
-	}
-	_, err = st.Create(ctx, paths[0], nil, coord.Ephemeral)
-	must(t, err)
-	batches, err := coord.Batches(creates, lim)
-	must(t, err)
-	for _, b := range batches {
-		_, err := st.Txn(ctx, b...)
-		must(t, err)
-	}
+	paths := limitNodes(ctx, t, st, m)
 	deletes := func(n int) []coord.Op {
 		ops := make([]coord.Op, n)
 		for i := range ops {
@@ -643,7 +636,7 @@ func testTxnDeleteLimit(t *testing.T, s *suite) {
 			t.Fatalf("%s: /l holds %d nodes, want %d", what, len(kids), want)
 		}
 	}
-	_, err = st.Txn(ctx, deletes(m+1)...)
+	_, err := st.Txn(ctx, deletes(m+1)...)
 	is(t, err, coord.ErrTooLarge)
 	if m > lim.MaxTxnOps {
 		mixed := append(deletes(m-1), coord.CreateOp("/l/made", nil, coord.Persistent))
@@ -668,7 +661,7 @@ func testTxnDeleteLimit(t *testing.T, s *suite) {
 	for i := range 2*m + 1 {
 		ops = append(ops, coord.DeleteOp(fmt.Sprintf("/l/d%05d", i), coord.AnyVersion))
 	}
-	batches, err = coord.Batches(append(ops, coord.CreateOp("/l/made", nil, coord.Persistent)), lim)
+	batches, err := coord.Batches(append(ops, coord.CreateOp("/l/made", nil, coord.Persistent)), lim)
 	must(t, err)
 	for i, b := range batches {
 		max := lim.TxnOps(b)

@@ -260,22 +260,26 @@ func (s *Store) treeCounts(ctx context.Context, paths []string) (map[string]int,
 			if !found {
 				return nil, fmt.Errorf("%w: a read of %s answered the foreign key %s", coord.ErrUnavailable, chunk[0], r.KV.Key)
 			}
-			// Count each node on the way down once, as countKids does.
-			parent := "/"
-			for name := range strings.SplitSeq(rel, "/") {
-				if name == "" {
-					break
-				}
-				child := coord.Join(parent, name)
-				if !seen[child] {
-					seen[child] = true
-					counts[parent]++
-				}
-				parent = child
-			}
+			countPath(counts, seen, "/", rel)
 		}
 	}
 	return counts, nil
+}
+
+// countPath counts in counts, once each (seen), the nodes on the way from
+// parent down the relative key rel, each as a child of the one above it.
+func countPath(counts map[string]int, seen map[string]bool, parent, rel string) {
+	for name := range strings.SplitSeq(rel, "/") {
+		if name == "" {
+			return
+		}
+		child := coord.Join(parent, name)
+		if !seen[child] {
+			seen[child] = true
+			counts[parent]++
+		}
+		parent = child
+	}
 }
 
 // countKids lists the whole subtree of path in one request and returns how
@@ -294,19 +298,7 @@ func (s *Store) countKids(ctx context.Context, q *api.QueryOptions, path string)
 	seen := map[string]bool{}
 	counts := map[string]int{}
 	for _, k := range keys {
-		rel := strings.TrimPrefix(k, base)
-		parent := path
-		for name := range strings.SplitSeq(rel, "/") {
-			if name == "" {
-				break
-			}
-			child := coord.Join(parent, name)
-			if !seen[child] {
-				seen[child] = true
-				counts[parent]++
-			}
-			parent = child
-		}
+		countPath(counts, seen, path, strings.TrimPrefix(k, base))
 	}
 	return counts, nil
 }
