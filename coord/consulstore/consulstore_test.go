@@ -3,6 +3,7 @@ package consulstore_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -978,4 +979,115 @@ func mustCreate(t *testing.T, s coord.Store, path string, data []byte) {
 	if _, err := s.Create(context.Background(), path, data, coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Every read the store sends asks the agent for a consistent read (the
+// leader confirms with a quorum that it still leads before it answers), so
+// a read sees every write acknowledged before it, even from a leader that
+// was cut off or paused and does not yet know it was replaced. Consul's
+// default mode answers from the leader's memory without that check, and
+// its stale mode from any server. A deposed leader answers for less than
+// its lease, which ends before a new leader can be elected, so the
+// difference shows only after a pause of the leader's process; hence this
+// check on the wire: plain reads (GET /v1/kv, blocking queries included)
+// and read-only transactions all carry ?consistent.
+func TestReadsConsistent(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var (
+		mu                  sync.Mutex
+		plain, txns, writes int
+		bad                 []string
+	)
+	reads := map[string]bool{"get": true, "get-tree": true, "get-or-empty": true, "check-index": true, "check-session": true, "check-not-exists": true}
+	via := agentVia(t, addr, func(w http.ResponseWriter, r *http.Request) bool {
+		_, consistent := r.URL.Query()["consistent"]
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/"):
+			plain++
+			if !consistent {
+				bad = append(bad, r.Method+" "+r.URL.String())
+			}
+		case r.URL.Path == "/v1/txn":
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return true
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var ops []struct{ KV *struct{ Verb string } }
+			if err := json.Unmarshal(body, &ops); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return true
+			}
+			readOnly := len(ops) > 0
+			for _, op := range ops {
+				if op.KV == nil || !reads[op.KV.Verb] {
+					readOnly = false
+				}
+			}
+			if !readOnly {
+				writes++
+				return false
+			}
+			txns++
+			if !consistent {
+				bad = append(bad, r.Method+" "+r.URL.String()+" "+string(body))
+			}
+		}
+		return false
+	})
+	prefix := "coordtest/consistent-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	step := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	_, err = s.Create(ctx, "/d", []byte("v"), coord.Persistent)
+	step("create /d", err)
+	_, err = s.Create(ctx, "/d/a", nil, coord.Ephemeral)
+	step("create /d/a", err)
+	_, _, err = s.Get(ctx, "/d")
+	step("get", err)
+	_, _, err = s.Exists(ctx, "/none")
+	step("exists", err)
+	_, err = s.GetMany(ctx, "/d", "/d/a", "/none")
+	step("getmany", err)
+	_, err = s.Children(ctx, "/d")
+	step("children", err)
+	_, err = s.Children(ctx, "/d/a")
+	step("children of a leaf", err)
+	wctx, wcancel := context.WithCancel(ctx)
+	data, err := s.WatchData(wctx, "/d")
+	step("watch data", err)
+	kids, err := s.WatchChildren(wctx, "/d")
+	step("watch children", err)
+	<-data
+	<-kids
+	_, err = s.Set(ctx, "/d", []byte("w"), coord.AnyVersion) // a first event for each watch
+	step("set", err)
+	<-data
+	step("delete /d/a", s.Delete(ctx, "/d/a", coord.AnyVersion))
+	<-kids
+	wcancel()
+	_, err = s.Txn(ctx, coord.CheckOp("/d", coord.AnyVersion), coord.DeleteOp("/d", coord.AnyVersion))
+	step("txn", err)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("%d of %d reads were not consistent reads, the first: %s", len(bad), plain+txns, bad[0])
+	}
+	if plain < 3 || txns < 3 || writes < 3 {
+		t.Fatalf("the calls made %d plain reads, %d read transactions and %d writes; want at least 3 of each for the check to mean anything", plain, txns, writes)
+	}
+	t.Logf("%d plain reads and %d read transactions, all consistent; %d writes", plain, txns, writes)
 }
