@@ -14,7 +14,17 @@
 // The "<" lines must occur exactly once in the file; the ">" lines replace
 // them. Lines starting with "#" are comments.
 //
-//	go run ./internal/mutate [-list FILE] [-run REGEXP] [-timeout 10m] [-v]
+// A whole package's tests take minutes against real servers, so a full run
+// of every mutant would take many hours. With -killers FILE the command
+// remembers, for each mutant, the test that killed it last time, and runs
+// that test first (or, for a mutant never killed yet, the tests that killed
+// other mutants of the same file). Only a mutant that survives those is run
+// against its whole package. The file is a hint for ordering only: every
+// verdict comes from a test run of the mutant in this run, and a mutant
+// counts as a survivor only after its whole package passed. The file
+// defaults to mutate-killers.tsv in $COORD_CACHE (the scripts' cache).
+//
+//	go run ./internal/mutate [-list FILE] [-run REGEXP] [-killers FILE] [-timeout 10m] [-v]
 package main
 
 import (
@@ -28,6 +38,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -138,6 +149,7 @@ func main() {
 	verbose := flag.Bool("v", false, "print the test output of survivors")
 	check := flag.Bool("check", false, "only check that every mutant applies and compiles")
 	baseline := flag.Bool("baseline", true, "first run each package's tests unmutated in the scratch copy, and stop if they fail (a kill then means nothing)")
+	killersFile := flag.String("killers", defaultKillers(), "a file of the test that last killed each mutant: run first, and updated (\"\": none, every mutant runs its whole package)")
 	flag.Parse()
 	text, err := os.ReadFile(*list)
 	if err != nil {
@@ -147,6 +159,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	all := mutants
 	if *run != "" {
 		re, err := regexp.Compile(*run)
 		if err != nil {
@@ -184,6 +197,14 @@ func main() {
 			fmt.Printf("baseline %s passes (%s)\n", m.Pkg, time.Since(t0).Round(time.Second))
 		}
 	}
+	killers := map[string]string{}
+	if *killersFile != "" {
+		data, err := os.ReadFile(*killersFile)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			fail(err)
+		}
+		killers = parseKillers(string(data))
+	}
 	type score struct{ killed, total int }
 	scores := map[string]*score{}
 	var survivors []string
@@ -219,19 +240,18 @@ func main() {
 			fmt.Printf("[%d/%d] ok %s\n", i+1, len(mutants), m.Name)
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-		cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-failfast", m.Pkg)
-		cmd.Dir = scratch
-		out, err := cmd.CombinedOutput()
-		timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
-		cancel()
+		var out []byte
+		killed, timedOut, how := false, false, ""
+		if h := hints(m, all, killers); len(h) > 0 {
+			out, killed, timedOut = goTest(scratch, m, *timeout, runPattern(h))
+			how = ", first try"
+		}
+		if !killed {
+			out, killed, timedOut = goTest(scratch, m, *timeout, "")
+			how = ""
+		}
 		if werr := os.WriteFile(path, orig, 0o644); werr != nil {
 			fail(werr)
-		}
-		killed := err != nil
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) && ctx.Err() == nil {
-			fail(fmt.Errorf("mutant %s: running the tests: %v", m.Name, err))
 		}
 		scores[group].total++
 		verdict := "killed"
@@ -243,9 +263,16 @@ func main() {
 		}
 		by := ""
 		if killed {
-			by = " by " + killer(string(out), timedOut)
+			k := killer(string(out), timedOut)
+			by = " by " + k
+			if *killersFile != "" && strings.HasPrefix(k, "Test") && killers[m.Name] != k {
+				killers[m.Name] = k
+				if err := writeKillers(*killersFile, killers); err != nil {
+					fail(err)
+				}
+			}
 		}
-		fmt.Printf("[%d/%d] %-8s %s%s (%s)\n", i+1, len(mutants), verdict, m.Name, by, time.Since(t0).Round(time.Second))
+		fmt.Printf("[%d/%d] %-8s %s%s (%s%s)\n", i+1, len(mutants), verdict, m.Name, by, time.Since(t0).Round(time.Second), how)
 		if !killed && *verbose {
 			fmt.Println(string(out))
 		}
@@ -261,6 +288,122 @@ func main() {
 	for _, name := range survivors {
 		fmt.Println("survivor:", name)
 	}
+}
+
+// defaultKillers is the killers file in the project's cache, the directory
+// the scripts keep the servers in: $COORD_CACHE, or coord in the user's
+// cache directory. Never in the repository: it describes a machine's runs.
+func defaultKillers() string {
+	dir := os.Getenv("COORD_CACHE")
+	if dir == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(c, "coord")
+	}
+	return filepath.Join(dir, "mutate-killers.tsv")
+}
+
+// goTest runs the tests of m's package in the scratch copy, only those that
+// pattern selects when it is not empty (all of them when it is). It reports whether the mutant was
+// killed, that is whether the tests failed or did not finish in time.
+func goTest(dir string, m Mutant, timeout time.Duration, pattern string) (out []byte, killed, timedOut bool) {
+	args := []string{"test", "-count=1", "-failfast"}
+	if pattern != "" {
+		args = append(args, "-run", pattern)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", append(args, m.Pkg)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) && ctx.Err() == nil {
+		fail(fmt.Errorf("mutant %s: running the tests: %v", m.Name, err))
+	}
+	return out, err != nil, errors.Is(ctx.Err(), context.DeadlineExceeded)
+}
+
+// hints lists the tests to try first on m: the test that last killed it, or,
+// for a mutant not killed yet, the tests that killed the other mutants of its
+// file (a bug in one function is often caught where its neighbours' were).
+func hints(m Mutant, all []Mutant, killers map[string]string) []string {
+	if k, ok := killers[m.Name]; ok {
+		return []string{k}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, o := range all {
+		if k, ok := killers[o.Name]; ok && o.File == m.File && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// runPattern builds a go test -run pattern that selects every test named
+// (names as "--- FAIL" prints them: TestX/sub/case). The pattern matches
+// level by level, so it may select a few more tests than named (the names'
+// levels combined), never fewer.
+func runPattern(names []string) string {
+	var levels [][]string
+	for _, n := range names {
+		for i, part := range strings.Split(n, "/") {
+			if i == len(levels) {
+				levels = append(levels, nil)
+			}
+			levels[i] = append(levels[i], regexp.QuoteMeta(part))
+		}
+	}
+	parts := make([]string, len(levels))
+	for i, alts := range levels {
+		sort.Strings(alts)
+		uniq := alts[:0]
+		for j, a := range alts {
+			if j == 0 || a != alts[j-1] {
+				uniq = append(uniq, a)
+			}
+		}
+		parts[i] = "^(" + strings.Join(uniq, "|") + ")$"
+	}
+	return strings.Join(parts, "/")
+}
+
+// parseKillers reads a killers file: lines "mutant<TAB>test". Lines that do
+// not have that shape are skipped (it is a hint, rewritten on every kill).
+func parseKillers(text string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if name, test, ok := strings.Cut(line, "\t"); ok && name != "" && strings.HasPrefix(test, "Test") {
+			out[name] = test
+		}
+	}
+	return out
+}
+
+// writeKillers replaces the killers file, atomically, so that a run cut
+// short leaves the old file or the new one.
+func writeKillers(path string, killers map[string]string) error {
+	names := make([]string, 0, len(killers))
+	for n := range killers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s\t%s\n", n, killers[n])
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)

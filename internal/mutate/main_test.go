@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,84 @@ func TestCopyKeepsModes(t *testing.T) {
 		fi, err := os.Stat(dst + "/" + name)
 		if err != nil || fi.Mode().Perm() != want {
 			t.Fatalf("%s: mode %v (%v), want %v", name, fi.Mode().Perm(), err, want)
+		}
+	}
+}
+
+func TestHints(t *testing.T) {
+	all := []Mutant{{Name: "a", File: "f.go"}, {Name: "b", File: "f.go"}, {Name: "c", File: "f.go"}, {Name: "d", File: "g.go"}}
+	killers := map[string]string{"a": "TestX/one", "c": "TestY", "d": "TestZ"}
+	if got := hints(all[0], all, killers); len(got) != 1 || got[0] != "TestX/one" {
+		t.Errorf("a mutant killed before: hints %q, want its own killer only", got)
+	}
+	if got := strings.Join(hints(all[1], all, killers), " "); got != "TestX/one TestY" {
+		t.Errorf("a mutant never killed: hints %q, want the killers of its file's mutants", got)
+	}
+	if got := hints(Mutant{Name: "e", File: "h.go"}, all, killers); len(got) != 0 {
+		t.Errorf("no killer known in the file: hints %q", got)
+	}
+}
+
+func TestKillersFile(t *testing.T) {
+	path := t.TempDir() + "/sub/killers.tsv"
+	in := map[string]string{"zk-a": "TestConformance/Fault/Stall", "etcd-b": "TestWatch"}
+	if err := writeKillers(path, in); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseKillers(string(data) + "garbage\nx\tnot-a-test\n")
+	if len(got) != 2 || got["zk-a"] != in["zk-a"] || got["etcd-b"] != in["etcd-b"] {
+		t.Fatalf("read back %v, want %v", got, in)
+	}
+}
+
+// The pattern runPattern builds selects, in a real go test, every test
+// named and leaves out the others of the same levels.
+func TestRunPatternSelects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a test binary")
+	}
+	dir := t.TempDir()
+	src := `package p
+
+import "testing"
+
+func TestA(t *testing.T) {
+	t.Run("x", func(t *testing.T) {
+		t.Run("y z", func(t *testing.T) { t.Log("ran A/x/y_z") })
+		t.Run("w", func(t *testing.T) { t.Log("ran A/x/w") })
+	})
+	t.Run("v", func(t *testing.T) { t.Log("ran A/v") })
+}
+
+func TestB(t *testing.T) { t.Log("ran B") }
+
+func TestBB(t *testing.T) { t.Log("ran BB") }
+
+func TestC(t *testing.T) { t.Log("ran C") }
+`
+	for name, text := range map[string]string{"go.mod": "module p\n\ngo 1.21\n", "p_test.go": src} {
+		if err := os.WriteFile(dir+"/"+name, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", runPattern([]string{"TestA/x/y_z", "TestB"}), ".")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"ran A/x/y_z", "ran B"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%s: not run\n%s", want, out)
+		}
+	}
+	for _, not := range []string{"ran A/x/w", "ran A/v", "ran BB", "ran C"} {
+		if strings.Contains(string(out), not) {
+			t.Errorf("%s: run, but not named\n%s", not, out)
 		}
 	}
 }
