@@ -448,6 +448,16 @@ func testSequentialParentRecreated(t *testing.T, s *suite) {
 	if p != "/q/a-0000000000" {
 		t.Fatalf("first sequential node of a parent made again: %s, want /q/a-0000000000", p)
 	}
+	// The same when the parent goes in a transaction with its children.
+	p2, err := st.Create(ctx, "/q/a-", nil, coord.Sequential)
+	must(t, err)
+	_, err = st.Txn(ctx, coord.DeleteOp(p, coord.AnyVersion), coord.DeleteOp(p2, coord.AnyVersion), coord.DeleteOp("/q", coord.AnyVersion))
+	must(t, err)
+	_, err = st.Create(ctx, "/q", nil, coord.Persistent)
+	must(t, err)
+	if p, err = st.Create(ctx, "/q/a-", nil, coord.Sequential); err != nil || p != "/q/a-0000000000" {
+		t.Fatalf("first sequential node of a parent deleted in a transaction and made again: %s (%v), want /q/a-0000000000", p, err)
+	}
 	// Under the root too, and after other creates there.
 	r1, err := st.Create(ctx, "/r-", nil, coord.Sequential)
 	must(t, err)
