@@ -49,6 +49,14 @@ type Backend struct {
 	// suite's own, all running, whose members a case may stop and start
 	// again (the Cluster cases need it and skip without it).
 	Cluster func(t testing.TB) Cluster
+	// ServerFuncs, when set, are prefixes of the names of functions that
+	// only a server running in the test process runs (an embedded etcd: its
+	// packages, gRPC's and net/http's server sides). A goroutine with such a
+	// function on its stack is the server's, which starts goroutines when
+	// it likes (members reconnecting after a restart), not the store's:
+	// Close/NoGoroutinesLeft leaves it out. A store is a client, so no
+	// prefix may name client code.
+	ServerFuncs []string
 }
 
 // Timeout bounds every wait of the suite for something that must happen

@@ -62,6 +62,9 @@ func backend() conformance.Backend {
 			return s
 		},
 		Expire: backends.ExpireEtcd,
+		// The embedded servers run in this process; their members reconnect
+		// to one another when they like (after Cluster/MemberLoss, say).
+		ServerFuncs: backends.EtcdServerFuncs,
 		OpenFaulty: func(t testing.TB, ns string, ttl time.Duration) (coord.Store, conformance.Faults) {
 			p, err := faultproxy.New(strings.TrimPrefix(endpoints[0], "http://"))
 			if err != nil {

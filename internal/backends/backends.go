@@ -325,6 +325,23 @@ func Namespace(t testing.TB) string {
 	return fmt.Sprintf("t-%s-%s", hex.EncodeToString(r[:]), strings.Trim(name, "-"))
 }
 
+// EtcdServerFuncs are the prefixes of the functions that only an embedded
+// etcd server runs in a test process (conformance.Backend.ServerFuncs): its
+// own packages and raft's, its connection multiplexer, and the server sides
+// of gRPC and net/http. The etcd client runs none of them.
+var EtcdServerFuncs = []string{
+	"go.etcd.io/etcd/server/",
+	"go.etcd.io/etcd/pkg/",
+	"go.etcd.io/raft/",
+	"github.com/soheilhy/cmux.",
+	"github.com/xiang90/probing.",
+	"google.golang.org/grpc.(*Server).",
+	"google.golang.org/grpc/internal/transport.(*http2Server).",
+	"net/http.(*Server).",
+	"net/http.(*conn).",
+	"net/http.(*connReader).",
+}
+
 // ExpireEtcd ends the session of an etcd store as the server does when the
 // lease's TTL runs out: the lease is revoked, its keys deleted.
 func ExpireEtcd(t testing.TB, st coord.Store) {
