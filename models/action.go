@@ -101,18 +101,29 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 	if timeout < 0 {
 		return 0, errorf(op, productName, fmt.Errorf("%w: timeout %v", ErrInvalidArgument, timeout))
 	}
-	proxies, err := onlineProxies(ctx, store, productName)
-	if err != nil {
-		return 0, errorf(op, productName, err)
-	}
+	// The reads that decide the action do not depend on one another: the
+	// online proxies, the fences (with needConfirm) and the actions go out
+	// together, so that a confirmed action waits for as few round trips as
+	// it can (each is one, and a proxy's answer waits for all of them).
+	var proxies []ProxyInfo
+	var dead, kids []string
+	var perr, kerr error
+	listed := make(chan struct{})
+	go func() {
+		defer close(listed)
+		kids, kerr = store.Children(ctx, GetWatchActionPath(productName))
+	}()
 	if needConfirm {
-		dead, err := deadFences(ctx, store, productName, proxies)
-		if err != nil {
-			return 0, errorf(op, productName, err)
-		}
-		if len(dead) > 0 {
-			return 0, errorf(op, productName, fenceError(dead))
-		}
+		proxies, dead, perr = onlineAndDead(ctx, store, productName)
+	} else {
+		proxies, perr = onlineProxies(ctx, store, productName)
+	}
+	<-listed
+	if perr != nil {
+		return 0, errorf(op, productName, perr)
+	}
+	if len(dead) > 0 {
+		return 0, errorf(op, productName, fenceError(dead))
 	}
 	action := &Action{Type: actionType, Desc: desc, Target: target, Ts: strconv.FormatInt(time.Now().Unix(), 10)}
 	for _, p := range proxies {
@@ -125,19 +136,19 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 	// A Codis 2 proxy answers only the newest action it finds: the last one
 	// announced (by anyone, locked or not) must have been answered by its
 	// receivers that are still online before another appears.
-	if err := waitPrevious(ctx, store, productName, proxies, timeout); err != nil {
+	if err := waitPrevious(ctx, store, productName, kids, kerr, proxies, timeout); err != nil {
 		return 0, errorf(op, productName, err)
 	}
-	respRoot := GetActionResponsePath(productName)
-	if err := coord.MkdirAll(ctx, store, respRoot); err != nil {
-		return 0, errorf(op, respRoot, err)
-	}
-	if err := coord.MkdirAll(ctx, store, GetWatchActionPath(productName)); err != nil {
-		return 0, errorf(op, GetWatchActionPath(productName), err)
-	}
 	// The response directory exists before the action appears, because
-	// proxies answer into it as soon as they see the action.
+	// proxies answer into it as soon as they see the action. The parents
+	// are made only when a create finds one missing (a new product).
+	respRoot := GetActionResponsePath(productName)
 	respPath, err := store.Create(ctx, respRoot+"/", data, coord.Sequential)
+	if errors.Is(err, coord.ErrNoNode) {
+		if err = coord.MkdirAll(ctx, store, respRoot); err == nil {
+			respPath, err = store.Create(ctx, respRoot+"/", data, coord.Sequential)
+		}
+	}
 	if err != nil {
 		return 0, errorf(op, respRoot, err)
 	}
@@ -146,25 +157,65 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 	if err != nil {
 		return 0, errorf(op, respPath, fmt.Errorf("%w: sequence name %q", ErrMalformed, seqStr))
 	}
+	// The answers' watch is armed while the action is created: it reads
+	// the answers when armed, so none is missed, whichever ends first.
+	var answers *armedWatch
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if needConfirm && len(proxies) > 0 {
+		answers = armChildren(wctx, store, respPath)
+	}
 	actionPath := coord.Join(GetWatchActionPath(productName), seqStr)
-	if _, err := store.Create(ctx, actionPath, data, coord.Persistent); err != nil {
+	_, err = store.Create(ctx, actionPath, data, coord.Persistent)
+	if errors.Is(err, coord.ErrNoNode) {
+		if err = coord.MkdirAll(ctx, store, GetWatchActionPath(productName)); err == nil {
+			_, err = store.Create(ctx, actionPath, data, coord.Persistent)
+		}
+	}
+	if err != nil {
+		cancel()
+		if answers != nil {
+			answers.wait()
+		}
 		_ = store.Delete(context.WithoutCancel(ctx), respPath, coord.AnyVersion)
 		return 0, errorf(op, actionPath, err)
 	}
-	if needConfirm {
-		if err := waitForReceivers(ctx, store, productName, respPath, proxies, timeout); err != nil {
+	if answers != nil {
+		if err := waitAnswered(ctx, wctx, store, productName, respPath, proxies, answers); err != nil {
 			return seq, err
 		}
 	}
 	return seq, nil
 }
 
+// armedWatch is a children watch being armed in the background.
+type armedWatch struct {
+	done   chan struct{}
+	events <-chan coord.Event
+	err    error
+}
+
+// armChildren starts arming a children watch of path within ctx.
+func armChildren(ctx context.Context, store coord.Store, path string) *armedWatch {
+	w := &armedWatch{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		w.events, w.err = store.WatchChildren(ctx, path)
+	}()
+	return w
+}
+
+// wait returns the watch once armed.
+func (w *armedWatch) wait() (<-chan coord.Event, error) {
+	<-w.done
+	return w.events, w.err
+}
+
 // waitPrevious waits, up to timeout, until the newest action has been
 // answered by those of its receivers that are among online. An action still
 // unanswered after that is left to its writer (which marks the silent
 // proxies offline when it asked for confirmation).
-func waitPrevious(ctx context.Context, store coord.Store, productName string, online []ProxyInfo, timeout time.Duration) error {
-	kids, err := store.Children(ctx, GetWatchActionPath(productName))
+func waitPrevious(ctx context.Context, store coord.Store, productName string, kids []string, err error, online []ProxyInfo, timeout time.Duration) error {
 	if errors.Is(err, coord.ErrNoNode) {
 		return nil
 	}
@@ -180,12 +231,27 @@ func waitPrevious(ctx context.Context, store coord.Store, productName string, on
 		return nil
 	}
 	seq := int64(seqs[len(seqs)-1])
+	respPath := coord.Join(GetActionResponsePath(productName), seqName(seq))
+	// The action and its answers are read together: most often every
+	// receiver has answered already, and nothing is watched.
+	var answered []string
+	var aerr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		answered, aerr = store.Children(ctx, respPath)
+	}()
 	var prev Action
-	if err := GetActionObject(ctx, store, productName, seq, &prev, ""); err != nil {
+	err = GetActionObject(ctx, store, productName, seq, &prev, "")
+	<-read
+	if err != nil {
 		if errors.Is(err, coord.ErrNoNode) {
 			return nil // collected
 		}
 		return err
+	}
+	if errors.Is(aerr, coord.ErrNoNode) {
+		return nil // collected
 	}
 	isOnline := map[string]ProxyInfo{}
 	for _, p := range online {
@@ -198,12 +264,25 @@ func waitPrevious(ctx context.Context, store coord.Store, productName string, on
 			pending = append(pending, p)
 		}
 	}
+	if aerr == nil {
+		has := make(map[string]bool, len(answered))
+		for _, a := range answered {
+			has[a] = true
+		}
+		left := pending[:0]
+		for _, p := range pending {
+			if !has[p.Id] {
+				left = append(left, p)
+			}
+		}
+		pending = left
+	}
 	if len(pending) == 0 {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	left, err := awaitAnswers(wctx, store, coord.Join(GetActionResponsePath(productName), seqName(seq)), pending)
+	left, err := awaitAnswers(wctx, store, respPath, pending, nil)
 	if errors.Is(err, coord.ErrNoNode) || (err != nil && ctx.Err() == nil && wctx.Err() != nil) {
 		return nil // collected, or the bound ran out already
 	}
@@ -216,7 +295,8 @@ func waitPrevious(ctx context.Context, store coord.Store, productName string, on
 // awaitAnswers watches the children of respPath (R/ActionResponse/<seq>)
 // until every proxy of proxies has answered there, or ctx ends. It returns
 // the ids of those that have not answered, sorted (none when all have).
-func awaitAnswers(ctx context.Context, store coord.Store, respPath string, proxies []ProxyInfo) ([]string, error) {
+// armed, if not nil, is that watch already being armed within ctx.
+func awaitAnswers(ctx context.Context, store coord.Store, respPath string, proxies []ProxyInfo, armed *armedWatch) ([]string, error) {
 	pending := map[string]bool{}
 	for _, p := range proxies {
 		pending[p.Id] = true
@@ -229,7 +309,10 @@ func awaitAnswers(ctx context.Context, store coord.Store, respPath string, proxi
 		sort.Strings(ids)
 		return ids
 	}
-	events, err := store.WatchChildren(ctx, respPath)
+	if armed == nil {
+		armed = armChildren(ctx, store, respPath)
+	}
+	events, err := armed.wait()
 	if err != nil {
 		return nil, err
 	}
@@ -282,13 +365,19 @@ func WaitForReceiverWithTimeout(ctx context.Context, store coord.Store, productN
 }
 
 func waitForReceivers(ctx context.Context, store coord.Store, productName, respPath string, proxies []ProxyInfo, timeout time.Duration) error {
-	const op = "WaitForReceiverWithTimeout"
 	if len(proxies) == 0 {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ids, err := awaitAnswers(wctx, store, respPath, proxies)
+	return waitAnswered(ctx, wctx, store, productName, respPath, proxies, nil)
+}
+
+// waitAnswered is waitForReceivers with its bound wctx (within ctx) made
+// and, if armed is not nil, the answers' watch being armed within wctx.
+func waitAnswered(ctx, wctx context.Context, store coord.Store, productName, respPath string, proxies []ProxyInfo, armed *armedWatch) error {
+	const op = "WaitForReceiverWithTimeout"
+	ids, err := awaitAnswers(wctx, store, respPath, proxies, armed)
 	if err != nil {
 		return errorf(op, respPath, err)
 	}

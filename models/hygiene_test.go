@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coordkit/coord/coord"
@@ -175,6 +176,50 @@ func (d *deleteAfterList) Children(ctx context.Context, path string) ([]string, 
 		}
 	}
 	return kids, err
+}
+
+// getCounter counts the Get and GetMany calls made through it.
+type getCounter struct {
+	coord.Store
+	gets, getManys atomic.Int32
+}
+
+func (g *getCounter) Get(ctx context.Context, path string) ([]byte, coord.Stat, error) {
+	g.gets.Add(1)
+	return g.Store.Get(ctx, path)
+}
+
+func (g *getCounter) GetMany(ctx context.Context, paths ...string) ([]coord.GetResult, error) {
+	g.getManys.Add(1)
+	return g.Store.GetMany(ctx, paths...)
+}
+
+// TestProxyListVanished: a proxy whose node goes between the listing and
+// the read (a proxy that exited) is left out, not an error; the proxies
+// are read with one GetMany, not a Get each.
+func TestProxyListVanished(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		setupProduct(t, s)
+		for i, id := range []string{"p1", "p2", "p3"} {
+			_, err := models.CreateProxyInfo(ctx, s, product, &models.ProxyInfo{Id: id, Addr: fmt.Sprintf("127.0.0.1:%d", 19000+i), State: models.PROXY_STATE_OFFLINE})
+			must(t, err)
+		}
+		c := &getCounter{Store: &deleteAfterList{Store: s, parent: models.GetProxyPath(product), victim: models.GetProxyPath(product) + "/p2"}}
+		ps, err := models.ProxyList(ctx, c, product, nil)
+		must(t, err)
+		var ids []string
+		for _, p := range ps {
+			ids = append(ids, p.Id)
+		}
+		if strings.Join(ids, ",") != "p1,p3" {
+			t.Fatalf("proxies listed with p2 gone after the listing: %v, want p1,p3", ids)
+		}
+		if g, m := c.gets.Load(), c.getManys.Load(); g != 0 || m != 1 {
+			t.Fatalf("ProxyList of 3 proxies made %d Gets and %d GetManys, want 0 and 1", g, m)
+		}
+	})
 }
 
 // TestSlotTableWithHole: a slot that vanishes during a scan, a foreign slot

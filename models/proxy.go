@@ -76,11 +76,7 @@ func GetFenceProxyMap(ctx context.Context, store coord.Store, productName string
 func ForceRemoveDeadFence(ctx context.Context, store coord.Store, productName string) error {
 	const op = "ForceRemoveDeadFence"
 	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
-		proxies, err := onlineProxies(ctx, store, productName)
-		if err != nil {
-			return errorf(op, productName, err)
-		}
-		dead, err := deadFences(ctx, store, productName, proxies)
+		_, dead, err := onlineAndDead(ctx, store, productName)
 		if err != nil {
 			return errorf(op, productName, err)
 		}
@@ -99,12 +95,25 @@ func onlineProxies(ctx context.Context, store coord.Store, productName string) (
 	return ProxyList(ctx, store, productName, func(p *ProxyInfo) bool { return p.State == PROXY_STATE_ONLINE })
 }
 
-// deadFences returns, sorted, the fenced addresses with none of the online
-// proxies behind them: proxies that may not have stopped cleanly.
-func deadFences(ctx context.Context, store coord.Store, productName string, online []ProxyInfo) ([]string, error) {
-	fences, err := GetFenceProxyMap(ctx, store, productName)
+// onlineAndDead reads the online proxies and the fences at once (two
+// independent reads, sent together) and returns the online proxies and,
+// sorted, the fenced addresses with none of them behind: proxies that may
+// not have stopped cleanly. An error of the proxy listing comes first.
+func onlineAndDead(ctx context.Context, store coord.Store, productName string) ([]ProxyInfo, []string, error) {
+	var fences map[string]bool
+	var ferr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fences, ferr = GetFenceProxyMap(ctx, store, productName)
+	}()
+	online, err := onlineProxies(ctx, store, productName)
+	<-done
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if ferr != nil {
+		return nil, nil, ferr
 	}
 	for _, p := range online {
 		delete(fences, p.Addr)
@@ -114,7 +123,7 @@ func deadFences(ctx context.Context, store coord.Store, productName string, onli
 		dead = append(dead, addr)
 	}
 	sort.Strings(dead)
-	return dead, nil
+	return online, dead, nil
 }
 
 // fenceError is ErrFenceWithoutProxy naming the dead fences.
@@ -162,22 +171,30 @@ func ProxyList(ctx context.Context, store coord.Store, productName string, filte
 	if err != nil {
 		return nil, errorf(op, GetProxyPath(productName), err)
 	}
-	infos := make([]*ProxyInfo, len(kids))
-	err = forEach(ctx, len(kids), func(i int) error {
-		pi, err := GetProxyInfo(ctx, store, productName, kids[i])
-		if errors.Is(err, coord.ErrNoNode) {
-			return nil
-		}
-		infos[i] = pi
-		return err
-	})
+	// One GetMany, not a Get a proxy: with 100 proxies that was 7 rounds
+	// of 16 reads (and on ZooKeeper a sync each) in every confirmed action.
+	paths := make([]string, len(kids))
+	for i, kid := range kids {
+		paths[i] = coord.Join(GetProxyPath(productName), kid)
+	}
+	res, err := store.GetMany(ctx, paths...)
 	if err != nil {
-		return nil, errorf(op, productName, err)
+		return nil, errorf(op, GetProxyPath(productName), err)
 	}
 	out := make([]ProxyInfo, 0, len(kids))
-	for _, pi := range infos {
-		if pi != nil && (filter == nil || filter(pi)) {
-			out = append(out, *pi)
+	for i, r := range res {
+		if errors.Is(r.Err, coord.ErrNoNode) {
+			continue // gone since the listing (a proxy that exited)
+		}
+		if r.Err != nil {
+			return nil, errorf(op, paths[i], r.Err)
+		}
+		var pi ProxyInfo
+		if err := decode(paths[i], r.Data, &pi); err != nil {
+			return nil, err
+		}
+		if filter == nil || filter(&pi) {
+			out = append(out, pi)
 		}
 	}
 	return out, nil

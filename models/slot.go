@@ -437,11 +437,7 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 // proxy behind it, as a confirmed action would, so that callers refuse
 // before they write.
 func checkFences(ctx context.Context, store coord.Store, productName string) error {
-	proxies, err := onlineProxies(ctx, store, productName)
-	if err != nil {
-		return err
-	}
-	dead, err := deadFences(ctx, store, productName, proxies)
+	_, dead, err := onlineAndDead(ctx, store, productName)
 	if err != nil || len(dead) == 0 {
 		return err
 	}
