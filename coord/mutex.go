@@ -116,14 +116,14 @@ func (m *Mutex) lock(ctx context.Context, try bool) error {
 		case <-ctx.Done():
 		}
 	}()
-	node, err := m.create(ctx, sess)
+	node, kids, err := m.create(ctx, sess)
 	if err != nil {
 		if sess.Err() != nil {
 			return Errorf(op, m.dir, fmt.Errorf("%w: the session ended: %v", ErrLockLost, sess.Err()))
 		}
 		return err
 	}
-	if err := m.wait(ctx, sess, node, try); err != nil {
+	if err := m.wait(ctx, sess, node, try, kids); err != nil {
 		if sess.Err() == nil {
 			m.release(ctx, node)
 		} else {
@@ -140,8 +140,10 @@ func (m *Mutex) lock(ctx context.Context, try bool) error {
 	return nil
 }
 
-// create makes this contender's node, owned by sess.
-func (m *Mutex) create(ctx context.Context, sess Session) (string, error) {
+// create makes this contender's node, owned by sess. It also returns the
+// contenders listed after the node was made (nil if that listing failed),
+// for wait's first look.
+func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, error) {
 	contenders.Lock()
 	defer contenders.Unlock()
 	node, err := CreateAll(ctx, m.s, Join(m.dir, m.prefix), m.data, EphemeralSequential)
@@ -149,24 +151,38 @@ func (m *Mutex) create(ctx context.Context, sess Session) (string, error) {
 		if unknownOutcome(err) {
 			m.removeOrphans(ctx, sess)
 		}
-		return "", err
+		return "", nil, err
 	}
 	contenders.nodes[contenderKey{m.s, node}] = true
+	// The contenders are listed while the node's owner is read: two reads
+	// that do not depend on each other, one round trip instead of two. The
+	// listing is used only once the owner is known to be sess.
+	var kids []string
+	var kerr error
+	listed := make(chan struct{})
+	go func() {
+		defer close(listed)
+		kids, kerr = m.s.Children(ctx, m.dir)
+	}()
 	// A create can run on a session made after sess (a client library may
 	// queue requests across a reconnect): then the lock would not end with
 	// the session the holder watches.
 	st, ok, err := m.s.Exists(ctx, node)
+	<-listed
 	if err == nil && ok && st.Owner == sess.ID() && sess.Err() == nil {
-		return node, nil
+		if kerr != nil {
+			kids = nil // wait lists them again, and reports its own error
+		}
+		return node, kids, nil
 	}
 	delete(contenders.nodes, contenderKey{m.s, node})
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	_ = m.s.Delete(cctx, node, AnyVersion)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return "", Errorf("lock", node, fmt.Errorf("%w: the contender node is not owned by session %s", ErrLockLost, sess.ID()))
+	return "", nil, Errorf("lock", node, fmt.Errorf("%w: the contender node is not owned by session %s", ErrLockLost, sess.ID()))
 }
 
 // unknownOutcome: the create may or may not have been applied.
@@ -211,8 +227,9 @@ func (m *Mutex) release(ctx context.Context, node string) {
 }
 
 // wait returns when node is the lowest contender, or at once with ErrLocked
-// when try is set and it is not.
-func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool) error {
+// when try is set and it is not. first, if not nil, is a listing of the
+// contenders made after node was, to look at before listing again.
+func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool, first []string) error {
 	me := Base(node)
 	lost := func(err error) error {
 		if sess.Err() != nil {
@@ -221,7 +238,11 @@ func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool) e
 		return err
 	}
 	for {
-		kids, err := m.s.Children(ctx, m.dir)
+		kids, err := first, error(nil)
+		if kids == nil {
+			kids, err = m.s.Children(ctx, m.dir)
+		}
+		first = nil
 		if err != nil {
 			return lost(err)
 		}
