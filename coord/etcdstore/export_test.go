@@ -21,12 +21,13 @@ func (s *Store) DataRevision(ctx context.Context, path string) (int64, error) {
 // ResumeDataWatch runs a data watch of path from revision rev, as a watch
 // does after a long disconnect, and counts its resyncs in *resyncs.
 func (s *Store) ResumeDataWatch(ctx context.Context, path string, rev int64, resyncs *int) <-chan coord.Event {
+	open := func(c context.Context, rev int64) []clientv3.WatchChan {
+		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
+	}
 	q, ch := watchq.New()
-	go s.loop(ctx, q, rev, func(c context.Context, rev int64) []clientv3.WatchChan {
-		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), clientv3.WithRev(rev+1))}
-	}, func(_ int, e *clientv3.Event) (coord.Event, bool) {
-		return coord.Event{Path: path, Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease, e.Kv.CreateRevision)}, true
-	}, func(c context.Context) (coord.Event, int64, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	a := &armed{chans: open(wctx, rev), cancel: cancel, rev: rev}
+	go s.loop(ctx, q, a, open, dataEvent(path), func(c context.Context) (coord.Event, int64, error) {
 		*resyncs++
 		return s.readData(c, path)
 	})
@@ -52,7 +53,10 @@ func LoseNextReply(s *Store, then func()) { s.loseReply.Store(&then) }
 // starting from the children it had then (kids), as after a long
 // disconnect, and counts its resyncs in *resyncs.
 func (s *Store) ResumeChildrenWatch(ctx context.Context, path string, kids []string, rev int64, resyncs *int) <-chan coord.Event {
-	return s.watchKidsFrom(ctx, path, coord.Event{Path: path, Exists: true, Children: kids}, rev, resyncs)
+	w := s.kidsWatch(path, resyncs)
+	wctx, cancel := context.WithCancel(ctx)
+	a := &armed{chans: w.open(wctx, rev), cancel: cancel, rev: rev}
+	return w.run(ctx, a, coord.Event{Path: path, Exists: true, Children: kids})
 }
 
 // ChildrenRevision is the revision at which path's children were read.
@@ -64,3 +68,25 @@ func (s *Store) ChildrenRevision(ctx context.Context, path string) ([]string, in
 // DropNextWrite makes the next transaction the store commits get lost on
 // its way to the server, as when the connection dies before it is sent on.
 func DropNextWrite(s *Store) { s.dropWrite.Store(true) }
+
+// SkewedDataWatch runs a data watch of path whose etcd watch starts after
+// revision from, older than the revision its first state is read at, as a
+// children watch's etcd watches are made at revisions older than its read.
+func (s *Store) SkewedDataWatch(ctx context.Context, path string, from int64) (<-chan coord.Event, error) {
+	first := true
+	open := func(c context.Context, rev int64) []clientv3.WatchChan {
+		if first {
+			first, rev = false, from
+		}
+		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
+	}
+	read := func(c context.Context) (coord.Event, int64, error) { return s.readData(c, path) }
+	a, ev, err := s.sync(ctx, open, read)
+	if err != nil {
+		return nil, err
+	}
+	q, ch := watchq.New()
+	q.Send(ev)
+	go s.loop(ctx, q, a, open, dataEvent(path), read)
+	return ch, nil
+}

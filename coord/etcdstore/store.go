@@ -707,7 +707,8 @@ func (s *Store) childPage(ctx context.Context, path, from, end string, rev int64
 	}
 }
 
-// readChildren reads the node's existence and its children at one revision.
+// readChildren reads the node's existence and its children at one revision,
+// which it returns (also with ErrNoNode).
 func (s *Store) readChildren(ctx context.Context, path string) ([]string, int64, error) {
 	cp := s.childPrefix(path)
 	ops := []clientv3.Op{clientv3.OpGet(cp, clientv3.WithPrefix(), clientv3.WithKeysOnly())}
@@ -719,7 +720,7 @@ func (s *Store) readChildren(ctx context.Context, path string) ([]string, int64,
 		return nil, 0, err
 	}
 	if path != "/" && resp.Responses[1].GetResponseRange().Count == 0 {
-		return nil, 0, coord.ErrNoNode
+		return nil, resp.Header.Revision, coord.ErrNoNode
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	kids := make([]string, 0, len(kvs))

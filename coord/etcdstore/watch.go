@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -12,33 +13,51 @@ import (
 	"github.com/coordkit/coord/internal/watchq"
 )
 
-// WatchData implements coord.Store. The watch starts at the revision of the
-// read that gives the first event, so no change is missed. If etcd compacts
-// that revision away, or the stream breaks, the node is read again and the
-// watch resumes from the new read: the consumer sees the current state.
+// WatchData implements coord.Store. The watch is made first and the node
+// read after, so no change is missed and the watch is in step with the
+// server from the start (see sync). If the
+// stream breaks, or etcd compacts the revision a resumed watch needs, the
+// watch is made again and the node read again: the consumer sees the
+// current state.
 func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event, error) {
 	if err := coord.CheckCall(ctx, "watch", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
 	}
-	ev, rev, err := s.readData(ctx, path)
+	open := func(c context.Context, rev int64) []clientv3.WatchChan {
+		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
+	}
+	read := func(c context.Context) (coord.Event, int64, error) { return s.readData(c, path) }
+	a, ev, err := s.sync(ctx, open, read)
 	if err != nil {
 		return nil, coord.Errorf("watch", path, err)
 	}
 	q, ch := watchq.New()
 	q.Send(ev)
-	go s.loop(ctx, q, rev, func(c context.Context, rev int64) []clientv3.WatchChan {
-		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), clientv3.WithRev(rev+1))}
-	}, func(_ int, e *clientv3.Event) (coord.Event, bool) {
+	go s.loop(ctx, q, a, open, dataEvent(path), read)
+	return ch, nil
+}
+
+// dataEvent turns an etcd event of a node's key into a data watch's event.
+func dataEvent(path string) func(int, *clientv3.Event) (coord.Event, bool) {
+	return func(_ int, e *clientv3.Event) (coord.Event, bool) {
 		if e.Type == clientv3.EventTypeDelete {
 			return coord.Event{Path: path}, true
 		}
 		return coord.Event{Path: path, Exists: true, Data: e.Kv.Value, Stat: statOf(e.Kv.Version, e.Kv.Lease, e.Kv.CreateRevision)}, true
-	}, func(c context.Context) (coord.Event, int64, error) {
-		return s.readData(c, path)
-	})
-	return ch, nil
+	}
 }
 
+// watchFrom is the options of a watch that tells when it is made and
+// starts after revision rev, or (rev 0) after the server's current one.
+func watchFrom(rev int64, opts ...clientv3.OpOption) []clientv3.OpOption {
+	opts = append(opts, clientv3.WithCreatedNotify())
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev+1))
+	}
+	return opts
+}
+
+// readData reads path's node and returns it with the revision read.
 func (s *Store) readData(ctx context.Context, path string) (coord.Event, int64, error) {
 	c, cancel, err := s.call(ctx)
 	if err != nil {
@@ -64,70 +83,102 @@ func (s *Store) readData(ctx context.Context, path string) (coord.Event, int64, 
 	return ev, resp.Header.Revision, nil
 }
 
-// WatchChildren implements coord.Store, with the same resumption as WatchData.
+// WatchChildren implements coord.Store, made and resumed as WatchData is.
 func (s *Store) WatchChildren(ctx context.Context, path string) (<-chan coord.Event, error) {
 	if err := coord.CheckCall(ctx, "watch", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
 	}
-	ev, rev, err := s.readKids(ctx, path)
+	w := s.kidsWatch(path, nil)
+	a, ev, err := s.sync(ctx, w.open, w.readOnly)
 	if err != nil {
 		return nil, coord.Errorf("watch", path, err)
 	}
 	if !ev.Exists {
+		a.cancel()
 		return nil, coord.Errorf("watch", path, coord.ErrNoNode)
 	}
-	return s.watchKidsFrom(ctx, path, ev, rev, nil), nil
+	return w.run(ctx, a, ev), nil
 }
 
-// watchKidsFrom runs a children watch of path whose state ev was read at
-// revision rev; resyncs, when not nil, counts the reads after a compaction.
-func (s *Store) watchKidsFrom(ctx context.Context, path string, ev coord.Event, rev int64, resyncs *int) <-chan coord.Event {
-	kids := map[string]bool{}
-	for _, k := range ev.Children {
-		kids[k] = true
+// kidsWatch is a children watch of path: the etcd watches it opens (the
+// children's prefix, and the node's key for its deletion), how it reads the
+// children and turns etcd events into its own.
+type kidsWatch struct {
+	s       *Store
+	path    string
+	cp      string          // the children's key prefix
+	kids    map[string]bool // the children as last sent
+	resyncs *int            // counts the reads after the first, when not nil
+}
+
+func (s *Store) kidsWatch(path string, resyncs *int) *kidsWatch {
+	return &kidsWatch{s: s, path: path, cp: s.childPrefix(path), kids: map[string]bool{}, resyncs: resyncs}
+}
+
+func (w *kidsWatch) open(c context.Context, rev int64) []clientv3.WatchChan {
+	ws := []clientv3.WatchChan{w.s.cli.Watch(c, w.cp, watchFrom(rev, clientv3.WithPrefix())...)}
+	if w.path != "/" {
+		ws = append(ws, w.s.cli.Watch(c, w.s.nodeKey(w.path), watchFrom(rev, clientv3.WithFilterPut())...))
 	}
-	cp := s.childPrefix(path)
+	return ws
+}
+
+// readOnly reads the children, as the first event.
+func (w *kidsWatch) readOnly(c context.Context) (coord.Event, int64, error) {
+	return w.s.readKids(c, w.path)
+}
+
+// resync reads the children again after a broken stream: they replace
+// those last sent, and a node gone ends the watch.
+func (w *kidsWatch) resync(c context.Context) (coord.Event, int64, error) {
+	if w.resyncs != nil {
+		*w.resyncs++
+	}
+	ev, rev, err := w.s.readKids(c, w.path)
+	if err != nil {
+		return ev, rev, err
+	}
+	if !ev.Exists {
+		ev.Err = coord.Errorf("watch", w.path, coord.ErrNoNode)
+		return ev, rev, nil
+	}
+	clear(w.kids)
+	for _, k := range ev.Children {
+		w.kids[k] = true
+	}
+	return ev, rev, nil
+}
+
+func (w *kidsWatch) apply(which int, e *clientv3.Event) (coord.Event, bool) {
+	if which == 1 { // the node itself was deleted
+		return coord.Event{Path: w.path, Err: coord.Errorf("watch", w.path, coord.ErrNoNode)}, true
+	}
+	name := string(e.Kv.Key[len(w.cp):])
+	switch {
+	case e.Type == clientv3.EventTypeDelete && w.kids[name]:
+		delete(w.kids, name)
+	case e.Type == clientv3.EventTypePut && !w.kids[name]:
+		w.kids[name] = true
+	default:
+		return coord.Event{}, false // a child's data changed: not a children event
+	}
+	return coord.Event{Path: w.path, Exists: true, Children: sortedKeys(w.kids)}, true
+}
+
+// run sends ev (the children read when a was made) and then the changes
+// that a's watches deliver.
+func (w *kidsWatch) run(ctx context.Context, a *armed, ev coord.Event) <-chan coord.Event {
+	for _, k := range ev.Children {
+		w.kids[k] = true
+	}
 	q, ch := watchq.New()
 	q.Send(ev)
-	go s.loop(ctx, q, rev, func(c context.Context, rev int64) []clientv3.WatchChan {
-		ws := []clientv3.WatchChan{s.cli.Watch(c, cp, clientv3.WithPrefix(), clientv3.WithRev(rev+1))}
-		if path != "/" {
-			ws = append(ws, s.cli.Watch(c, s.nodeKey(path), clientv3.WithRev(rev+1), clientv3.WithFilterPut()))
-		}
-		return ws
-	}, func(which int, e *clientv3.Event) (coord.Event, bool) {
-		if which == 1 { // the node itself was deleted
-			return coord.Event{Path: path, Err: coord.Errorf("watch", path, coord.ErrNoNode)}, true
-		}
-		name := string(e.Kv.Key[len(cp):])
-		switch {
-		case e.Type == clientv3.EventTypeDelete && kids[name]:
-			delete(kids, name)
-		case e.Type == clientv3.EventTypePut && !kids[name]:
-			kids[name] = true
-		default:
-			return coord.Event{}, false // a child's data changed: not a children event
-		}
-		return coord.Event{Path: path, Exists: true, Children: sortedKeys(kids)}, true
-	}, func(c context.Context) (coord.Event, int64, error) {
-		if resyncs != nil {
-			*resyncs++
-		}
-		ev, rev, err := s.readKids(c, path)
-		if err == nil && ev.Exists {
-			clear(kids)
-			for _, k := range ev.Children {
-				kids[k] = true
-			}
-		}
-		if err == nil && !ev.Exists {
-			ev.Err = coord.Errorf("watch", path, coord.ErrNoNode)
-		}
-		return ev, rev, err
-	})
+	go w.s.loop(ctx, q, a, w.open, w.apply, w.resync)
 	return ch
 }
 
+// readKids reads the children of path and returns them with the revision
+// read; a missing node is an event that does not exist.
 func (s *Store) readKids(ctx context.Context, path string) (coord.Event, int64, error) {
 	c, cancel, err := s.call(ctx)
 	if err != nil {
@@ -153,31 +204,101 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// loop runs a watch: arm opens the etcd watches from a revision, apply turns
-// an etcd event into a coord event (false: nothing to send), resync reads the
-// state again after a compaction or a broken stream.
-func (s *Store) loop(ctx context.Context, q *watchq.Q, rev int64,
-	arm func(context.Context, int64) []clientv3.WatchChan,
+// armed is a running set of etcd watches of one coord watch, and the
+// revision whose state was read for it: pump sends what came after.
+type armed struct {
+	chans  []clientv3.WatchChan
+	cancel context.CancelFunc
+	rev    int64
+}
+
+// sync opens a coord watch's etcd watches from the server's current
+// revision, waits until the server has made them, and then reads the state
+// (read, a linearizable read). Its revision is at least that of every
+// write acknowledged before, and at least the revisions the watches were
+// made at (a member made them before the read, and the read waits for the
+// member it asks to have applied all that was committed): events at or
+// before it are in the state read, and pump skips them; none after it is
+// missed. (The revision a watch was made at alone would not do: a follower
+// that made it may not have applied a write the leader acknowledged.)
+//
+// Made the other way round, a read first and a watch from the revision
+// after it, a watch starts behind the server as soon as anything was
+// written in between (a proxy answering, a writer elsewhere), and etcd
+// brings such watches up to date in a loop every 100 ms: the first events
+// waited up to 100 ms (a confirmed action's answers, 1 in 50 of them).
+func (s *Store) sync(ctx context.Context, open func(context.Context, int64) []clientv3.WatchChan,
+	read func(context.Context) (coord.Event, int64, error)) (*armed, coord.Event, error) {
+	c, cancelCall, err := s.call(ctx)
+	if err != nil {
+		return nil, coord.Event{}, err
+	}
+	defer cancelCall()
+	wctx, cancel := context.WithCancel(ctx)
+	chans := open(wctx, 0)
+	var rev int64
+	for _, ch := range chans {
+		select {
+		case wr, ok := <-ch:
+			if !ok || wr.Canceled || wr.Err() != nil || !wr.Created {
+				cancel()
+				if ctx.Err() != nil {
+					return nil, coord.Event{}, mapErr(ctx, ctx.Err())
+				}
+				err := wr.Err()
+				if err == nil {
+					err = fmt.Errorf("%w: the watch ended as it was made", coord.ErrUnavailable)
+				}
+				return nil, coord.Event{}, mapErr(ctx, err)
+			}
+			rev = max(rev, wr.Header.Revision)
+		case <-c.Done():
+			cancel()
+			return nil, coord.Event{}, mapErr(ctx, c.Err())
+		case <-s.life.Done():
+			cancel()
+			return nil, coord.Event{}, coord.ErrClosed
+		}
+	}
+	ev, readRev, err := read(c)
+	if err != nil {
+		cancel()
+		return nil, coord.Event{}, err
+	}
+	if readRev < rev {
+		// Cannot be (see above); were it so, the changes between
+		// would be missed.
+		cancel()
+		return nil, coord.Event{}, fmt.Errorf("%w: the state was read at revision %d, before the watch was made (%d)", coord.ErrUnavailable, readRev, rev)
+	}
+	return &armed{chans: chans, cancel: cancel, rev: readRev}, ev, nil
+}
+
+// loop runs a coord watch whose etcd watches are a: apply turns an etcd
+// event into a coord event (false: nothing to send); when the watches break
+// (a lost stream, a compacted start), they are made again with sync and
+// read tells the state to send.
+func (s *Store) loop(ctx context.Context, q *watchq.Q, a *armed,
+	open func(context.Context, int64) []clientv3.WatchChan,
 	apply func(int, *clientv3.Event) (coord.Event, bool),
-	resync func(context.Context) (coord.Event, int64, error)) {
+	read func(context.Context) (coord.Event, int64, error)) {
 	defer q.Close()
 	for {
-		wctx, cancel := context.WithCancel(ctx)
-		chans := arm(wctx, rev)
-		stop := s.pump(ctx, q, chans, apply)
-		cancel()
+		stop := s.pump(ctx, q, a, apply)
+		a.cancel()
 		if stop {
 			return
 		}
-		// Read the state again and resume from there.
+		// Make the watches again and send the state from there.
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
-			ev, r, err := resync(ctx)
+			na, ev, err := s.sync(ctx, open, read)
 			if err == nil {
 				q.Send(ev)
 				if ev.Err != nil {
+					na.cancel()
 					return
 				}
-				rev = r
+				a = na
 				break
 			}
 			select {
@@ -192,12 +313,12 @@ func (s *Store) loop(ctx context.Context, q *watchq.Q, rev int64,
 	}
 }
 
-// pump forwards events until the watches break (returns false: resync) or
-// the watch ends (returns true).
-func (s *Store) pump(ctx context.Context, q *watchq.Q, chans []clientv3.WatchChan, apply func(int, *clientv3.Event) (coord.Event, bool)) bool {
+// pump forwards the events after a.rev until the watches break (returns
+// false: resync) or the watch ends (returns true).
+func (s *Store) pump(ctx context.Context, q *watchq.Q, a *armed, apply func(int, *clientv3.Event) (coord.Event, bool)) bool {
 	var second clientv3.WatchChan
-	if len(chans) > 1 {
-		second = chans[1]
+	if len(a.chans) > 1 {
+		second = a.chans[1]
 	}
 	for {
 		var wr clientv3.WatchResponse
@@ -209,7 +330,7 @@ func (s *Store) pump(ctx context.Context, q *watchq.Q, chans []clientv3.WatchCha
 		case <-s.life.Done():
 			q.Send(coord.Event{Err: coord.ErrClosed})
 			return true
-		case wr, ok = <-chans[0]:
+		case wr, ok = <-a.chans[0]:
 		case wr, ok = <-second:
 			which = 1
 		}
@@ -217,6 +338,9 @@ func (s *Store) pump(ctx context.Context, q *watchq.Q, chans []clientv3.WatchCha
 			return ctx.Err() != nil // canceled: stop; otherwise resync
 		}
 		for _, e := range wr.Events {
+			if e.Kv.ModRevision <= a.rev {
+				continue // in the state read when the watches were made
+			}
 			if ev, send := apply(which, e); send {
 				q.Send(ev)
 				if ev.Err != nil {

@@ -70,6 +70,55 @@ func TestWatchResumesAfterCompaction(t *testing.T) {
 	}
 }
 
+// A watch whose etcd watch started before the revision its state was read
+// at does not deliver the changes in between after that state: the next
+// event is the next change, not an older value.
+func TestWatchSkipsEventsBeforeItsRead(t *testing.T) {
+	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := etcdstore.New(ctx, srv.Config("skew"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(ctx, "/n", []byte("0"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.DataRevision(ctx, "/n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := s.Set(ctx, "/n", []byte(fmt.Sprint(i)), coord.AnyVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := s.SkewedDataWatch(ctx, "/n", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"3", "4"} {
+		if want == "4" {
+			if _, err := s.Set(ctx, "/n", []byte("4"), coord.AnyVersion); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case ev := <-ch:
+			if ev.Err != nil || string(ev.Data) != want {
+				t.Fatalf("event %q (%v), want %q: a change older than the state read was delivered after it", ev.Data, ev.Err, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no event %q", want)
+		}
+	}
+}
+
 // A children watch resumed after its revision was compacted away reads the
 // children again and forgets those deleted meanwhile: later events show
 // the set as it is, not the old one with the new child added.
