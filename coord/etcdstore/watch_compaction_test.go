@@ -14,18 +14,7 @@ import (
 // A watch whose revision was compacted away reads the node again and goes
 // on from there: the consumer gets the current state, then later changes.
 func TestWatchResumesAfterCompaction(t *testing.T) {
-	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := etcdstore.New(ctx, srv.Config("compact"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := embeddedStore(t, "compact", 30*time.Second)
 	if _, err := s.Create(ctx, "/n", []byte("0"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
@@ -74,18 +63,7 @@ func TestWatchResumesAfterCompaction(t *testing.T) {
 // at does not deliver the changes in between after that state: the next
 // event is the next change, not an older value.
 func TestWatchSkipsEventsBeforeItsRead(t *testing.T) {
-	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := etcdstore.New(ctx, srv.Config("skew"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := embeddedStore(t, "skew", 30*time.Second)
 	if _, err := s.Create(ctx, "/n", []byte("0"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
@@ -123,18 +101,7 @@ func TestWatchSkipsEventsBeforeItsRead(t *testing.T) {
 // children again and forgets those deleted meanwhile: later events show
 // the set as it is, not the old one with the new child added.
 func TestChildrenWatchResumesAfterCompaction(t *testing.T) {
-	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := etcdstore.New(ctx, srv.Config("compact"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := embeddedStore(t, "compact", 30*time.Second)
 	for _, p := range []string{"/d", "/d/a", "/d/b"} {
 		if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
 			t.Fatal(err)
@@ -196,18 +163,7 @@ func TestChildrenWatchResumesAfterCompaction(t *testing.T) {
 // revision is compacted during the scan, the rest is read at the newest
 // one, and every child there all along is still passed once.
 func TestScanChildrenSnapshotAndCompaction(t *testing.T) {
-	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s, err := etcdstore.New(ctx, srv.Config("scan"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := embeddedStore(t, "scan", 60*time.Second)
 	if _, err := s.Create(ctx, "/d", nil, coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
@@ -287,4 +243,24 @@ func TestScanChildrenSnapshotAndCompaction(t *testing.T) {
 			}
 		}
 	}
+}
+
+// embeddedStore starts an etcd server of the test's own and returns a
+// store on it under prefix, with a context bounding the test to limit;
+// both are closed when the test ends.
+func embeddedStore(t *testing.T, prefix string, limit time.Duration) (context.Context, *etcdstore.Store) {
+	t.Helper()
+	srv, err := etcdembed.Start(t.TempDir(), etcdembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	s, err := etcdstore.New(ctx, srv.Config(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return ctx, s
 }
