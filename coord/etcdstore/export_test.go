@@ -90,3 +90,33 @@ func (s *Store) SkewedDataWatch(ctx context.Context, path string, from int64) (<
 	go s.loop(ctx, q, a, open, dataEvent(path), read)
 	return ch, nil
 }
+
+// EarlyReadDataWatch runs a data watch of path whose first read answers
+// with the state read before between ran (a write, say) and before the
+// watch was made, as a read the server answers before it makes the watch.
+func (s *Store) EarlyReadDataWatch(ctx context.Context, path string, between func()) (<-chan coord.Event, error) {
+	ev0, rev0, err := s.readData(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	between()
+	early := true
+	read := func(c context.Context) (coord.Event, int64, error) {
+		if early {
+			early = false
+			return ev0, rev0, nil
+		}
+		return s.readData(c, path)
+	}
+	open := func(c context.Context, rev int64) []clientv3.WatchChan {
+		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
+	}
+	a, ev, err := s.sync(ctx, open, read)
+	if err != nil {
+		return nil, err
+	}
+	q, ch := watchq.New()
+	q.Send(ev)
+	go s.loop(ctx, q, a, open, dataEvent(path), read)
+	return ch, nil
+}

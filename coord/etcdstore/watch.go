@@ -213,14 +213,16 @@ type armed struct {
 }
 
 // sync opens a coord watch's etcd watches from the server's current
-// revision, waits until the server has made them, and then reads the state
-// (read, a linearizable read). Its revision is at least that of every
-// write acknowledged before, and at least the revisions the watches were
-// made at (a member made them before the read, and the read waits for the
-// member it asks to have applied all that was committed): events at or
-// before it are in the state read, and pump skips them; none after it is
-// missed. (The revision a watch was made at alone would not do: a follower
-// that made it may not have applied a write the leader acknowledged.)
+// revision and reads the state (read, a linearizable read) while the
+// server makes them. Events at or before the read's revision are in the
+// state read, and pump skips them. A watch delivers what comes after the
+// revision it was made at, so the read must be at least that: if it was
+// answered before the watches were made (its revision lower), the state is
+// read once more, now after them. The revision of a linearizable read made
+// after the watches is at least theirs and that of every acknowledged
+// write. (The revision a watch was made at would not do as the state's: a
+// follower that made it may not yet have applied a write the leader
+// acknowledged.)
 //
 // Made the other way round, a read first and a watch from the revision
 // after it, a watch starts behind the server as soon as anything was
@@ -236,42 +238,58 @@ func (s *Store) sync(ctx context.Context, open func(context.Context, int64) []cl
 	defer cancelCall()
 	wctx, cancel := context.WithCancel(ctx)
 	chans := open(wctx, 0)
+	type state struct {
+		ev  coord.Event
+		rev int64
+		err error
+	}
+	first := make(chan state, 1)
+	go func() {
+		ev, rev, err := read(c)
+		first <- state{ev, rev, err}
+	}()
+	fail := func(err error) (*armed, coord.Event, error) {
+		cancel()
+		cancelCall()
+		<-first // the read ends with c
+		return nil, coord.Event{}, err
+	}
 	var rev int64
 	for _, ch := range chans {
 		select {
 		case wr, ok := <-ch:
 			if !ok || wr.Canceled || wr.Err() != nil || !wr.Created {
-				cancel()
 				if ctx.Err() != nil {
-					return nil, coord.Event{}, mapErr(ctx, ctx.Err())
+					return fail(mapErr(ctx, ctx.Err()))
 				}
 				err := wr.Err()
 				if err == nil {
 					err = fmt.Errorf("%w: the watch ended as it was made", coord.ErrUnavailable)
 				}
-				return nil, coord.Event{}, mapErr(ctx, err)
+				return fail(mapErr(ctx, err))
 			}
 			rev = max(rev, wr.Header.Revision)
 		case <-c.Done():
-			cancel()
-			return nil, coord.Event{}, mapErr(ctx, c.Err())
+			return fail(mapErr(ctx, c.Err()))
 		case <-s.life.Done():
-			cancel()
-			return nil, coord.Event{}, coord.ErrClosed
+			return fail(coord.ErrClosed)
 		}
 	}
-	ev, readRev, err := read(c)
-	if err != nil {
-		cancel()
-		return nil, coord.Event{}, err
+	st := <-first
+	if st.err == nil && st.rev < rev {
+		// Read before the watches were made: read again, after them.
+		st.ev, st.rev, st.err = read(c)
+		if st.err == nil && st.rev < rev {
+			// Cannot be (see above); were it so, the changes between
+			// would be missed.
+			st.err = fmt.Errorf("%w: the state was read at revision %d, before the watch was made (%d)", coord.ErrUnavailable, st.rev, rev)
+		}
 	}
-	if readRev < rev {
-		// Cannot be (see above); were it so, the changes between
-		// would be missed.
+	if st.err != nil {
 		cancel()
-		return nil, coord.Event{}, fmt.Errorf("%w: the state was read at revision %d, before the watch was made (%d)", coord.ErrUnavailable, readRev, rev)
+		return nil, coord.Event{}, st.err
 	}
-	return &armed{chans: chans, cancel: cancel, rev: readRev}, ev, nil
+	return &armed{chans: chans, cancel: cancel, rev: st.rev}, st.ev, nil
 }
 
 // loop runs a coord watch whose etcd watches are a: apply turns an etcd

@@ -97,6 +97,39 @@ func TestWatchSkipsEventsBeforeItsRead(t *testing.T) {
 	}
 }
 
+// A watch whose read was answered before the server made its etcd watch
+// reads again: its first event is the state after the write in between,
+// not the older one (whose successor the etcd watch would never deliver).
+func TestWatchReadsAgainAfterAnEarlyRead(t *testing.T) {
+	ctx, s := embeddedStore(t, "early", 30*time.Second)
+	if _, err := s.Create(ctx, "/n", []byte("0"), coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.EarlyReadDataWatch(ctx, "/n", func() {
+		if _, err := s.Set(ctx, "/n", []byte("1"), coord.AnyVersion); err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1", "2"} {
+		if want == "2" {
+			if _, err := s.Set(ctx, "/n", []byte("2"), coord.AnyVersion); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case ev := <-ch:
+			if ev.Err != nil || string(ev.Data) != want {
+				t.Fatalf("event %q (%v), want %q", ev.Data, ev.Err, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no event %q", want)
+		}
+	}
+}
+
 // A children watch resumed after its revision was compacted away reads the
 // children again and forgets those deleted meanwhile: later events show
 // the set as it is, not the old one with the new child added.
