@@ -13,12 +13,12 @@ import (
 	"github.com/coordkit/coord/internal/watchq"
 )
 
-// WatchData implements coord.Store. The watch is made first and the node
-// read after, so no change is missed and the watch is in step with the
-// server from the start (see sync). If the
-// stream breaks, or etcd compacts the revision a resumed watch needs, the
-// watch is made again and the node read again: the consumer sees the
-// current state.
+// WatchData implements coord.Store. The watch is made from the server's
+// current revision while the node is read, so the watch is in step with
+// the server from the start and no change after the read is missed (see
+// sync). If the stream breaks, or etcd compacts the revision a resumed
+// watch needs, the watch is made again and the node read again: the
+// consumer sees the current state.
 func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event, error) {
 	if err := coord.CheckCall(ctx, "watch", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
