@@ -21,9 +21,7 @@ func (s *Store) DataRevision(ctx context.Context, path string) (int64, error) {
 // ResumeDataWatch runs a data watch of path from revision rev, as a watch
 // does after a long disconnect, and counts its resyncs in *resyncs.
 func (s *Store) ResumeDataWatch(ctx context.Context, path string, rev int64, resyncs *int) <-chan coord.Event {
-	open := func(c context.Context, rev int64) []clientv3.WatchChan {
-		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
-	}
+	open := s.dataOpen(path)
 	q, ch := watchq.New()
 	wctx, cancel := context.WithCancel(ctx)
 	a := &armed{chans: open(wctx, rev), cancel: cancel, rev: rev}
@@ -73,22 +71,14 @@ func DropNextWrite(s *Store) { s.dropWrite.Store(true) }
 // revision from, older than the revision its first state is read at, as a
 // children watch's etcd watches are made at revisions older than its read.
 func (s *Store) SkewedDataWatch(ctx context.Context, path string, from int64) (<-chan coord.Event, error) {
-	first := true
-	open := func(c context.Context, rev int64) []clientv3.WatchChan {
+	first, open := true, s.dataOpen(path)
+	skewed := func(c context.Context, rev int64) []clientv3.WatchChan {
 		if first {
 			first, rev = false, from
 		}
-		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
+		return open(c, rev)
 	}
-	read := func(c context.Context) (coord.Event, int64, error) { return s.readData(c, path) }
-	a, ev, err := s.sync(ctx, open, read)
-	if err != nil {
-		return nil, err
-	}
-	q, ch := watchq.New()
-	q.Send(ev)
-	go s.loop(ctx, q, a, open, dataEvent(path), read)
-	return ch, nil
+	return s.runData(ctx, path, skewed, s.dataRead(path))
 }
 
 // EarlyReadDataWatch runs a data watch of path whose first read answers
@@ -100,23 +90,13 @@ func (s *Store) EarlyReadDataWatch(ctx context.Context, path string, between fun
 		return nil, err
 	}
 	between()
-	early := true
-	read := func(c context.Context) (coord.Event, int64, error) {
+	early, read := true, s.dataRead(path)
+	readEarly := func(c context.Context) (coord.Event, int64, error) {
 		if early {
 			early = false
 			return ev0, rev0, nil
 		}
-		return s.readData(c, path)
+		return read(c)
 	}
-	open := func(c context.Context, rev int64) []clientv3.WatchChan {
-		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
-	}
-	a, ev, err := s.sync(ctx, open, read)
-	if err != nil {
-		return nil, err
-	}
-	q, ch := watchq.New()
-	q.Send(ev)
-	go s.loop(ctx, q, a, open, dataEvent(path), read)
-	return ch, nil
+	return s.runData(ctx, path, s.dataOpen(path), readEarly)
 }

@@ -23,13 +23,33 @@ func (s *Store) WatchData(ctx context.Context, path string) (<-chan coord.Event,
 	if err := coord.CheckCall(ctx, "watch", path, nil, 0, 0, s.limits); err != nil {
 		return nil, err
 	}
-	open := func(c context.Context, rev int64) []clientv3.WatchChan {
-		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
-	}
-	read := func(c context.Context) (coord.Event, int64, error) { return s.readData(c, path) }
-	a, ev, err := s.sync(ctx, open, read)
+	ch, err := s.runData(ctx, path, s.dataOpen(path), s.dataRead(path))
 	if err != nil {
 		return nil, coord.Errorf("watch", path, err)
+	}
+	return ch, nil
+}
+
+// dataOpen opens the etcd watch of path's key, from after revision rev
+// (0: the server's current one).
+func (s *Store) dataOpen(path string) func(context.Context, int64) []clientv3.WatchChan {
+	return func(c context.Context, rev int64) []clientv3.WatchChan {
+		return []clientv3.WatchChan{s.cli.Watch(c, s.nodeKey(path), watchFrom(rev)...)}
+	}
+}
+
+// dataRead reads path's node for a data watch.
+func (s *Store) dataRead(path string) func(context.Context) (coord.Event, int64, error) {
+	return func(c context.Context) (coord.Event, int64, error) { return s.readData(c, path) }
+}
+
+// runData runs a data watch of path whose etcd watch open makes and whose
+// state read reads.
+func (s *Store) runData(ctx context.Context, path string, open func(context.Context, int64) []clientv3.WatchChan,
+	read func(context.Context) (coord.Event, int64, error)) (<-chan coord.Event, error) {
+	a, ev, err := s.sync(ctx, open, read)
+	if err != nil {
+		return nil, err
 	}
 	q, ch := watchq.New()
 	q.Send(ev)

@@ -80,16 +80,23 @@ func TestWatchSkipsEventsBeforeItsRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"3", "4"} {
-		if want == "4" {
-			if _, err := s.Set(ctx, "/n", []byte("4"), coord.AnyVersion); err != nil {
+	firstThenNext(ctx, t, s, ch, "3", "4")
+}
+
+// firstThenNext checks that the first event of ch, a data watch of /n,
+// holds first; then sets /n to next and checks the next event holds it.
+func firstThenNext(ctx context.Context, t *testing.T, s *etcdstore.Store, ch <-chan coord.Event, first, next string) {
+	t.Helper()
+	for _, want := range []string{first, next} {
+		if want == next {
+			if _, err := s.Set(ctx, "/n", []byte(next), coord.AnyVersion); err != nil {
 				t.Fatal(err)
 			}
 		}
 		select {
 		case ev := <-ch:
 			if ev.Err != nil || string(ev.Data) != want {
-				t.Fatalf("event %q (%v), want %q: a change older than the state read was delivered after it", ev.Data, ev.Err, want)
+				t.Fatalf("event %q (%v), want %q: an older state was delivered", ev.Data, ev.Err, want)
 			}
 		case <-ctx.Done():
 			t.Fatalf("no event %q", want)
@@ -113,21 +120,7 @@ func TestWatchReadsAgainAfterAnEarlyRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"1", "2"} {
-		if want == "2" {
-			if _, err := s.Set(ctx, "/n", []byte("2"), coord.AnyVersion); err != nil {
-				t.Fatal(err)
-			}
-		}
-		select {
-		case ev := <-ch:
-			if ev.Err != nil || string(ev.Data) != want {
-				t.Fatalf("event %q (%v), want %q", ev.Data, ev.Err, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("no event %q", want)
-		}
-	}
+	firstThenNext(ctx, t, s, ch, "1", "2")
 }
 
 // A children watch resumed after its revision was compacted away reads the
