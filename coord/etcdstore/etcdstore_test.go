@@ -77,7 +77,7 @@ func backend() conformance.Backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, faults{p, s}
+			return s, faults{p, s, &faultproxy.LateStall{}}
 		},
 		KeepAlive: func(ctx context.Context, other coord.Store, id string) error {
 			lease, err := strconv.ParseInt(id, 16, 64)
@@ -95,12 +95,19 @@ func backend() conformance.Backend {
 // the start would lose the read's, not the commit's.
 type faults struct {
 	*faultproxy.Proxy
-	s *etcdstore.Store
+	s    *etcdstore.Store
+	late *faultproxy.LateStall
 }
 
 // LoseReplies loses the next commit's answer, and holds every answer after
-// it until Resume (the proxy stalls).
-func (f faults) LoseReplies() { etcdstore.LoseNextReply(f.s, f.Stall) }
+// it until Resume (the proxy stalls; not if Resume came first).
+func (f faults) LoseReplies() {
+	f.late.Arm()
+	etcdstore.LoseNextReply(f.s, func() { f.late.Stall(f.Proxy) })
+}
+
+// Resume ends the proxy's faults, and a lost reply's stall still to come.
+func (f faults) Resume() error { return f.late.Resume(f.Proxy) }
 
 func (f faults) DropNextWrite() { etcdstore.DropNextWrite(f.s) }
 

@@ -216,3 +216,40 @@ func (p *Proxy) waitFlowing(c net.Conn) (flowing, lose bool) {
 		p.cond.Wait()
 	}
 }
+
+// LateStall orders the stall that a lost reply makes and Resume, for a
+// client that loses an answer itself (a test hook inside the client) and
+// then stalls the proxy. The client stalls when it has lost the answer,
+// which may come after a test saw the write applied on the server and
+// called Resume: such a stall would then hold the client past every
+// deadline. With LateStall, a stall armed before a Resume and made after
+// it is skipped (the answer is still lost). The zero value is ready.
+type LateStall struct {
+	mu    sync.Mutex
+	armed bool
+}
+
+// Arm says that a lost reply's stall is to come.
+func (l *LateStall) Arm() {
+	l.mu.Lock()
+	l.armed = true
+	l.mu.Unlock()
+}
+
+// Stall stalls p if a stall is armed and no Resume has come since.
+func (l *LateStall) Stall(p *Proxy) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.armed {
+		l.armed = false
+		p.Stall()
+	}
+}
+
+// Resume disarms a stall still to come and resumes p.
+func (l *LateStall) Resume(p *Proxy) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.armed = false
+	return p.Resume()
+}

@@ -168,3 +168,42 @@ func TestLoseReplies(t *testing.T) {
 	}
 	p.Cut()
 }
+
+// A lost reply's stall made after Resume is skipped; one made before it is
+// lifted by it.
+func TestLateStall(t *testing.T) {
+	p, err := New(echo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	var l LateStall
+	// Armed, resumed, then the client stalls: it must not hold.
+	l.Arm()
+	if err := l.Resume(p); err != nil {
+		t.Fatal(err)
+	}
+	l.Stall(p)
+	if got, err := roundTrip(c, r, 5*time.Second); err != nil || got != "ping\n" {
+		t.Fatalf("a stall made after Resume held the link: %q, %v", got, err)
+	}
+	// Armed, the client stalls, then Resume: held until the Resume.
+	l.Arm()
+	l.Stall(p)
+	if got, err := roundTrip(c, r, 300*time.Millisecond); err == nil {
+		t.Fatalf("a stall made before Resume let %q through", got)
+	}
+	if err := l.Resume(p); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if got, err := r.ReadString('\n'); err != nil || got != "ping\n" {
+		t.Fatalf("held bytes after Resume: %q, %v", got, err)
+	}
+}
