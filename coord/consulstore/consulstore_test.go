@@ -52,7 +52,7 @@ func backend(addr string) conformance.Backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, faults{p, s, &faultproxy.LateStall{}}
+			return s, faults{faultproxy.NewClientFaults(p, func(then func()) { consulstore.LoseNextReply(s, then) }), s}
 		},
 		KeepAlive: func(ctx context.Context, other coord.Store, id string) error {
 			_, _, err := other.(*consulstore.Store).Client().Session().Renew(id, (&api.WriteOptions{}).WithContext(ctx))
@@ -65,21 +65,9 @@ func backend(addr string) conformance.Backend {
 // client: a create reads before it commits, and losing every answer from
 // the start would lose the read's, not the commit's.
 type faults struct {
-	*faultproxy.Proxy
-	s    *consulstore.Store
-	late *faultproxy.LateStall
+	*faultproxy.ClientFaults
+	s *consulstore.Store
 }
-
-// LoseReplies loses the next commit's answer, and holds every answer after
-// it until Resume (the proxy stalls).
-func (f faults) LoseReplies() {
-	f.late.Arm()
-	consulstore.LoseNextReply(f.s, func() { f.late.Stall(f.Proxy) })
-}
-
-// Resume ends the proxy's faults, and a lost reply's stall still to come
-// (faultproxy.LateStall).
-func (f faults) Resume() error { return f.late.Resume(f.Proxy) }
 
 func (f faults) DropNextWrite() { consulstore.DropNextWrite(f.s) }
 

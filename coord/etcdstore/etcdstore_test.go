@@ -77,7 +77,7 @@ func backend() conformance.Backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, faults{p, s, &faultproxy.LateStall{}}
+			return s, faults{faultproxy.NewClientFaults(p, func(then func()) { etcdstore.LoseNextReply(s, then) }), s}
 		},
 		KeepAlive: func(ctx context.Context, other coord.Store, id string) error {
 			lease, err := strconv.ParseInt(id, 16, 64)
@@ -94,20 +94,9 @@ func backend() conformance.Backend {
 // client: a create reads before it commits, and losing every answer from
 // the start would lose the read's, not the commit's.
 type faults struct {
-	*faultproxy.Proxy
-	s    *etcdstore.Store
-	late *faultproxy.LateStall
+	*faultproxy.ClientFaults
+	s *etcdstore.Store
 }
-
-// LoseReplies loses the next commit's answer, and holds every answer after
-// it until Resume (the proxy stalls; not if Resume came first).
-func (f faults) LoseReplies() {
-	f.late.Arm()
-	etcdstore.LoseNextReply(f.s, func() { f.late.Stall(f.Proxy) })
-}
-
-// Resume ends the proxy's faults, and a lost reply's stall still to come.
-func (f faults) Resume() error { return f.late.Resume(f.Proxy) }
 
 func (f faults) DropNextWrite() { etcdstore.DropNextWrite(f.s) }
 

@@ -217,39 +217,50 @@ func (p *Proxy) waitFlowing(c net.Conn) (flowing, lose bool) {
 	}
 }
 
-// LateStall orders the stall that a lost reply makes and Resume, for a
-// client that loses an answer itself (a test hook inside the client) and
-// then stalls the proxy. The client stalls when it has lost the answer,
-// which may come after a test saw the write applied on the server and
-// called Resume: such a stall would then hold the client past every
-// deadline. With LateStall, a stall armed before a Resume and made after
-// it is skipped (the answer is still lost). The zero value is ready.
-type LateStall struct {
+// ClientFaults are a proxy's faults for a client that loses a reply
+// itself (a test hook inside the client, loseNext, which runs then at the
+// instant it has lost the answer) and then stalls the proxy. The stall
+// comes when the client has lost the answer, which may be after a test saw
+// the write applied on the server and called Resume: such a stall would
+// hold the client past every deadline, so a stall armed before a Resume
+// and made after it is skipped (the answer is still lost).
+type ClientFaults struct {
+	*Proxy
+	loseNext func(then func())
+
 	mu    sync.Mutex
-	armed bool
+	armed bool // a lost reply's stall is still to come
 }
 
-// Arm says that a lost reply's stall is to come.
-func (l *LateStall) Arm() {
-	l.mu.Lock()
-	l.armed = true
-	l.mu.Unlock()
+// NewClientFaults returns p's faults with LoseReplies made by loseNext.
+func NewClientFaults(p *Proxy, loseNext func(then func())) *ClientFaults {
+	return &ClientFaults{Proxy: p, loseNext: loseNext}
 }
 
-// Stall stalls p if a stall is armed and no Resume has come since.
-func (l *LateStall) Stall(p *Proxy) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.armed {
-		l.armed = false
-		p.Stall()
+// LoseReplies loses the client's next answer, and holds every answer after
+// it until Resume (the proxy stalls; not if Resume came first).
+func (f *ClientFaults) LoseReplies() {
+	f.mu.Lock()
+	f.armed = true
+	f.mu.Unlock()
+	f.loseNext(f.lateStall)
+}
+
+// lateStall stalls the proxy if a stall is armed and no Resume has come
+// since.
+func (f *ClientFaults) lateStall() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.armed {
+		f.armed = false
+		f.Stall()
 	}
 }
 
-// Resume disarms a stall still to come and resumes p.
-func (l *LateStall) Resume(p *Proxy) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.armed = false
-	return p.Resume()
+// Resume disarms a stall still to come and ends the proxy's faults.
+func (f *ClientFaults) Resume() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.armed = false
+	return f.Proxy.Resume()
 }

@@ -52,17 +52,7 @@ func roundTrip(c net.Conn, r *bufio.Reader, wait time.Duration) (string, error) 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestStallCutBlock(t *testing.T) {
-	p, err := New(echo(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := bufio.NewReader(c)
+	p, c, r := throughProxy(t)
 	if got, err := roundTrip(c, r, 5*time.Second); err != nil || got != "ping\n" {
 		t.Fatalf("through the proxy: %q, %v", got, err)
 	}
@@ -169,37 +159,44 @@ func TestLoseReplies(t *testing.T) {
 	p.Cut()
 }
 
-// A lost reply's stall made after Resume is skipped; one made before it is
-// lifted by it.
-func TestLateStall(t *testing.T) {
+// throughProxy starts a proxy to an echo server and dials it.
+func throughProxy(t *testing.T) (*Proxy, net.Conn, *bufio.Reader) {
+	t.Helper()
 	p, err := New(echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	r := bufio.NewReader(c)
-	var l LateStall
+	t.Cleanup(func() { c.Close() })
+	return p, c, bufio.NewReader(c)
+}
+
+// A lost reply's stall made after Resume is skipped; one made before it is
+// lifted by it.
+func TestClientFaultsLateStall(t *testing.T) {
+	p, c, r := throughProxy(t)
+	var then func()
+	f := NewClientFaults(p, func(lost func()) { then = lost })
 	// Armed, resumed, then the client stalls: it must not hold.
-	l.Arm()
-	if err := l.Resume(p); err != nil {
+	f.LoseReplies()
+	if err := f.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	l.Stall(p)
+	then()
 	if got, err := roundTrip(c, r, 5*time.Second); err != nil || got != "ping\n" {
 		t.Fatalf("a stall made after Resume held the link: %q, %v", got, err)
 	}
 	// Armed, the client stalls, then Resume: held until the Resume.
-	l.Arm()
-	l.Stall(p)
+	f.LoseReplies()
+	then()
 	if got, err := roundTrip(c, r, 300*time.Millisecond); err == nil {
 		t.Fatalf("a stall made before Resume let %q through", got)
 	}
-	if err := l.Resume(p); err != nil {
+	if err := f.Resume(); err != nil {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(5 * time.Second))
