@@ -158,6 +158,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Recipe/MutexLost", testMutexLost},
 		{"Recipe/MutexWaiterSessionEnds", testMutexWaiterSessionEnds},
 		{"Recipe/MutexNodeDeleted", testMutexNodeDeleted},
+		{"Recipe/MutexWaiterNodeDeleted", testMutexWaiterNodeDeleted},
 		{"Recipe/MutexMiddleWaiterGivesUp", testMutexMiddleWaiterGivesUp},
 		{"Recipe/TryLock", testTryLock},
 		{"Recipe/Fence", testMutexFence},

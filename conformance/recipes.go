@@ -155,6 +155,48 @@ func testMutexNodeDeleted(t *testing.T, s *suite) {
 	}
 }
 
+// A waiter whose node is deleted by someone else stops waiting with
+// ErrLockLost at once, not when the holder lets go (it would then "acquire"
+// with no node, or wait behind a lock it no longer contends for).
+func testMutexWaiterNodeDeleted(t *testing.T, s *suite) {
+	ctx := ctxT(t)
+	a, b, admin := s.open(t), s.open(t), s.open(t)
+	ma := coord.NewMutex(a, "/LOCK", "lock-", nil)
+	must(t, ma.Lock(ctx))
+	got := make(chan error, 1)
+	mb := coord.NewMutex(b, "/LOCK", "lock-", nil)
+	go func() { got <- mb.Lock(ctx) }()
+	var kids []string
+	waitFor(t, func() bool { kids = lockNodes(t, admin, "/LOCK"); return len(kids) == 2 })
+	waiter := ""
+	for _, k := range kids {
+		if "/LOCK/"+k != ma.Node() {
+			waiter = "/LOCK/" + k
+		}
+	}
+	must(t, admin.Delete(ctx, waiter, coord.AnyVersion))
+	select {
+	case err := <-got:
+		if !errors.Is(err, coord.ErrLockLost) {
+			t.Fatalf("the waiter whose node was deleted got %v, want ErrLockLost", err)
+		}
+	case <-time.After(Timeout):
+		t.Fatal("the waiter whose node was deleted is still waiting while the lock is held")
+	}
+	select {
+	case <-ma.Lost():
+		t.Fatal("the holder lost the lock when a waiter's node was deleted")
+	default:
+	}
+	if mb.Node() != "" {
+		t.Fatalf("the waiter looks held: %s", mb.Node())
+	}
+	must(t, ma.Unlock(ctx))
+	if kids := lockNodes(t, admin, "/LOCK"); len(kids) != 0 {
+		t.Fatalf("lock nodes left: %v", kids)
+	}
+}
+
 // TryLock takes a free lock, and refuses a held one with ErrLocked without
 // leaving a node.
 func testTryLock(t *testing.T, s *suite) {

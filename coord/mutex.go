@@ -116,14 +116,15 @@ func (m *Mutex) lock(ctx context.Context, try bool) error {
 		case <-ctx.Done():
 		}
 	}()
-	node, kids, err := m.create(ctx, sess)
+	node, kids, own, err := m.create(ctx, sess)
 	if err != nil {
 		if sess.Err() != nil {
 			return Errorf(op, m.dir, fmt.Errorf("%w: the session ended: %v", ErrLockLost, sess.Err()))
 		}
 		return err
 	}
-	if err := m.wait(ctx, sess, node, try, kids); err != nil {
+	if err := m.wait(ctx, sess, node, try, kids, own.events); err != nil {
+		own.stop()
 		if sess.Err() == nil {
 			m.release(ctx, node)
 		} else {
@@ -133,17 +134,64 @@ func (m *Mutex) lock(ctx context.Context, try bool) error {
 		}
 		return Errorf(op, node, err)
 	}
-	if err := m.hold(ctx, node, sess); err != nil {
-		m.release(ctx, node)
-		return Errorf(op, node, err)
-	}
+	m.hold(node, sess, own)
 	return nil
 }
 
-// create makes this contender's node, owned by sess. It also returns the
-// contenders listed after the node was made (nil if that listing failed),
-// for wait's first look.
-func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, error) {
+// ownWatch is the data watch of a contender's own node, armed as soon as
+// the node is made: its first event, read with the arming, tells which
+// session owns the node; the events after it tell the waiter, and then the
+// holder, that the node was deleted.
+type ownWatch struct {
+	events <-chan Event
+	stop   context.CancelFunc
+}
+
+// watchOwn arms the watch of node within ctx. The watch itself lasts until
+// its stop is called.
+func (m *Mutex) watchOwn(ctx context.Context, node string) (*ownWatch, Event, error) {
+	wctx, stop := context.WithCancel(context.Background())
+	type armed struct {
+		events <-chan Event
+		err    error
+	}
+	arm := make(chan armed, 1)
+	go func() {
+		events, err := m.s.WatchData(wctx, node)
+		arm <- armed{events, err}
+	}()
+	select {
+	case a := <-arm:
+		if a.err != nil {
+			stop()
+			return nil, Event{}, a.err
+		}
+		select {
+		case ev, ok := <-a.events:
+			if !ok {
+				stop()
+				return nil, Event{}, fmt.Errorf("%w: the watch of the contender node ended at once", ErrUnavailable)
+			}
+			if ev.Err != nil {
+				stop()
+				return nil, Event{}, ev.Err
+			}
+			return &ownWatch{events: a.events, stop: stop}, ev, nil
+		case <-ctx.Done():
+			stop()
+			return nil, Event{}, ctx.Err()
+		}
+	case <-ctx.Done():
+		stop()
+		<-arm
+		return nil, Event{}, ctx.Err()
+	}
+}
+
+// create makes this contender's node, owned by sess, and arms its watch.
+// It also returns the contenders listed after the node was made (nil if
+// that listing failed), for wait's first look.
+func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, *ownWatch, error) {
 	contenders.Lock()
 	defer contenders.Unlock()
 	node, err := CreateAll(ctx, m.s, Join(m.dir, m.prefix), m.data, EphemeralSequential)
@@ -151,10 +199,10 @@ func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, err
 		if unknownOutcome(err) {
 			m.removeOrphans(ctx, sess)
 		}
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	contenders.nodes[contenderKey{m.s, node}] = true
-	// The contenders are listed while the node's owner is read: two reads
+	// The contenders are listed while the node's watch is armed: two reads
 	// that do not depend on each other, one round trip instead of two. The
 	// listing is used only once the owner is known to be sess.
 	var kids []string
@@ -166,23 +214,27 @@ func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, err
 	}()
 	// A create can run on a session made after sess (a client library may
 	// queue requests across a reconnect): then the lock would not end with
-	// the session the holder watches.
-	st, ok, err := m.s.Exists(ctx, node)
+	// the session the holder watches. The watch's first event tells the
+	// owner.
+	own, ev, err := m.watchOwn(ctx, node)
 	<-listed
-	if err == nil && ok && st.Owner == sess.ID() && sess.Err() == nil {
+	if err == nil && ev.Exists && ev.Stat.Owner == sess.ID() && sess.Err() == nil {
 		if kerr != nil {
 			kids = nil // wait lists them again, and reports its own error
 		}
-		return node, kids, nil
+		return node, kids, own, nil
+	}
+	if own != nil {
+		own.stop()
 	}
 	delete(contenders.nodes, contenderKey{m.s, node})
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	_ = m.s.Delete(cctx, node, AnyVersion)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return "", nil, Errorf("lock", node, fmt.Errorf("%w: the contender node is not owned by session %s", ErrLockLost, sess.ID()))
+	return "", nil, nil, Errorf("lock", node, fmt.Errorf("%w: the contender node is not owned by session %s", ErrLockLost, sess.ID()))
 }
 
 // unknownOutcome: the create may or may not have been applied.
@@ -228,8 +280,10 @@ func (m *Mutex) release(ctx context.Context, node string) {
 
 // wait returns when node is the lowest contender, or at once with ErrLocked
 // when try is set and it is not. first, if not nil, is a listing of the
-// contenders made after node was, to look at before listing again.
-func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool, first []string) error {
+// contenders made after node was, to look at before listing again. own
+// carries the events of node's watch: a waiter whose node is deleted stops
+// with ErrLockLost.
+func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool, first []string, own <-chan Event) error {
 	me := Base(node)
 	lost := func(err error) error {
 		if sess.Err() != nil {
@@ -262,15 +316,17 @@ func (m *Mutex) wait(ctx context.Context, sess Session, node string, try bool, f
 		case try:
 			return fmt.Errorf("%w: %s is before %s", ErrLocked, order[0], me)
 		}
-		if err := m.waitGone(ctx, Join(m.dir, order[idx-1])); err != nil {
+		if err := m.waitGone(ctx, Join(m.dir, order[idx-1]), own); err != nil {
 			return lost(err)
 		}
 	}
 }
 
 // waitGone returns when the node at prev is gone (or its watch ends) or
-// when ctx ends, which Lock makes happen when the session ends.
-func (m *Mutex) waitGone(ctx context.Context, prev string) error {
+// when ctx ends, which Lock makes happen when the session ends. own carries
+// the events of the waiter's own node: its deletion ends the wait with
+// ErrLockLost.
+func (m *Mutex) waitGone(ctx context.Context, prev string, own <-chan Event) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := m.s.WatchData(wctx, prev)
@@ -283,50 +339,31 @@ func (m *Mutex) waitGone(ctx context.Context, prev string) error {
 			if !ok || ev.Err != nil || !ev.Exists {
 				return ctx.Err()
 			}
+		case ev, ok := <-own:
+			if !ok || ev.Err != nil || !ev.Exists {
+				return fmt.Errorf("%w: the contender node was deleted while it waited", ErrLockLost)
+			}
 		case <-ctx.Done():
 			return ctx.Err() // Lock cancels ctx when sess ends
 		}
 	}
 }
 
-// hold watches the lock node, the watch armed before it returns (within
-// ctx), then records the lock. Until Unlock, Lost closes when the session
-// ends or the node is deleted.
-func (m *Mutex) hold(ctx context.Context, node string, sess Session) error {
-	wctx, stop := context.WithCancel(context.Background())
-	type armed struct {
-		events <-chan Event
-		err    error
-	}
-	arm := make(chan armed, 1)
-	go func() {
-		events, err := m.s.WatchData(wctx, node)
-		arm <- armed{events, err}
-	}()
-	var events <-chan Event
-	select {
-	case a := <-arm:
-		if a.err != nil {
-			stop()
-			return a.err
-		}
-		events = a.events
-	case <-ctx.Done():
-		stop()
-		<-arm
-		return ctx.Err()
-	}
+// hold records the lock, with the watch of its node armed when the node
+// was made. Until Unlock, Lost closes when the session ends or the node is
+// deleted.
+func (m *Mutex) hold(node string, sess Session, own *ownWatch) {
 	seq, _ := strconv.ParseInt(Base(node)[len(m.prefix):], 10, 64)
 	lost, watch := make(chan struct{}), make(chan struct{})
 	m.mu.Lock()
-	m.node, m.seq, m.sess, m.lost, m.stop, m.watch = node, seq, sess, lost, stop, watch
+	m.node, m.seq, m.sess, m.lost, m.stop, m.watch = node, seq, sess, lost, own.stop, watch
 	m.mu.Unlock()
 	go func() {
 		defer close(watch)
 		defer close(lost)
 		for {
 			select {
-			case ev, ok := <-events:
+			case ev, ok := <-own.events:
 				if !ok || ev.Err != nil || !ev.Exists {
 					return // deleted, Unlock, or the store closed
 				}
@@ -335,7 +372,6 @@ func (m *Mutex) hold(ctx context.Context, node string, sess Session) error {
 			}
 		}
 	}()
-	return nil
 }
 
 // Unlock releases the lock. A lock already lost (its node gone) unlocks

@@ -100,3 +100,7 @@ func (s *Store) EarlyReadDataWatch(ctx context.Context, path string, between fun
 	}
 	return s.runData(ctx, path, s.dataOpen(path), readEarly)
 }
+
+// BeforeNextCommit runs f just before the store's next commit is sent, after
+// it was planned: another client's write lands in between.
+func BeforeNextCommit(s *Store, f func()) { s.beforeCommit.Store(&f) }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -23,6 +24,9 @@ import (
 func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {
 	if n := requestBytes(cmps, then, els); n > s.reqBytes {
 		return nil, fmt.Errorf("%w: a request of about %d bytes, over the cluster's %d (not sent)", coord.ErrTooLarge, n, s.reqBytes)
+	}
+	if f := s.beforeCommit.Load(); f != nil && s.beforeCommit.CompareAndSwap(f, nil) {
+		(*f)() // a test's fault: another client writes after the plan
 	}
 	var resp *clientv3.TxnResponse
 	var err error
@@ -193,6 +197,11 @@ type plan struct {
 	kvs  map[string]*kvState // nodes, by path
 	seq  map[string]*kvState // sequence counters, by parent path
 	kids map[string]int64    // children counts, by path (deletes only)
+	// remembered: the state is what the store remembers, not a read (see
+	// knownPlan); rev is then 0. guessed: some nodes, names that
+	// sequential creates would take, were not read but assumed missing
+	// (see assumeMissing).
+	remembered, guessed bool
 }
 
 type kvState struct {
@@ -272,25 +281,51 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (*plan
 			fill[start+i](resp.Responses[i].GetResponseRange())
 		}
 	}
+	s.rememberPlan(p)
 	return p, nil
 }
 
 // txnOnce plans and commits the transaction once. retry is true when the
 // state changed after it was read (nothing was applied).
+//
+// A small transaction is committed without a read first where it can be:
+// one without deletes is planned on the state the store remembers
+// (knownPlan), and the names sequential creates would take are assumed
+// free (assumeMissing). Its compares refuse the commit if any of that is
+// not so, and its Else branch then reads every key the plan names, on
+// which it is planned again: a sequential create is one request, and two
+// when another client moved the counter, not three.
 func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, lease clientv3.LeaseID) ([]coord.OpResult, bool, error) {
 	var extra []string
+	guess := len(ops) <= knownOps
+	var p *plan
+	if guess {
+		p = s.knownPlan(ops)
+	}
 	for {
-		p, err := s.read(ctx, ops, extra)
-		if err != nil {
-			return nil, false, err
+		if p == nil {
+			var err error
+			if p, err = s.read(ctx, ops, extra); err != nil {
+				return nil, false, err
+			}
 		}
-		res, then, missing, err := s.simulate(p, ops, lease)
-		if err != nil {
-			return nil, false, err
-		}
-		if len(missing) > 0 { // sequential names not read yet: read them too
+		steps, res, then, missing, err := s.simulate(p, ops, lease)
+		if len(missing) > 0 { // sequential names not read yet
 			extra = append(extra, missing...)
+			if guess && s.assumeMissing(p, missing) {
+				continue
+			}
+			p = nil // read them too
 			continue
+		}
+		if err != nil {
+			if p.remembered {
+				// A failure planned on remembered state may be out of
+				// date: only the server's state can tell.
+				p = nil
+				continue
+			}
+			return nil, false, err
 		}
 		var cmps []clientv3.Cmp
 		for path, kv := range p.kvs {
@@ -303,24 +338,40 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, lease clientv3.Leas
 			// No child created or changed since the read.
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.childPrefix(path)), "<", p.rev+1).WithPrefix())
 		}
-		resp, err := s.commit(ctx, cmps, then, nil)
+		var els []clientv3.Op
+		var keys []planKey
+		if p.remembered || p.guessed {
+			keys, els = s.planReads(p)
+			if len(els) > s.serverOps || requestBytes(cmps, then, els) > s.reqBytes {
+				guess, p = false, nil // too large to read in the Else branch: read first
+				continue
+			}
+		}
+		resp, err := s.commit(ctx, cmps, then, els)
 		if err != nil {
 			return nil, false, err
 		}
-		return res, !resp.Succeeded, nil
+		if resp.Succeeded {
+			s.rememberCommit(p, steps, lease, resp.Header.Revision)
+			return res, false, nil
+		}
+		if els == nil {
+			return res, true, nil
+		}
+		p = s.elsePlan(resp, keys)
 	}
 }
 
 // simulate plans the ops on the state read (see package txnplan) and
 // returns the results and the etcd ops to commit. missing lists paths to
 // read before planning again.
-func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) ([]coord.OpResult, []clientv3.Op, []string, error) {
+func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) ([]txnplan.Step, []coord.OpResult, []clientv3.Op, []string, error) {
 	next := map[string]int64{}
 	for par, kv := range p.seq {
 		if kv.exists {
 			n, err := strconv.ParseInt(string(kv.value), 10, 64)
 			if err != nil || n < 0 {
-				return nil, nil, nil, fmt.Errorf("%w: corrupt sequence counter %s: %q", coord.ErrUnavailable, s.seqKey(par), kv.value)
+				return nil, nil, nil, nil, fmt.Errorf("%w: corrupt sequence counter %s: %q", coord.ErrUnavailable, s.seqKey(par), kv.value)
 			}
 			next[par] = n
 		}
@@ -334,7 +385,7 @@ func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) ([]coo
 	}
 	steps, res, missing, err := txnplan.Plan(ops, leaseOwner(int64(lease)), read, func(par string) int64 { return next[par] })
 	if err != nil || len(missing) > 0 {
-		return nil, nil, missing, err
+		return nil, nil, nil, missing, err
 	}
 	// The plan writes each node once (coord.CheckTxn sees to it).
 	var then []clientv3.Op
@@ -357,5 +408,201 @@ func (s *Store) simulate(p *plan, ops []coord.Op, lease clientv3.LeaseID) ([]coo
 	for _, par := range slices.Sorted(maps.Keys(counters)) {
 		then = append(then, clientv3.OpPut(s.seqKey(par), strconv.FormatInt(counters[par], 10)))
 	}
-	return res, then, nil, nil
+	return steps, res, then, nil, nil
+}
+
+// knownOps bounds the transactions planned on remembered state: their Else
+// branch reads every key the plan names, and must stay well inside the
+// server's limits.
+const knownOps = 16
+
+// knownLimit bounds the keys whose state a store remembers; past it the
+// memory starts afresh.
+const knownLimit = 16384
+
+// knownKeys is the state of the keys the store last read in a plan or wrote
+// in a transaction, each with the revision it was seen at. It only saves
+// requests: a commit planned on it compares every key's mod revision, so a
+// state that is out of date refuses the commit, and nothing is applied.
+type knownKeys struct {
+	mu sync.Mutex
+	m  map[string]knownKey
+}
+
+type knownKey struct {
+	st kvState
+	at int64 // the revision it was seen at
+}
+
+// see records the state of key at revision at, unless a later one is known.
+func (k *knownKeys) see(key string, st kvState, at int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old, ok := k.m[key]
+	if ok && old.at > at {
+		return
+	}
+	if k.m == nil || (!ok && len(k.m) >= knownLimit) {
+		k.m = make(map[string]knownKey)
+	}
+	k.m[key] = knownKey{st: st, at: at}
+}
+
+// get returns the remembered state of key.
+func (k *knownKeys) get(key string) (kvState, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kk, ok := k.m[key]
+	return kk.st, ok
+}
+
+// knownPlan plans ops on the state the store remembers, or returns nil if
+// it lacks some of it, or the transaction deletes (a delete needs the
+// number of children, which only a read gives) or is large. A node to be
+// created that it knows nothing of is taken as missing, and a sequence
+// counter it knows nothing of as unset: a missing key's mod revision is 0,
+// which the commit compares.
+func (s *Store) knownPlan(ops []coord.Op) *plan {
+	if len(ops) > knownOps {
+		return nil
+	}
+	p := &plan{kvs: map[string]*kvState{}, seq: map[string]*kvState{}, kids: map[string]int64{}, remembered: true}
+	node := func(path string, orMissing bool) bool {
+		if _, ok := p.kvs[path]; ok || path == "/" {
+			return true
+		}
+		st, ok := s.known.get(s.nodeKey(path))
+		if !ok && !orMissing {
+			return false
+		}
+		p.kvs[path] = &st
+		return true
+	}
+	for _, op := range ops {
+		switch op.Kind {
+		case coord.OpDelete:
+			return nil
+		case coord.OpCreate:
+			par := coord.Parent(op.Path)
+			if !node(par, false) {
+				return nil
+			}
+			if op.Mode&coord.Sequential != 0 {
+				if _, ok := p.seq[par]; !ok {
+					st, _ := s.known.get(s.seqKey(par))
+					p.seq[par] = &st
+				}
+				continue
+			}
+			node(op.Path, true)
+		default:
+			if !node(op.Path, false) {
+				return nil
+			}
+		}
+	}
+	return p
+}
+
+// assumeMissing adds to a plan the paths it lacks (the names that
+// sequential creates would take) as missing, which the commit's compares
+// check. It reports false if one was in the plan already (planning again
+// would not help), or the plan deletes (the number of children that a
+// delete needs is not read in the Else branch).
+func (s *Store) assumeMissing(p *plan, missing []string) bool {
+	if len(p.kids) > 0 {
+		return false
+	}
+	for _, path := range missing {
+		if _, ok := p.kvs[path]; ok {
+			return false
+		}
+	}
+	for _, path := range missing {
+		p.kvs[path] = &kvState{}
+	}
+	p.guessed = true
+	return true
+}
+
+// planKey names one key of a plan: a node, or a parent's sequence counter.
+type planKey struct {
+	path string
+	seq  bool
+}
+
+// planReads returns the reads of every key a plan holds (it deletes
+// nothing), for a commit's Else branch, and what each reads.
+func (s *Store) planReads(p *plan) ([]planKey, []clientv3.Op) {
+	var keys []planKey
+	var reads []clientv3.Op
+	for _, path := range slices.Sorted(maps.Keys(p.kvs)) {
+		keys, reads = append(keys, planKey{path, false}), append(reads, clientv3.OpGet(s.nodeKey(path)))
+	}
+	for _, par := range slices.Sorted(maps.Keys(p.seq)) {
+		keys, reads = append(keys, planKey{par, true}), append(reads, clientv3.OpGet(s.seqKey(par)))
+	}
+	return keys, reads
+}
+
+// elsePlan is the plan that the Else branch of a refused commit read: what
+// the refused plan held, at the commit's revision.
+func (s *Store) elsePlan(resp *clientv3.TxnResponse, keys []planKey) *plan {
+	p := &plan{rev: resp.Header.Revision, kvs: map[string]*kvState{}, seq: map[string]*kvState{}, kids: map[string]int64{}}
+	s.seen.See(p.rev)
+	for i, k := range keys {
+		st := &kvState{}
+		if kvs := resp.Responses[i].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			kv := kvs[0]
+			*st = kvState{exists: true, ver: kv.Version - 1, modRev: kv.ModRevision, lease: kv.Lease, value: kv.Value}
+		}
+		if k.seq {
+			p.seq[k.path] = st
+		} else {
+			p.kvs[k.path] = st
+		}
+	}
+	s.rememberPlan(p)
+	return p
+}
+
+// rememberPlan records the state a plan read. Node data is not kept: a
+// plan needs only the counters' values.
+func (s *Store) rememberPlan(p *plan) {
+	for path, st := range p.kvs {
+		if path != "/" {
+			s.known.see(s.nodeKey(path), kvState{exists: st.exists, ver: st.ver, modRev: st.modRev, lease: st.lease}, p.rev)
+		}
+	}
+	for par, st := range p.seq {
+		s.known.see(s.seqKey(par), *st, p.rev)
+	}
+}
+
+// rememberCommit records the state a committed plan left at revision rev:
+// every node it wrote and every counter it moved has that mod revision.
+func (s *Store) rememberCommit(p *plan, steps []txnplan.Step, lease clientv3.LeaseID, rev int64) {
+	final := map[string]txnplan.Step{}
+	for _, st := range steps {
+		if st.Op.Kind != coord.OpCheck {
+			final[st.Path] = st
+		}
+	}
+	for path, st := range final {
+		if !st.After.Exists {
+			s.known.see(s.nodeKey(path), kvState{}, rev)
+			s.known.see(s.seqKey(path), kvState{}, rev)
+			continue
+		}
+		var l int64
+		if old, ok := p.kvs[path]; ok && old.exists && st.Op.Kind == coord.OpSet {
+			l = old.lease // a set keeps the node's lease
+		} else if st.After.Ephemeral {
+			l = int64(lease)
+		}
+		s.known.see(s.nodeKey(path), kvState{exists: true, ver: st.After.Version, modRev: rev, lease: l}, rev)
+	}
+	for par, n := range txnplan.Counters(steps) {
+		s.known.see(s.seqKey(par), kvState{exists: true, modRev: rev, value: []byte(strconv.FormatInt(n, 10))}, rev)
+	}
 }

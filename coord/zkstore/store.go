@@ -650,11 +650,17 @@ func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, erro
 	if err := coord.CheckCall(ctx, "exists", path, nil, 0, 0, s.Limits()); err != nil {
 		return coord.Stat{}, false, err
 	}
-	var ok bool
-	var st *zk.Stat
 	if err := s.sync(ctx); err != nil {
 		return coord.Stat{}, false, coord.Errorf("exists", path, mapErr(err))
 	}
+	return s.exists(ctx, path)
+}
+
+// exists is Exists without the sync: it sees at least what this store's
+// connection has seen (ZooKeeper answers one session's requests in order).
+func (s *Store) exists(ctx context.Context, path string) (coord.Stat, bool, error) {
+	var ok bool
+	var st *zk.Stat
 	err := s.read(ctx, func() error {
 		var err error
 		ok, st, err = s.zk().Exists(s.abs(path))

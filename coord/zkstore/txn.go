@@ -3,6 +3,7 @@ package zkstore
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/go-zookeeper/zk"
 
@@ -38,7 +39,8 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 		return nil, err
 	}
 	var resp []zk.MultiResponse
-	var sid int64 // the session the multi ran in: it owns the ephemeral nodes made
+	var sid int64          // the session the multi ran in: it owns the ephemeral nodes made
+	var multiConn *zk.Conn // the connection it ran on
 multi:
 	for try := 0; ; try++ {
 		err := s.do(ctx, func() error {
@@ -48,7 +50,7 @@ multi:
 			var err error
 			conn := s.zk()
 			resp, err = conn.Multi(reqs...)
-			sid = conn.SessionID()
+			sid, multiConn = conn.SessionID(), conn
 			return err
 		})
 		// The failing op is the first with an error: those before it
@@ -95,18 +97,31 @@ multi:
 	}
 	// ZooKeeper's multi does not return the Stat of a checked node; a check
 	// leaves it as it was, and whether a node is ephemeral, and whose, never
-	// changes: read them back. The version is the one checked, when given.
+	// changes: read them back, all at once. No sync is needed on the
+	// connection the multi ran on: the server answers its reads after its
+	// multi. (A connection made since may have reached a server that lags.)
+	// The version is the one checked, when given.
+	if s.zk() != multiConn {
+		_ = s.sync(ctx)
+	}
+	var wg sync.WaitGroup
 	for i, op := range ops {
-		if op.Kind == coord.OpCheck {
-			res[i].Stat = coord.Stat{Version: op.Version}
-			if st, ok, err := s.Exists(ctx, op.Path); err == nil && ok {
+		if op.Kind != coord.OpCheck {
+			continue
+		}
+		res[i].Stat = coord.Stat{Version: op.Version}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if st, ok, err := s.exists(ctx, op.Path); err == nil && ok {
 				if op.Version != coord.AnyVersion {
 					st.Version = op.Version
 				}
 				st.Created = 0 // as a write's Stat
 				res[i].Stat = st
 			}
-		}
+		}()
 	}
+	wg.Wait()
 	return res, nil
 }

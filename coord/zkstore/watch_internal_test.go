@@ -120,6 +120,16 @@ func TestReadsSyncFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := syncs.Load() - before
+		// A transaction reads back the Stat of the nodes it checks on the
+		// connection the multi ran on: the reads come after the multi
+		// there, no sync is needed (a fenced write is two round trips, not
+		// three).
+		before = syncs.Load()
+		res, err := s.Txn(ctx, coord.CheckOp("/n", 0), coord.CreateOp("/n/c", nil, coord.Persistent))
+		if err != nil {
+			t.Fatal(err)
+		}
+		txnSyncs := syncs.Load() - before
 		s.Close()
 		cancel()
 		want := int32(3)
@@ -128,6 +138,9 @@ func TestReadsSyncFirst(t *testing.T) {
 		}
 		if got != want {
 			t.Fatalf("StaleReads %v: %d syncs for three reads, want %d", stale, got, want)
+		}
+		if txnSyncs != 0 || res[0].Stat.Version != 0 || res[0].Stat.Ephemeral {
+			t.Fatalf("StaleReads %v: a txn with a check sent %d syncs, check result %+v; want none, version 0", stale, txnSyncs, res[0].Stat)
 		}
 	}
 }
