@@ -30,6 +30,9 @@ type backend struct {
 	// open returns a new store on namespace ns; stores on one ns share
 	// their nodes. The harness closes it at the end.
 	open func(ctx context.Context, ns string) (coord.Store, error)
+	// openProxy, if set, opens the store of a simulated Codis 2 proxy,
+	// which reads as the real one does (on ZooKeeper: without a sync).
+	openProxy func(ctx context.Context, ns string) (coord.Store, error)
 	// newRaw returns a client of the backend's own, on the same server.
 	newRaw func(ctx context.Context) (raw, error)
 	raw    raw
@@ -153,6 +156,12 @@ func zkBackend(addr string) *backend {
 		name: "zk", version: ver + " at " + addr, maxTxnOps: 1 << 20,
 		open: func(ctx context.Context, ns string) (coord.Store, error) {
 			return zkstore.New(ctx, zkstore.Config{Servers: []string{addr}, Chroot: "/coordbench/" + ns, SessionTimeout: 10 * time.Second})
+		},
+		// A Codis 2 proxy reads the action, and what it names, on the
+		// server that told it of the action, without a sync: that server
+		// has applied everything written before the action.
+		openProxy: func(ctx context.Context, ns string) (coord.Store, error) {
+			return zkstore.New(ctx, zkstore.Config{Servers: []string{addr}, Chroot: "/coordbench/" + ns, SessionTimeout: 10 * time.Second, StaleReads: true})
 		},
 		newRaw: func(ctx context.Context) (raw, error) {
 			conn, ev, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogger(log.New(io.Discard, "", 0)))

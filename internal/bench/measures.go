@@ -398,8 +398,12 @@ func benchWatch(ctx context.Context, t *table, be *backend) error {
 // store, and sets them online.
 func startProxies(ctx context.Context, be *backend, ns string, s coord.Store, n int) ([]*proxysim.Proxy, error) {
 	var ps []*proxysim.Proxy
+	open := be.open
+	if be.openProxy != nil {
+		open = be.openProxy
+	}
 	for i := 0; i < n; i++ {
-		ps2, err := be.open(ctx, ns)
+		ps2, err := open(ctx, ns)
 		if err != nil {
 			return ps, err
 		}

@@ -332,9 +332,6 @@ func (p *Proxy) setBusy(seq int64) {
 func (p *Proxy) handle(ctx context.Context, seq int64) error {
 	var act models.Action
 	resp := coord.Join(models.GetActionResponsePath(p.product), fmt.Sprintf("%010d", seq), p.info.Id)
-	if _, ok, err := p.store.Exists(ctx, resp); err != nil || ok {
-		return err // answered already
-	}
 	if err := models.GetActionObject(ctx, p.store, p.product, seq, &act, "zookeeper"); err != nil {
 		if errors.Is(err, coord.ErrNoNode) {
 			return fmt.Errorf("%w: action %d vanished before it was read: %v", ErrPanicked, seq, err)
@@ -380,6 +377,9 @@ func (p *Proxy) handle(ctx context.Context, seq int64) error {
 	p.handled = append(p.handled, seq)
 	sort.Slice(p.handled, func(i, j int) bool { return p.handled[i] < p.handled[j] })
 	p.mu.Unlock()
+	// A plain create, as a Codis 2 proxy answers (Topology.DoResponse): an
+	// answer already there (a proxy started again with the same id and
+	// start time, handed the action it answered before) is left as it is.
 	if _, err := p.store.Create(ctx, resp, me, coord.Persistent); err != nil && !errors.Is(err, coord.ErrNodeExists) {
 		p.mu.Lock()
 		p.handled = slices.DeleteFunc(p.handled, func(h int64) bool { return h == seq })
