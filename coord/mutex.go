@@ -138,57 +138,42 @@ func (m *Mutex) lock(ctx context.Context, try bool) error {
 	return nil
 }
 
-// ownWatch is the data watch of a contender's own node, armed as soon as
-// the node is made: its first event, read with the arming, tells which
-// session owns the node; the events after it tell the waiter, and then the
-// holder, that the node was deleted.
+// ownWatch is the data watch of a contender's own node, armed in the
+// background as soon as the node is made, so that no call waits for it:
+// its events tell the waiter, and then the holder, that the node was
+// deleted. events is closed when the watch ends (stop ends it); a watch
+// that could not be armed sends one event with Err set.
 type ownWatch struct {
-	events <-chan Event
+	events chan Event
 	stop   context.CancelFunc
 }
 
-// watchOwn arms the watch of node within ctx. The watch itself lasts until
-// its stop is called.
-func (m *Mutex) watchOwn(ctx context.Context, node string) (*ownWatch, Event, error) {
+// watchOwn starts arming the watch of node.
+func (m *Mutex) watchOwn(node string) *ownWatch {
 	wctx, stop := context.WithCancel(context.Background())
-	type armed struct {
-		events <-chan Event
-		err    error
-	}
-	arm := make(chan armed, 1)
+	w := &ownWatch{events: make(chan Event), stop: stop}
 	go func() {
+		defer close(w.events)
 		events, err := m.s.WatchData(wctx, node)
-		arm <- armed{events, err}
+		if err != nil {
+			select {
+			case w.events <- Event{Path: node, Err: err}:
+			case <-wctx.Done():
+			}
+			return
+		}
+		for ev := range events {
+			select {
+			case w.events <- ev:
+			case <-wctx.Done():
+				return
+			}
+		}
 	}()
-	select {
-	case a := <-arm:
-		if a.err != nil {
-			stop()
-			return nil, Event{}, a.err
-		}
-		select {
-		case ev, ok := <-a.events:
-			if !ok {
-				stop()
-				return nil, Event{}, fmt.Errorf("%w: the watch of the contender node ended at once", ErrUnavailable)
-			}
-			if ev.Err != nil {
-				stop()
-				return nil, Event{}, ev.Err
-			}
-			return &ownWatch{events: a.events, stop: stop}, ev, nil
-		case <-ctx.Done():
-			stop()
-			return nil, Event{}, ctx.Err()
-		}
-	case <-ctx.Done():
-		stop()
-		<-arm
-		return nil, Event{}, ctx.Err()
-	}
+	return w
 }
 
-// create makes this contender's node, owned by sess, and arms its watch.
+// create makes this contender's node, owned by sess, and starts its watch.
 // It also returns the contenders listed after the node was made (nil if
 // that listing failed), for wait's first look.
 func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, *ownWatch, error) {
@@ -202,7 +187,8 @@ func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, *ow
 		return "", nil, nil, err
 	}
 	contenders.nodes[contenderKey{m.s, node}] = true
-	// The contenders are listed while the node's watch is armed: two reads
+	own := m.watchOwn(node)
+	// The contenders are listed while the node's owner is read: two reads
 	// that do not depend on each other, one round trip instead of two. The
 	// listing is used only once the owner is known to be sess.
 	var kids []string
@@ -214,19 +200,16 @@ func (m *Mutex) create(ctx context.Context, sess Session) (string, []string, *ow
 	}()
 	// A create can run on a session made after sess (a client library may
 	// queue requests across a reconnect): then the lock would not end with
-	// the session the holder watches. The watch's first event tells the
-	// owner.
-	own, ev, err := m.watchOwn(ctx, node)
+	// the session the holder watches.
+	st, ok, err := m.s.Exists(ctx, node)
 	<-listed
-	if err == nil && ev.Exists && ev.Stat.Owner == sess.ID() && sess.Err() == nil {
+	if err == nil && ok && st.Owner == sess.ID() && sess.Err() == nil {
 		if kerr != nil {
 			kids = nil // wait lists them again, and reports its own error
 		}
 		return node, kids, own, nil
 	}
-	if own != nil {
-		own.stop()
-	}
+	own.stop()
 	delete(contenders.nodes, contenderKey{m.s, node})
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
@@ -340,7 +323,12 @@ func (m *Mutex) waitGone(ctx context.Context, prev string, own <-chan Event) err
 				return ctx.Err()
 			}
 		case ev, ok := <-own:
-			if !ok || ev.Err != nil || !ev.Exists {
+			switch {
+			case !ok:
+				return fmt.Errorf("%w: the watch of the contender node ended", ErrLockLost)
+			case ev.Err != nil:
+				return fmt.Errorf("%w: watching the contender node: %w", ErrLockLost, ev.Err)
+			case !ev.Exists:
 				return fmt.Errorf("%w: the contender node was deleted while it waited", ErrLockLost)
 			}
 		case <-ctx.Done():
@@ -349,9 +337,10 @@ func (m *Mutex) waitGone(ctx context.Context, prev string, own <-chan Event) err
 	}
 }
 
-// hold records the lock, with the watch of its node armed when the node
-// was made. Until Unlock, Lost closes when the session ends or the node is
-// deleted.
+// hold records the lock, with the watch of its node started when the node
+// was made (its first event, the state when it was armed, closes Lost if
+// the node is gone by then). Until Unlock, Lost closes when the session
+// ends or the node is deleted.
 func (m *Mutex) hold(node string, sess Session, own *ownWatch) {
 	seq, _ := strconv.ParseInt(Base(node)[len(m.prefix):], 10, 64)
 	lost, watch := make(chan struct{}), make(chan struct{})
@@ -361,6 +350,7 @@ func (m *Mutex) hold(node string, sess Session, own *ownWatch) {
 	go func() {
 		defer close(watch)
 		defer close(lost)
+		defer own.stop() // a lost lock needs no more watching
 		for {
 			select {
 			case ev, ok := <-own.events:

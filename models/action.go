@@ -105,13 +105,16 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 	// online proxies, the fences (with needConfirm) and the actions go out
 	// together, so that a confirmed action waits for as few round trips as
 	// it can (each is one, and a proxy's answer waits for all of them).
+	// The newest action and its answers are read as soon as the listing
+	// of the actions names it, while the proxies are still being read.
 	var proxies []ProxyInfo
-	var dead, kids []string
-	var perr, kerr error
+	var dead []string
+	var perr error
+	var prev previous
 	listed := make(chan struct{})
 	go func() {
 		defer close(listed)
-		kids, kerr = store.Children(ctx, GetWatchActionPath(productName))
+		prev = readPrevious(ctx, store, productName)
 	}()
 	if needConfirm {
 		proxies, dead, perr = onlineAndDead(ctx, store, productName)
@@ -136,7 +139,7 @@ func newAction(ctx context.Context, store coord.Store, productName string, actio
 	// A Codis 2 proxy answers only the newest action it finds: the last one
 	// announced (by anyone, locked or not) must have been answered by its
 	// receivers that are still online before another appears.
-	if err := waitPrevious(ctx, store, productName, kids, kerr, proxies, timeout); err != nil {
+	if err := waitPrevious(ctx, store, productName, prev, proxies, timeout); err != nil {
 		return 0, errorf(op, productName, err)
 	}
 	// The response directory exists before the action appears, because
@@ -211,62 +214,77 @@ func (w *armedWatch) wait() (<-chan coord.Event, error) {
 	return w.events, w.err
 }
 
-// waitPrevious waits, up to timeout, until the newest action has been
-// answered by those of its receivers that are among online. An action still
-// unanswered after that is left to its writer (which marks the silent
-// proxies offline when it asked for confirmation).
-func waitPrevious(ctx context.Context, store coord.Store, productName string, kids []string, err error, online []ProxyInfo, timeout time.Duration) error {
+// previous is what readPrevious found of the newest action.
+type previous struct {
+	seq      int64    // -1: no action to wait for
+	action   Action   // the action
+	answered []string // the answers to it
+	aerr     error    // reading the answers
+	err      error
+}
+
+// readPrevious lists the actions and reads the newest one and its answers
+// (two reads sent together: most often every receiver has answered
+// already, and nothing is watched).
+func readPrevious(ctx context.Context, store coord.Store, productName string) previous {
+	kids, err := store.Children(ctx, GetWatchActionPath(productName))
 	if errors.Is(err, coord.ErrNoNode) {
-		return nil
+		return previous{seq: -1}
 	}
 	if err != nil {
-		return err
+		return previous{err: err}
 	}
 	seqs, err := ExtraSeqList(kids)
 	if err != nil {
 		// A proxy would panic on this name: announcing would not be heard.
-		return err
+		return previous{err: err}
 	}
-	if len(seqs) == 0 || len(online) == 0 {
-		return nil
+	if len(seqs) == 0 {
+		return previous{seq: -1}
 	}
-	seq := int64(seqs[len(seqs)-1])
-	respPath := coord.Join(GetActionResponsePath(productName), seqName(seq))
-	// The action and its answers are read together: most often every
-	// receiver has answered already, and nothing is watched.
-	var answered []string
-	var aerr error
+	p := previous{seq: int64(seqs[len(seqs)-1])}
+	respPath := coord.Join(GetActionResponsePath(productName), seqName(p.seq))
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
-		answered, aerr = store.Children(ctx, respPath)
+		p.answered, p.aerr = store.Children(ctx, respPath)
 	}()
-	var prev Action
-	err = GetActionObject(ctx, store, productName, seq, &prev, "")
+	err = GetActionObject(ctx, store, productName, p.seq, &p.action, "")
 	<-read
-	if err != nil {
-		if errors.Is(err, coord.ErrNoNode) {
-			return nil // collected
-		}
-		return err
+	if errors.Is(err, coord.ErrNoNode) || errors.Is(p.aerr, coord.ErrNoNode) {
+		return previous{seq: -1} // collected
 	}
-	if errors.Is(aerr, coord.ErrNoNode) {
-		return nil // collected
+	p.err = err
+	return p
+}
+
+// waitPrevious waits, up to timeout, until the newest action (prev, as
+// readPrevious found it) has been answered by those of its receivers that
+// are among online. An action still unanswered after that is left to its
+// writer (which marks the silent proxies offline when it asked for
+// confirmation).
+func waitPrevious(ctx context.Context, store coord.Store, productName string, prev previous, online []ProxyInfo, timeout time.Duration) error {
+	if prev.err != nil {
+		return prev.err
 	}
+	if prev.seq < 0 || len(online) == 0 {
+		return nil
+	}
+	respPath := coord.Join(GetActionResponsePath(productName), seqName(prev.seq))
 	isOnline := map[string]ProxyInfo{}
 	for _, p := range online {
 		isOnline[p.Id] = p
 	}
 	var pending []ProxyInfo
-	for _, r := range prev.Receivers {
+	for _, r := range prev.action.Receivers {
 		pi, _ := receiverInfo(r)
 		if p, ok := isOnline[pi.Id]; ok && (pi.StartAt == "" || pi.StartAt == p.StartAt) {
 			pending = append(pending, p)
 		}
 	}
-	if aerr == nil {
-		has := make(map[string]bool, len(answered))
-		for _, a := range answered {
+	if prev.aerr == nil {
+		has := make(map[string]bool, len(prev.answered))
+		for _, a := range prev.answered {
 			has[a] = true
 		}
 		left := pending[:0]
