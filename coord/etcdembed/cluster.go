@@ -213,6 +213,37 @@ func (c *Cluster) Start(i int) error {
 	return nil
 }
 
+// Isolate cuts running member i off from every other running member, both
+// ways, as a network partition would: its clients still reach it, and no
+// message passes between it and a peer (etcd's transport drops them, as in
+// etcd's own integration tests). A leader so isolated keeps answering its
+// clients until it finds it has lost the quorum. Heal joins it again.
+func (c *Cluster) Isolate(i int) { c.cut(i, true) }
+
+// Heal undoes Isolate(i).
+func (c *Cluster) Heal(i int) { c.cut(i, false) }
+
+func (c *Cluster) cut(i int, cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.running[i]
+	if a == nil {
+		return
+	}
+	for j, b := range c.running {
+		if j == i || b == nil {
+			continue
+		}
+		if cut {
+			a.etcd.Server.CutPeer(b.etcd.Server.MemberID())
+			b.etcd.Server.CutPeer(a.etcd.Server.MemberID())
+		} else {
+			a.etcd.Server.MendPeer(b.etcd.Server.MemberID())
+			b.etcd.Server.MendPeer(a.etcd.Server.MemberID())
+		}
+	}
+}
+
 // Close stops every member; their data stays in the cluster's directory.
 func (c *Cluster) Close() {
 	for i := range c.members {
