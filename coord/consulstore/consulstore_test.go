@@ -1087,3 +1087,94 @@ func TestReadsConsistent(t *testing.T) {
 	}
 	t.Logf("%d plain reads and %d read transactions, all consistent; %d writes", plain, txns, writes)
 }
+
+// A small Txn of creates (with checks or sets, no delete) under parents
+// whose state the store last saw commits in one request, planned on that
+// state: the lock's create, and a fenced create, as the models make them.
+// Where another client has moved something since (a create under the
+// parent, a delete, the parent made again), the commit's guards fail,
+// nothing is applied, and the Txn reads the server's state: the outcome is
+// the server's, never the remembered one.
+func TestKnownCreatesCommitWithoutReading(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	s, prefix, requests := countedStore(t, addr, "known-creates")
+	other, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	counted := func(what string, want int64, f func() error) {
+		t.Helper()
+		before := requests.Load()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := requests.Load() - before; n != want {
+			t.Errorf("%s took %d requests, want %d", what, n, want)
+		}
+	}
+	create := func(path string, mode coord.Mode, want string) func() error {
+		return func() error {
+			p, err := s.Create(ctx, path, nil, mode)
+			if err == nil && p != want {
+				err = fmt.Errorf("made %s, want %s", p, want)
+			}
+			return err
+		}
+	}
+	if _, err := s.Create(ctx, "/q", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Session(ctx); err != nil { // its own request, before the ephemeral creates
+		t.Fatal(err)
+	}
+	counted("the first sequential create under a parent this store made", 1, create("/q/n-", coord.Sequential, "/q/n-0000000000"))
+	for i := 1; i <= 3; i++ {
+		counted("a sequential ephemeral create", 1, create("/q/n-", coord.EphemeralSequential, fmt.Sprintf("/q/n-%010d", i)))
+	}
+	counted("a fenced create", 1, func() error {
+		res, err := s.Txn(ctx, coord.CheckOp("/q/n-0000000003", 0), coord.CreateOp("/q/c", []byte("x"), coord.Persistent))
+		if err == nil && (!res[0].Stat.Ephemeral || res[0].Stat.Owner == "" || res[1].Path != "/q/c") {
+			err = fmt.Errorf("results %+v", res)
+		}
+		return err
+	})
+	// Another client creates under /q: the counter moved (/q/c moved it
+	// too: every create under a parent does).
+	if p, err := other.Create(ctx, "/q/n-", nil, coord.Sequential); err != nil || p != "/q/n-0000000005" {
+		t.Fatalf("other's create: %s %v", p, err)
+	}
+	counted("a sequential create after another client's", 3, create("/q/n-", coord.Sequential, "/q/n-0000000006"))
+	// A node this store saw made, deleted by another: a check of it fails
+	// as the server has it, and the create with it is not applied.
+	if err := other.Delete(ctx, "/q/c", coord.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Txn(ctx, coord.CheckOp("/q/c", 0), coord.CreateOp("/q/d", nil, coord.Persistent))
+	var te *coord.TxnError
+	if !errors.As(err, &te) || te.Index != 0 || !errors.Is(err, coord.ErrNoNode) {
+		t.Fatalf("check of a node another client deleted: %v, want ErrNoNode on op 0", err)
+	}
+	if _, ok, err := other.Exists(ctx, "/q/d"); err != nil || ok {
+		t.Fatalf("/q/d after the refused txn: exists %v, %v", ok, err)
+	}
+	// Made again by the other: a create of it is refused.
+	if _, err := other.Create(ctx, "/q/c", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "/q/c", nil, coord.Persistent); !errors.Is(err, coord.ErrNodeExists) {
+		t.Fatalf("create of a node another client made: %v, want ErrNodeExists", err)
+	}
+	// The parent deleted and made again by the other: the sequence starts
+	// again at 0, as the server's counter says.
+	if err := coord.DeleteAll(ctx, other, "/q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Create(ctx, "/q", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Create(ctx, "/q/n-", nil, coord.Sequential); err != nil || p != "/q/n-0000000000" {
+		t.Fatalf("first sequential create under a parent made again: %s %v", p, err)
+	}
+}

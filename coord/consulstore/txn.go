@@ -1,6 +1,7 @@
 package consulstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,12 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 	c, cancel := lifecycle.Bound(ctx, s.reqTO)
 	defer cancel()
 	if res, done, err := s.setsFast(c, ops); done {
+		if err != nil {
+			return nil, coord.Errorf("txn", ops[0].Path, mapErr(ctx, err))
+		}
+		return res, nil
+	}
+	if res, done, err := s.createsFast(c, ops, sessID); done {
 		if err != nil {
 			return nil, coord.Errorf("txn", ops[0].Path, mapErr(ctx, err))
 		}
@@ -313,6 +320,13 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 			return nil, false, err
 		}
 		res, txn, missing, err := s.plan(nodes, seqs, ops, sessID)
+		for len(missing) > 0 && err == nil && assumeMissing(nodes, missing) {
+			// The names sequential creates would take are taken as
+			// missing, which the commit guards ("not exists"): no read
+			// of them, unless the commit finds one taken.
+			extra = append(extra, missing...)
+			res, txn, missing, err = s.plan(nodes, seqs, ops, sessID)
+		}
 		if _, failed := err.(*coord.TxnError); failed {
 			// The keys were read one by one: confirm the failure on a
 			// snapshot by reading them again and finding nothing moved.
@@ -337,9 +351,141 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 		}
 		if ok {
 			s.learn(ops, res, resp)
+			s.learnCounters(txn, resp)
 			return res, false, nil
 		}
 		// A guard failed: the state changed since it was read. Plan again.
+	}
+}
+
+// assumeMissing adds paths to nodes as missing, unless one is there
+// already (then only a read can tell).
+func assumeMissing(nodes map[string]*kvState, paths []string) bool {
+	for _, p := range paths {
+		if _, ok := nodes[p]; ok {
+			return false
+		}
+	}
+	for _, p := range paths {
+		nodes[p] = &kvState{}
+	}
+	return true
+}
+
+// knownTxnOps bounds the transactions createsFast plans on remembered state.
+const knownTxnOps = 16
+
+// createsFast commits a small Txn of creates, sets and checks (no delete)
+// planned on the state the store remembers (knownKeys: the parents, their
+// child counters, the nodes set or checked), without the planning read.
+// The nodes to create, and the names sequential creates take, are assumed
+// missing; a counter the store never saw, unset. The commit guards all of
+// it as a planned Txn does (every key's index, "not exists" for what is
+// assumed missing), so a stale assumption fails it and nothing is applied.
+// done is false, with nothing applied, when it does not apply, the plan
+// fails (only a read can tell whether that is so) or the commit is
+// refused; the Txn then reads and plans, and reports what it finds.
+func (s *Store) createsFast(ctx context.Context, ops []coord.Op, sessID string) (res []coord.OpResult, done bool, err error) {
+	nodes, seqs, ok := s.knownState(ops)
+	if !ok {
+		return nil, false, nil
+	}
+	for {
+		res, txn, missing, err := s.plan(nodes, seqs, ops, sessID)
+		if err != nil {
+			return nil, false, nil
+		}
+		if len(missing) > 0 {
+			if !assumeMissing(nodes, missing) {
+				return nil, false, nil
+			}
+			continue
+		}
+		ok, resp, err := s.commit(ctx, txn, sessID)
+		if err != nil || !ok {
+			for _, op := range txn {
+				s.known.forget(op.KV.Key)
+			}
+			return nil, err != nil, err
+		}
+		s.learn(ops, res, resp)
+		s.learnCounters(txn, resp)
+		return res, true, nil
+	}
+}
+
+// knownState is the state a plan of ops needs, as the store remembers it;
+// ok is false when it does not remember enough, or ops delete (a delete
+// needs the node's children, which only a read gives) or are many.
+func (s *Store) knownState(ops []coord.Op) (nodes, seqs map[string]*kvState, ok bool) {
+	if len(ops) > knownTxnOps {
+		return nil, nil, false
+	}
+	nodes, seqs = map[string]*kvState{}, map[string]*kvState{}
+	creates := false
+	remembered := func(key string) (*api.KVPair, bool) {
+		k, ok := s.known.get(key)
+		if !ok {
+			return nil, false
+		}
+		return &api.KVPair{Key: key, ModifyIndex: k.index, Flags: uint64(k.version), Session: k.session, Value: k.value}, true
+	}
+	for _, op := range ops {
+		switch op.Kind {
+		case coord.OpDelete:
+			return nil, nil, false
+		case coord.OpCreate:
+			creates = true
+			par := coord.Parent(op.Path)
+			if _, done := nodes[par]; !done && par != "/" {
+				kv, ok := remembered(s.key(par))
+				if !ok {
+					return nil, nil, false
+				}
+				nodes[par] = &kvState{kv: kv}
+			}
+			if _, done := seqs[par]; !done {
+				kv, ok := remembered(s.seqKey(par))
+				if ok && kv.Value == nil {
+					return nil, nil, false // seen, but its value was not kept
+				}
+				seqs[par] = &kvState{kv: kv} // never seen: taken as unset
+			}
+			if _, done := nodes[op.Path]; !done && op.Mode&coord.Sequential == 0 {
+				kv, _ := remembered(s.key(op.Path))
+				nodes[op.Path] = &kvState{kv: kv} // nil: taken as missing
+			}
+		default:
+			if _, done := nodes[op.Path]; !done {
+				kv, ok := remembered(s.key(op.Path))
+				if !ok || op.Path == "/" {
+					return nil, nil, false
+				}
+				nodes[op.Path] = &kvState{kv: kv}
+			}
+		}
+	}
+	return nodes, seqs, creates
+}
+
+// learnCounters records the child counters a committed Txn wrote, with
+// their values: the next create under those parents plans on them.
+func (s *Store) learnCounters(txn api.TxnOps, resp *api.TxnResponse) {
+	index := make(map[string]uint64, len(resp.Results))
+	for _, r := range resp.Results {
+		if r.KV != nil {
+			index[r.KV.Key] = max(index[r.KV.Key], r.KV.ModifyIndex)
+		}
+	}
+	seqRoot := s.seqKey("/")
+	for _, op := range txn {
+		kv := op.KV
+		if kv.Verb != api.KVCAS || (kv.Key != seqRoot && !strings.HasPrefix(kv.Key, seqRoot+"/")) {
+			continue
+		}
+		if n := index[kv.Key]; n != 0 {
+			s.known.put(kv.Key, known{index: n, value: kv.Value})
+		}
 	}
 }
 
@@ -359,7 +505,7 @@ func (s *Store) commit(ctx context.Context, txn api.TxnOps, sessID string) (bool
 	} else {
 		ok, resp, err = s.sendTxn(ctx, txn, notApplied)
 	}
-	if f := s.loseReply.Load(); err == nil && f != nil && s.loseReply.CompareAndSwap(f, nil) {
+	if f := s.loseReply.Load(); err == nil && ok && f != nil && s.loseReply.CompareAndSwap(f, nil) {
 		// A test's fault: applied, and the answer lost on the way; then
 		// (*f)(), what else the test does to the link at that instant.
 		(*f)()
@@ -465,7 +611,12 @@ type known struct {
 	index   uint64
 	version int64
 	session string
+	value   []byte // kept when small (a child counter's), else nil
 }
+
+// maxKnownValue is the largest value knownKeys keeps: enough for a child
+// counter, which a create plans on.
+const maxKnownValue = 24
 
 // maxKnown bounds knownKeys; when full, it starts again empty.
 const maxKnown = 1 << 14
@@ -504,7 +655,14 @@ func (c *knownKeys) see(key string, kv *api.KVPair) {
 		c.forget(key)
 		return
 	}
-	c.put(key, known{index: kv.ModifyIndex, version: int64(kv.Flags), session: kv.Session})
+	k := known{index: kv.ModifyIndex, version: int64(kv.Flags), session: kv.Session}
+	if len(kv.Value) <= maxKnownValue {
+		k.value = bytes.Clone(kv.Value)
+		if k.value == nil {
+			k.value = []byte{}
+		}
+	}
+	c.put(key, k)
 }
 
 func (c *knownKeys) forget(key string) {

@@ -42,9 +42,10 @@ func (s *Store) Compact(ctx context.Context) error {
 	return err
 }
 
-// LoseNextReply makes the next transaction the store commits get applied
-// and its answer lost, as when the connection dies in between; then, at
-// that instant, runs then.
+// LoseNextReply makes the answer of the next transaction the store commits
+// and the server applies get lost, as when the connection dies in between;
+// then, at that instant, runs then. (A commit the server refuses, such as
+// one planned on state that moved since, is left alone.)
 func LoseNextReply(s *Store, then func()) { s.loseReply.Store(&then) }
 
 // ResumeChildrenWatch runs a children watch of path from revision rev,

@@ -36,7 +36,7 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []cli
 	} else {
 		resp, err = s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 	}
-	if f := s.loseReply.Load(); err == nil && f != nil && s.loseReply.CompareAndSwap(f, nil) {
+	if f := s.loseReply.Load(); err == nil && resp.Succeeded && f != nil && s.loseReply.CompareAndSwap(f, nil) {
 		// A test's fault: applied, and the answer lost on the way; then
 		// (*f)(), what else the test does to the link at that instant.
 		(*f)()
