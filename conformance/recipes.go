@@ -118,21 +118,29 @@ func testMutexWaiterSessionEnds(t *testing.T, s *suite) {
 	go func() { got <- mb.Lock(ctx) }()
 	waitFor(t, func() bool { return len(lockNodes(t, a, "/LOCK")) == 2 })
 	s.b.Expire(t, b)
+	expectWaiterLost(t, got, ma, "session ended")
+	waitFor(t, func() bool { return len(lockNodes(t, a, "/LOCK")) == 1 })
+	must(t, ma.Unlock(ctx))
+}
+
+// expectWaiterLost waits for a waiter's Lock (its result comes on got) to
+// end with ErrLockLost, because its why ("session ended"), and checks that
+// the holder ma kept the lock.
+func expectWaiterLost(t *testing.T, got <-chan error, ma *coord.Mutex, why string) {
+	t.Helper()
 	select {
 	case err := <-got:
 		if !errors.Is(err, coord.ErrLockLost) {
-			t.Fatalf("the waiter whose session ended got %v, want ErrLockLost", err)
+			t.Fatalf("the waiter whose %s got %v, want ErrLockLost", why, err)
 		}
 	case <-time.After(Timeout):
-		t.Fatal("the waiter whose session ended is still waiting")
+		t.Fatalf("the waiter whose %s is still waiting while the lock is held", why)
 	}
 	select {
 	case <-ma.Lost():
-		t.Fatal("the holder lost the lock when a waiter's session ended")
+		t.Fatalf("the holder lost the lock when a waiter's %s", why)
 	default:
 	}
-	waitFor(t, func() bool { return len(lockNodes(t, a, "/LOCK")) == 1 })
-	must(t, ma.Unlock(ctx))
 }
 
 // A lock node deleted by someone else (Codis's ForceRemoveLock) is lost for
@@ -175,19 +183,7 @@ func testMutexWaiterNodeDeleted(t *testing.T, s *suite) {
 		}
 	}
 	must(t, admin.Delete(ctx, waiter, coord.AnyVersion))
-	select {
-	case err := <-got:
-		if !errors.Is(err, coord.ErrLockLost) {
-			t.Fatalf("the waiter whose node was deleted got %v, want ErrLockLost", err)
-		}
-	case <-time.After(Timeout):
-		t.Fatal("the waiter whose node was deleted is still waiting while the lock is held")
-	}
-	select {
-	case <-ma.Lost():
-		t.Fatal("the holder lost the lock when a waiter's node was deleted")
-	default:
-	}
+	expectWaiterLost(t, got, ma, "node was deleted")
 	if mb.Node() != "" {
 		t.Fatalf("the waiter looks held: %s", mb.Node())
 	}
