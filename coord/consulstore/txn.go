@@ -350,8 +350,7 @@ func (s *Store) txnOnce(ctx context.Context, ops []coord.Op, sessID string) ([]c
 			return nil, false, err
 		}
 		if ok {
-			s.learn(ops, res, resp)
-			s.learnCounters(txn, resp)
+			s.learn(ops, res, txn, resp)
 			return res, false, nil
 		}
 		// A guard failed: the state changed since it was read. Plan again.
@@ -408,8 +407,7 @@ func (s *Store) createsFast(ctx context.Context, ops []coord.Op, sessID string) 
 			}
 			return nil, err != nil, err
 		}
-		s.learn(ops, res, resp)
-		s.learnCounters(txn, resp)
+		s.learn(ops, res, txn, resp)
 		return res, true, nil
 	}
 }
@@ -466,27 +464,6 @@ func (s *Store) knownState(ops []coord.Op) (nodes, seqs map[string]*kvState, ok 
 		}
 	}
 	return nodes, seqs, creates
-}
-
-// learnCounters records the child counters a committed Txn wrote, with
-// their values: the next create under those parents plans on them.
-func (s *Store) learnCounters(txn api.TxnOps, resp *api.TxnResponse) {
-	index := make(map[string]uint64, len(resp.Results))
-	for _, r := range resp.Results {
-		if r.KV != nil {
-			index[r.KV.Key] = max(index[r.KV.Key], r.KV.ModifyIndex)
-		}
-	}
-	seqRoot := s.seqKey("/")
-	for _, op := range txn {
-		kv := op.KV
-		if kv.Verb != api.KVCAS || (kv.Key != seqRoot && !strings.HasPrefix(kv.Key, seqRoot+"/")) {
-			continue
-		}
-		if n := index[kv.Key]; n != 0 {
-			s.known.put(kv.Key, known{index: n, value: kv.Value})
-		}
-	}
 }
 
 // commit sends a planned transaction. ok is false, with a nil error, when a
@@ -575,13 +552,14 @@ func (s *Store) setsFast(ctx context.Context, ops []coord.Op) (res []coord.OpRes
 		}
 		return nil, err != nil, err
 	}
-	s.learn(ops, res, resp)
+	s.learn(ops, res, txn, resp)
 	return res, true, nil
 }
 
-// learn records in knownKeys what a committed Txn made of its nodes: the
-// Stats it returned, at the indexes the reply gives.
-func (s *Store) learn(ops []coord.Op, res []coord.OpResult, resp *api.TxnResponse) {
+// learn records in knownKeys what a committed Txn (txn, as sent) made of
+// its nodes, the Stats it returned, and of the child counters it wrote, at
+// the indexes the reply gives.
+func (s *Store) learn(ops []coord.Op, res []coord.OpResult, txn api.TxnOps, resp *api.TxnResponse) {
 	index := make(map[string]uint64, len(resp.Results))
 	for _, r := range resp.Results {
 		if r.KV != nil {
@@ -600,6 +578,18 @@ func (s *Store) learn(ops []coord.Op, res []coord.OpResult, resp *api.TxnRespons
 			} else {
 				s.known.forget(key)
 			}
+		}
+	}
+	// The child counters it wrote, with their values: the next create
+	// under those parents plans on them.
+	seqRoot := s.seqKey("/")
+	for _, op := range txn {
+		kv := op.KV
+		if kv.Verb != api.KVCAS || (kv.Key != seqRoot && !strings.HasPrefix(kv.Key, seqRoot+"/")) {
+			continue
+		}
+		if n := index[kv.Key]; n != 0 {
+			s.known.put(kv.Key, known{index: n, value: kv.Value})
 		}
 	}
 }

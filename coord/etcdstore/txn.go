@@ -228,12 +228,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (*plan
 		st := &kvState{}
 		m[path] = st
 		gets = append(gets, get{key: key})
-		fill = append(fill, func(rr *pb.RangeResponse) {
-			if len(rr.Kvs) > 0 {
-				kv := rr.Kvs[0]
-				*st = kvState{exists: true, ver: kv.Version - 1, modRev: kv.ModRevision, lease: kv.Lease, value: kv.Value}
-			}
-		})
+		fill = append(fill, func(rr *pb.RangeResponse) { *st = stateOf(rr) })
 	}
 	for _, op := range ops {
 		node(p.kvs, op.Path, s.nodeKey(op.Path))
@@ -551,19 +546,24 @@ func (s *Store) elsePlan(resp *clientv3.TxnResponse, keys []planKey) *plan {
 	p := &plan{rev: resp.Header.Revision, kvs: map[string]*kvState{}, seq: map[string]*kvState{}, kids: map[string]int64{}}
 	s.seen.See(p.rev)
 	for i, k := range keys {
-		st := &kvState{}
-		if kvs := resp.Responses[i].GetResponseRange().GetKvs(); len(kvs) > 0 {
-			kv := kvs[0]
-			*st = kvState{exists: true, ver: kv.Version - 1, modRev: kv.ModRevision, lease: kv.Lease, value: kv.Value}
-		}
+		st := stateOf(resp.Responses[i].GetResponseRange())
 		if k.seq {
-			p.seq[k.path] = st
+			p.seq[k.path] = &st
 		} else {
-			p.kvs[k.path] = st
+			p.kvs[k.path] = &st
 		}
 	}
 	s.rememberPlan(p)
 	return p
+}
+
+// stateOf is the state of the key a read of one key found (missing if none).
+func stateOf(rr *pb.RangeResponse) kvState {
+	if len(rr.GetKvs()) == 0 {
+		return kvState{}
+	}
+	kv := rr.Kvs[0]
+	return kvState{exists: true, ver: kv.Version - 1, modRev: kv.ModRevision, lease: kv.Lease, value: kv.Value}
 }
 
 // rememberPlan records the state a plan read. Node data is not kept: a
