@@ -14,6 +14,12 @@
 #   scripts/zk.sh stop DIR/mI    stop member I of the ensemble in DIR (as a crash
 #   scripts/zk.sh restart DIR/mI would), or start it again (restart of a stopped one)
 #   scripts/zk.sh leader DIR     print the index of the ensemble's leader
+#
+# When DIR/peers exists before `ensemble`, its lines "I J QPORT EPORT" say
+# that member I reaches member J at 127.0.0.1:QPORT (quorum) and :EPORT
+# (election) instead of at J's own ports: a test puts a proxy per pair of
+# members there to cut them apart. Each member's own ports are in
+# DIR/mJ/quorum.addr and DIR/mJ/election.addr, written before it starts.
 #   scripts/zk.sh stop DIR       stop every member, when DIR holds an ensemble
 #
 # When DIR/tls holds ca.pem, server.pem and server-key.pem (a PKCS#8 key),
@@ -25,6 +31,7 @@
 # package install logs to DIR/install.log, or to the cache when run alone).
 # COORD_ZK_JAR names the server's jar (default Debian's); COORD_APT_GET another
 # apt-get. The scripts' own tests set both to run the cold path.
+# COORD_ZK_LOG_LEVEL is the servers' log level in DIR/zookeeper.log (WARN).
 set -euo pipefail
 script=zk.sh
 # shellcheck source=scripts/lib.sh
@@ -91,17 +98,17 @@ ensemble() {
 	local attempt i ports servers addrs
 	for attempt in 1 2 3 4 5; do
 		mapfile -t ports < <(free_ports $((3 * n)))
-		servers=""
-		for ((i = 0; i < n; i++)); do
-			servers+="server.$((i + 1))=127.0.0.1:${ports[3 * i + 1]}:${ports[3 * i + 2]}"$'\n'
-		done
 		for ((i = 0; i < n; i++)); do
 			rm -rf "$dir/m$i"
 			mkdir -p "$dir/m$i/data"
 			echo $((i + 1)) >"$dir/m$i/data/myid"
 			configure "$dir/m$i" "${ports[3 * i]}" 0
-			printf '%s' "$servers" >>"$dir/m$i/zoo.cfg"
+			echo "127.0.0.1:${ports[3 * i + 1]}" >"$dir/m$i/quorum.addr"
+			echo "127.0.0.1:${ports[3 * i + 2]}" >"$dir/m$i/election.addr"
 			echo "127.0.0.1:${ports[3 * i]}" >"$dir/m$i/zk.addr"
+		done
+		for ((i = 0; i < n; i++)); do
+			peers "$dir" "$i" "$n" "${ports[@]}" >>"$dir/m$i/zoo.cfg" || die ensemble "$dir/peers does not say how member $i reaches every other member"
 		done
 		echo "$n" >"$dir/zk.ensemble"
 		for ((i = 0; i < n; i++)); do
@@ -123,6 +130,24 @@ ensemble() {
 		log "a port was taken before a server bound it; trying others"
 	done
 	die ensemble "the servers found a port taken 5 times running"
+}
+
+# peers DIR I N PORTS... prints member I's server.J lines: J's own quorum
+# and election ports (PORTS, three per member: client, quorum, election),
+# or those DIR/peers gives for the pair I J.
+peers() {
+	local dir=$1 i=$2 n=$3 j q e line
+	shift 3
+	local ports=("$@")
+	for ((j = 0; j < n; j++)); do
+		q=${ports[3 * j + 1]} e=${ports[3 * j + 2]}
+		if [ -f "$dir/peers" ] && [ "$j" != "$i" ]; then
+			line=$(awk -v i="$i" -v j="$j" '$1 == i && $2 == j { print $3, $4 }' "$dir/peers")
+			[ -n "$line" ] || return 1
+			q=${line% *} e=${line#* }
+		fi
+		echo "server.$((j + 1))=127.0.0.1:$q:$e"
+	done
 }
 
 # leader DIR prints the index of the member of the ensemble in DIR that
@@ -175,13 +200,15 @@ ssl.clientAuth=need
 CFG
 		echo "127.0.0.1:$secure" >"$dir/zk.secure"
 	fi
-	cat >"$dir/log4j.properties" <<'L4J'
-log4j.rootLogger=WARN, FILE
+	{
+		echo "log4j.rootLogger=${COORD_ZK_LOG_LEVEL:-WARN}, FILE"
+		cat <<'L4J'
 log4j.appender.FILE=org.apache.log4j.FileAppender
 log4j.appender.FILE.File=${zookeeper.log.dir}/zookeeper.log
 log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
 log4j.appender.FILE.layout.ConversionPattern=%d %p [%t] %c: %m%n
 L4J
+	} >"$dir/log4j.properties"
 }
 
 # launch DIR PORT STEP [ATTEMPT] runs the server configured in DIR and waits

@@ -18,7 +18,7 @@ import (
 // Proxy forwards connections from its loopback address to a target.
 type Proxy struct {
 	addr   string
-	target string
+	target func() (string, error)
 	l      net.Listener // nil while blocked
 
 	mu      sync.Mutex
@@ -27,13 +27,23 @@ type Proxy struct {
 	losing  bool
 	blocked bool
 	closed  bool
-	conns   map[net.Conn]struct{}
-	wg      sync.WaitGroup
-	sent    atomic.Int64 // bytes forwarded to the target
+	// dialWait is how long a connection waits for a target that refuses it.
+	dialWait time.Duration
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+	sent     atomic.Int64 // bytes forwarded to the target
 }
 
 // New listens on a free loopback port and forwards to target (host:port).
 func New(target string) (*Proxy, error) {
+	return NewFunc(func() (string, error) { return target, nil })
+}
+
+// NewFunc listens on a free loopback port and forwards each connection to
+// the host:port target returns when it is accepted (a connection is closed
+// when target fails): for a server whose address is known only after the
+// proxy's, as a member of an ensemble whose peers are told the proxy's.
+func NewFunc(target func() (string, error)) (*Proxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -147,6 +157,17 @@ func (p *Proxy) untrack(c net.Conn) {
 	c.Close()
 }
 
+// SetDialWait makes a connection whose target refuses it wait up to d for
+// the target to listen (what the client sends meanwhile waits), as a
+// connection to a server that is still starting would, instead of being
+// closed at once (0, the default: a client sees a server that is down as a
+// connection closed as soon as it is made).
+func (p *Proxy) SetDialWait(d time.Duration) {
+	p.mu.Lock()
+	p.dialWait = d
+	p.mu.Unlock()
+}
+
 func (p *Proxy) accept(l net.Listener) {
 	defer p.wg.Done()
 	for {
@@ -154,20 +175,51 @@ func (p *Proxy) accept(l net.Listener) {
 		if err != nil {
 			return
 		}
-		server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			client.Close()
+		if !p.track(client) {
 			continue
 		}
-		if !p.track(client) || !p.track(server) {
-			client.Close()
-			server.Close()
-			continue
-		}
-		p.wg.Add(2)
-		go p.pipe(client, server, false)
-		go p.pipe(server, client, true)
+		p.wg.Add(1)
+		go p.connect(client)
 	}
+}
+
+// connect dials the target for client and pipes the two together.
+func (p *Proxy) connect(client net.Conn) {
+	defer p.wg.Done()
+	p.mu.Lock()
+	deadline := time.Now().Add(p.dialWait)
+	p.mu.Unlock()
+	var server net.Conn
+	for {
+		target, err := p.target()
+		if err == nil {
+			server, err = net.DialTimeout("tcp", target, 5*time.Second)
+		}
+		if err == nil {
+			break
+		}
+		if !time.Now().Before(deadline) || !p.tracked(client) {
+			p.untrack(client)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !p.tracked(client) || !p.track(server) {
+		p.untrack(client)
+		server.Close()
+		return
+	}
+	p.wg.Add(2)
+	go p.pipe(client, server, false)
+	go p.pipe(server, client, true)
+}
+
+// tracked says whether c is still open (not cut, the proxy not closed).
+func (p *Proxy) tracked(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, open := p.conns[c]
+	return open && !p.closed
 }
 
 // pipe copies from src to dst, waiting while stalled, dropping the bytes

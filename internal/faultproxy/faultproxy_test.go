@@ -3,6 +3,7 @@ package faultproxy
 import (
 	"bufio"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,5 +203,57 @@ func TestClientFaultsLateStall(t *testing.T) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if got, err := r.ReadString('\n'); err != nil || got != "ping\n" {
 		t.Fatalf("held bytes after Resume: %q, %v", got, err)
+	}
+}
+
+// A proxy made with NewFunc asks for its target at each connection; with a
+// dial wait, a connection made while the target refuses waits for it to
+// listen, and what the client sent meanwhile arrives. Without one, the
+// connection is closed at once.
+func TestDialWait(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := l.Addr().String()
+	l.Close()
+	var mu sync.Mutex
+	target := refused
+	p, err := NewFunc(func() (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return target, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatal("a connection to a target that refuses was not closed")
+	}
+	c.Close()
+
+	p.SetDialWait(10 * time.Second)
+	c, err = net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("early\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the proxy is retrying by now
+	mu.Lock()
+	target = echo(t)
+	mu.Unlock()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != "early\n" {
+		t.Fatalf("once the target listened: %q, %v", got, err)
 	}
 }

@@ -231,6 +231,11 @@ func startEnsemble(root, backend string, n int) (*Ensemble, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startEnsembleIn(root, dir, backend, n)
+}
+
+// startEnsembleIn starts the ensemble in dir, which it removes if it fails.
+func startEnsembleIn(root, dir, backend string, n int) (*Ensemble, error) {
 	e := &Ensemble{N: n, root: root, script: backend + ".sh", dir: dir}
 	cmd := "ensemble"
 	if backend == "consul" {
