@@ -167,6 +167,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Fault/SessionLostFirst", testFaultSessionLostFirst},
 		{"Fault/ShortStall", testFaultShortStall},
 		{"Fault/WatchRecreatedInStall", testFaultWatchRecreatedInStall},
+		{"Fault/WatchRecreatedWhileCut", testFaultWatchRecreatedWhileCut},
 		{"Fault/Suspended", testFaultSuspended},
 		{"Fault/MutexNoOverlap", testFaultMutexNoOverlap},
 		{"Fault/ElectionNoOverlap", testFaultElectionNoOverlap},

@@ -204,6 +204,22 @@ func testFaultShortStall(t *testing.T, s *suite) {
 // watch ends with ErrNoNode (the node it watched is gone; the one there now
 // is another), although the children it would list are the same.
 func testFaultWatchRecreatedInStall(t *testing.T, s *suite) {
+	watchRecreated(t, s, "stall", func(f Faults) { f.Stall() })
+}
+
+// The same with the watcher's connection cut and reconnecting refused while
+// the node is made again: on ZooKeeper the client then re-arms its watches
+// on reconnect, in the same session, and the server tells only of changes
+// to the node's children since the last zxid the client saw.
+func testFaultWatchRecreatedWhileCut(t *testing.T, s *suite) {
+	watchRecreated(t, s, "cut", func(f Faults) {
+		f.Block()
+		f.Cut()
+	})
+}
+
+// watchRecreated runs the two cases above, with fault for the stall.
+func watchRecreated(t *testing.T, s *suite, what string, fault func(Faults)) {
 	ctx := ctxT(t)
 	st, f := s.openFaulty(t)
 	obs := s.open(t)
@@ -218,7 +234,7 @@ func testFaultWatchRecreatedInStall(t *testing.T, s *suite) {
 	if ev := next(t, events); !slices.Equal(ev.Children, []string{"a"}) {
 		t.Fatalf("first event %+v, want the children [a]", ev)
 	}
-	f.Stall()
+	fault(f)
 	must(t, coord.DeleteAll(ctx, obs, "/w"))
 	for _, p := range []string{"/w", "/w/a"} {
 		_, err := obs.Create(ctx, p, nil, coord.Persistent)
@@ -240,7 +256,7 @@ func testFaultWatchRecreatedInStall(t *testing.T, s *suite) {
 				return
 			}
 		case <-deadline:
-			t.Fatalf("no ErrNoNode %v after the stall: the watch took the new node for the one it watched", Timeout)
+			t.Fatalf("no ErrNoNode %v after the %s: the watch took the new node for the one it watched", Timeout, what)
 		}
 	}
 }
