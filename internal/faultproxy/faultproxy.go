@@ -9,6 +9,7 @@
 package faultproxy
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,9 +30,11 @@ type Proxy struct {
 	closed  bool
 	// dialWait is how long a connection waits for a target that refuses it.
 	dialWait time.Duration
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
-	sent     atomic.Int64 // bytes forwarded to the target
+	// opening, if set, rewrites what a client sends first (SetOpening).
+	opening func(client io.Reader) ([]byte, error)
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
+	sent    atomic.Int64 // bytes forwarded to the target
 }
 
 // New listens on a free loopback port and forwards to target (host:port).
@@ -168,6 +171,18 @@ func (p *Proxy) SetDialWait(d time.Duration) {
 	p.mu.Unlock()
 }
 
+// SetOpening makes each new connection start with what f returns, in
+// place of what f read from the client; the rest of the client's bytes
+// follow unchanged. f reads exactly what it replaces (no read-ahead). A
+// connection for which f fails is closed. For a protocol whose greeting
+// names the client's own address, which a proxy must put itself in place
+// of.
+func (p *Proxy) SetOpening(f func(client io.Reader) ([]byte, error)) {
+	p.mu.Lock()
+	p.opening = f
+	p.mu.Unlock()
+}
+
 func (p *Proxy) accept(l net.Listener) {
 	defer p.wg.Done()
 	for {
@@ -208,6 +223,25 @@ func (p *Proxy) connect(client net.Conn) {
 		p.untrack(client)
 		server.Close()
 		return
+	}
+	p.mu.Lock()
+	opening := p.opening
+	p.mu.Unlock()
+	if opening != nil {
+		b, err := opening(client)
+		if err == nil {
+			if flowing, _ := p.waitFlowing(client); !flowing {
+				err = net.ErrClosed
+			}
+		}
+		if err == nil {
+			_, err = server.Write(b)
+		}
+		if err != nil {
+			p.untrack(client)
+			p.untrack(server)
+			return
+		}
 	}
 	p.wg.Add(2)
 	go p.pipe(client, server, false)

@@ -2,6 +2,7 @@ package faultproxy
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -168,12 +169,19 @@ func throughProxy(t *testing.T) (*Proxy, net.Conn, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	c, err := net.Dial("tcp", p.Addr())
+	c := dial(t, p.Addr())
+	return p, c, bufio.NewReader(c)
+}
+
+// dial connects to addr; the connection is closed when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return p, c, bufio.NewReader(c)
+	return c
 }
 
 // A lost reply's stall made after Resume is skipped; one made before it is
@@ -229,22 +237,14 @@ func TestDialWait(t *testing.T) {
 	}
 	defer p.Close()
 
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dial(t, p.Addr())
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
 		t.Fatal("a connection to a target that refuses was not closed")
 	}
-	c.Close()
 
 	p.SetDialWait(10 * time.Second)
-	c, err = net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c = dial(t, p.Addr())
 	if _, err := c.Write([]byte("early\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -255,5 +255,39 @@ func TestDialWait(t *testing.T) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != "early\n" {
 		t.Fatalf("once the target listened: %q, %v", got, err)
+	}
+}
+
+// SetOpening rewrites what a client sends first and leaves the rest; a
+// stalled proxy holds the rewritten opening too.
+func TestOpening(t *testing.T) {
+	p, err := New(echo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetOpening(func(r io.Reader) ([]byte, error) {
+		b := make([]byte, 3)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return []byte("NEW"), nil
+	})
+	p.Stall()
+	c := dial(t, p.Addr())
+	r := bufio.NewReader(c)
+	if _, err := c.Write([]byte("old rest\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	if got, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("the opening went through a stalled proxy: %q", got)
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if got, err := r.ReadString('\n'); err != nil || got != "NEW rest\n" {
+		t.Fatalf("got %q, %v; want the opening rewritten and the rest as sent", got, err)
 	}
 }

@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,21 +67,21 @@ func StartLinkedEnsemble(t testing.TB, n int) (*Ensemble, *Links) {
 				// that would be a connection closed once made, which a
 				// follower takes as a failed leader, not as one to wait for.
 				p.SetDialWait(5 * time.Second)
-				if i < j && port == "election.addr" {
-					// ZooKeeper keeps one election connection per pair of
-					// members, the one the higher id makes: a lower id's
-					// is closed, and the higher one connects back to the
-					// address the lower one said it has, its own port,
-					// past the proxy. So the lower one's are refused: the
-					// higher one connects through its own proxy.
-					p.Block()
-				}
 				l.links[[2]int{i, j}] = append(l.links[[2]int{i, j}], p)
 				_, port, _ := strings.Cut(p.Addr(), ":")
 				ports = append(ports, port)
 			}
 			fmt.Fprintf(&peers, "%d %d %s\n", i, j, strings.Join(ports, " "))
 		}
+	}
+	// ZooKeeper keeps one election connection per pair of members, the one
+	// the higher id makes: when a lower id connects, the higher one closes
+	// that connection and connects back to the address the lower one gave
+	// in its greeting, its own port. The proxies put the proxy of the way
+	// back in its place, so that the connection made back is cut too.
+	for pair, ps := range l.links {
+		back := l.links[[2]int{pair[1], pair[0]}][1].Addr()
+		ps[1].SetOpening(func(r io.Reader) ([]byte, error) { return zkGreeting(r, back) })
 	}
 	if err := os.WriteFile(filepath.Join(dir, "peers"), []byte(peers.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -113,11 +115,8 @@ func (l *Links) Isolate(i int) {
 func (l *Links) Heal(i int) error {
 	for pair, ps := range l.links {
 		if pair[0] == i || pair[1] == i {
-			for k, p := range ps {
+			for _, p := range ps {
 				p.Cut()
-				if pair[0] < pair[1] && k == 1 {
-					continue // refused for good
-				}
 				if err := p.Resume(); err != nil {
 					return err
 				}
@@ -125,4 +124,30 @@ func (l *Links) Heal(i int) error {
 		}
 	}
 	return nil
+}
+
+// zkGreeting reads the greeting a ZooKeeper member sends first on an
+// election connection (protocol version, id, then the length and text of
+// its election address, "host:port"; a greeting of the oldest protocol is
+// only the id) and returns it with addr as the address.
+func zkGreeting(r io.Reader, addr string) ([]byte, error) {
+	var head [20]byte
+	if _, err := io.ReadFull(r, head[:8]); err != nil {
+		return nil, err
+	}
+	if int64(binary.BigEndian.Uint64(head[:8])) >= 0 {
+		return head[:8], nil // the oldest protocol: no address
+	}
+	if _, err := io.ReadFull(r, head[8:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(head[16:])
+	if n > 4096 {
+		return nil, fmt.Errorf("a greeting with an address of %d bytes", n)
+	}
+	if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(head[16:], uint32(len(addr)))
+	return append(head[:], addr...), nil
 }
