@@ -22,8 +22,10 @@
 #                                    loopback, keeping their state on disk; print the
 #                                    client agent's host:port (clients talk to it, as
 #                                    to a local agent)
-#   scripts/consul.sh stop DIR/mI    stop server I of the cluster in DIR (as a crash
-#   scripts/consul.sh restart DIR/mI would), or start it again (restart of a stopped one)
+#   scripts/consul.sh stop DIR/mI    stop server I of the cluster in DIR (SIGTERM;
+#   scripts/consul.sh restart DIR/mI crash kills it), or start it again (restart of a stopped one)
+#   scripts/consul.sh crash DIR      kill the agent in DIR (SIGKILL: it does not shut
+#                                    down; restart starts it again)
 #   scripts/consul.sh leader DIR     print the index of the cluster's leader
 #   scripts/consul.sh stop DIR       stop every agent, when DIR holds a cluster
 #
@@ -343,6 +345,8 @@ stop() {
 	stop_pidfile "$dir/consul.pid"
 }
 
+crash() { crash_pidfile "${1:?usage: consul.sh crash DIR}/consul.pid"; }
+
 restart() {
 	local dir=${1:?usage: consul.sh restart DIR}
 	[ -f "$dir/agent.hcl" ] && [ -f "$dir/consul.addr" ] && [ -f "$dir/consul.mode" ] ||
@@ -357,6 +361,7 @@ case "${1:-}" in
 install) install ;;
 start) start "${2:-}" "${3:-}" ;;
 stop) stop "${2:-}" ;;
+crash) crash "${2:-}" ;;
 restart) restart "${2:-}" ;;
 cluster) cluster "${2:-}" "${3:-}" ;;
 leader) leader "${2:-}" ;;
@@ -364,7 +369,7 @@ leader) leader "${2:-}" ;;
 # writer's SIGPIPE would fail the command.
 version) "$(install)" version | sed -n 1p ;;
 *)
-	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | restart DIR | version | cluster DIR N | leader DIR" >&2
+	echo "usage: $0 install | start DIR [TOKEN] | stop DIR | crash DIR | restart DIR | version | cluster DIR N | leader DIR" >&2
 	exit 2
 	;;
 esac

@@ -76,6 +76,23 @@ stop_pidfile() {
 	rm -f "$1"
 }
 
+# crash_pidfile PIDFILE kills the process in PIDFILE at once (SIGKILL: no
+# shutdown of its own, as a crash or a power cut of its process), waits
+# until it is gone and removes PIDFILE.
+crash_pidfile() {
+	[ -f "$1" ] || return 0
+	local pid _
+	pid=$(cat "$1")
+	if [ -n "$pid" ]; then
+		kill -9 "$pid" 2>/dev/null || true
+		for _ in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+	fi
+	rm -f "$1"
+}
+
 # apt_install LOG PACKAGE... installs Debian packages, their output in LOG.
 # COORD_APT_GET names another apt-get (the scripts' own tests use a stand-in).
 apt_install() {

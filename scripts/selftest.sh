@@ -119,9 +119,9 @@ nothing_runs() {
 }
 # members SCRIPT VERB NAME WANT: SCRIPT VERB starts three servers in
 # $t/NAME and prints what matches WANT; one of them leads, stops and comes
-# back; stop stops them all.
+# back, is killed (crash) and comes back; stop stops them all.
 members() {
-	local sh=$1 verb=$2 name=$3 want=$4 lead dir=$t/$3
+	local sh=$1 verb=$2 name=$3 want=$4 lead pid dir=$t/$3
 	run "$name" "$repo/scripts/$sh" "$verb" "$dir" 3
 	expect_ok
 	[[ "$(cat "$t/$name.out" 2>/dev/null)" =~ $want ]] || fail "printed '$(cat "$t/$name.out")', want $want"
@@ -130,6 +130,12 @@ members() {
 	run "$name-member-stop" "$repo/scripts/$sh" stop "$dir/m$lead"
 	expect_ok
 	run "$name-member-restart" "$repo/scripts/$sh" restart "$dir/m$lead"
+	expect_ok
+	pid=$(cat "$dir/m$lead"/*.pid)
+	run "$name-member-crash" "$repo/scripts/$sh" crash "$dir/m$lead"
+	expect_ok
+	! kill -0 "$pid" 2>/dev/null || fail "member $lead (pid $pid) still runs after crash"
+	run "$name-member-restart-after-crash" "$repo/scripts/$sh" restart "$dir/m$lead"
 	expect_ok
 	run "$name-stop" "$repo/scripts/$sh" stop "$dir"
 	expect_ok

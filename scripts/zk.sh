@@ -11,8 +11,10 @@
 #   scripts/zk.sh version DIR    print the version of the server started in DIR
 #   scripts/zk.sh ensemble DIR N start an ensemble of N servers (DIR/m0 ...), all on
 #                                loopback; print their host:port, comma-separated
-#   scripts/zk.sh stop DIR/mI    stop member I of the ensemble in DIR (as a crash
-#   scripts/zk.sh restart DIR/mI would), or start it again (restart of a stopped one)
+#   scripts/zk.sh stop DIR/mI    stop member I of the ensemble in DIR (SIGTERM;
+#   scripts/zk.sh restart DIR/mI crash kills it), or start it again (restart of a stopped one)
+#   scripts/zk.sh crash DIR      kill the server in DIR (SIGKILL: it does not shut
+#                                down; restart starts it again)
 #   scripts/zk.sh leader DIR     print the index of the ensemble's leader
 #
 # When DIR/peers exists before `ensemble`, its lines "I J QPORT EPORT" say
@@ -279,6 +281,8 @@ stop() {
 	stop_pidfile "$dir/zk.pid"
 }
 
+crash() { crash_pidfile "${1:?usage: zk.sh crash DIR}/zk.pid"; }
+
 restart() {
 	local dir=${1:?usage: zk.sh restart DIR} addr
 	[ -f "$dir/zoo.cfg" ] && [ -f "$dir/zk.addr" ] || die "restart" "no server was started in $dir"
@@ -300,12 +304,13 @@ case "${1:-}" in
 install) install ;;
 start) start "${2:-}" ;;
 stop) stop "${2:-}" ;;
+crash) crash "${2:-}" ;;
 restart) restart "${2:-}" ;;
 version) version "${2:-}" ;;
 ensemble) ensemble "${2:-}" "${3:-}" ;;
 leader) leader "${2:-}" ;;
 *)
-	echo "usage: $0 install | start DIR | stop DIR | restart DIR | version DIR | ensemble DIR N | leader DIR" >&2
+	echo "usage: $0 install | start DIR | stop DIR | crash DIR | restart DIR | version DIR | ensemble DIR N | leader DIR" >&2
 	exit 2
 	;;
 esac

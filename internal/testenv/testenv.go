@@ -255,10 +255,11 @@ func startEnsembleIn(root, dir, backend string, n int) (*Ensemble, error) {
 
 func (e *Ensemble) member(i int) string { return filepath.Join(e.dir, "m"+strconv.Itoa(i)) }
 
-// Stop stops member i as a crash would; its data stays.
+// Stop kills member i (SIGKILL: a crash, no shutdown of its own); its data
+// stays.
 func (e *Ensemble) Stop(t testing.TB, i int) {
 	t.Helper()
-	Script(t, nil, e.script, "stop", e.member(i))
+	Script(t, nil, e.script, "crash", e.member(i))
 }
 
 // Start starts stopped member i again and returns once it serves (it has
