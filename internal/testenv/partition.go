@@ -20,7 +20,6 @@ import (
 // can cut some members off from the others while their clients still reach
 // them.
 type Links struct {
-	n     int
 	links map[[2]int][]*faultproxy.Proxy // [from, to]: quorum, election
 }
 
@@ -38,7 +37,7 @@ func StartLinkedEnsemble(t testing.TB, n int) (*Ensemble, *Links) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Links{n: n, links: map[[2]int][]*faultproxy.Proxy{}}
+	l := &Links{links: map[[2]int][]*faultproxy.Proxy{}}
 	t.Cleanup(func() {
 		for _, ps := range l.links {
 			for _, p := range ps {
