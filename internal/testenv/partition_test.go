@@ -42,3 +42,35 @@ func TestZKGreeting(t *testing.T) {
 		t.Fatal("a cut greeting was taken")
 	}
 }
+
+// FuzzZKGreeting: any bytes a peer sends give a greeting that names addr,
+// the oldest protocol's unchanged, or an error; never a panic, and never
+// more read than the greeting.
+func FuzzZKGreeting(f *testing.F) {
+	g := binary.BigEndian.AppendUint64(nil, uint64(0xffffffffffff0001))
+	g = binary.BigEndian.AppendUint64(g, 2)
+	g = binary.BigEndian.AppendUint32(g, 14)
+	f.Add(append(g, "127.0.0.1:5001tail"...))
+	f.Add(binary.BigEndian.AppendUint64(nil, 7))
+	f.Add([]byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := bytes.NewReader(in)
+		out, err := zkGreeting(r, "127.0.0.1:40001")
+		if err != nil {
+			return
+		}
+		read := len(in) - r.Len()
+		if int64(binary.BigEndian.Uint64(in[:8])) >= 0 {
+			if read != 8 || !bytes.Equal(out, in[:8]) {
+				t.Fatalf("the oldest protocol's greeting changed: read %d, out %q", read, out)
+			}
+			return
+		}
+		if !bytes.Equal(out[:16], in[:16]) || string(out[20:]) != "127.0.0.1:40001" || binary.BigEndian.Uint32(out[16:20]) != 15 {
+			t.Fatalf("greeting %q from %q", out, in[:read])
+		}
+		if read != 20+int(binary.BigEndian.Uint32(in[16:20])) {
+			t.Fatalf("read %d bytes of a greeting of %d", read, 20+binary.BigEndian.Uint32(in[16:20]))
+		}
+	})
+}
