@@ -129,6 +129,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Session/Close", testSessionClose},
 		{"Session/Shared", testSessionShared},
 		{"Session/ExpiredWrite", testSessionExpiredWrite},
+		{"Session/ExpiredTxn", testSessionExpiredTxn},
 		{"Ephemeral/Owner", testEphemeralOwner},
 		{"Stat/Created", testStatCreated},
 		{"Watch/Data", testWatchData},
