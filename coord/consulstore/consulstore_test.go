@@ -304,6 +304,44 @@ func TestCommitGuardsWhatThePlanRead(t *testing.T) {
 	}
 }
 
+// A create is planned on its parent as read (or as the store last saw it);
+// a parent deleted and made again, ephemeral, before the commit (no child
+// ever made under either, so the child counter the create guards is missing
+// both times) fails the commit, which is planned again on the new parent and
+// refused: no child under an ephemeral node.
+func TestCreateUnderParentMadeAgain(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	prefix := "coordtest/parent-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	open := func() *consulstore.Store {
+		s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s, other := open(), open()
+	if _, err := s.Create(ctx, "/p", nil, coord.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	consulstore.BeforeNextCommit(s, func() {
+		if err := other.Delete(ctx, "/p", coord.AnyVersion); err != nil {
+			t.Error(err)
+		}
+		if _, err := other.Create(ctx, "/p", nil, coord.Ephemeral); err != nil {
+			t.Error(err)
+		}
+	})
+	_, err := s.Create(ctx, "/p/c", nil, coord.Persistent)
+	if !errors.Is(err, coord.ErrEphemeralParent) {
+		t.Fatalf("a create under a parent made again as ephemeral: %v, want ErrEphemeralParent", err)
+	}
+	if _, ok, _ := other.Exists(ctx, "/p/c"); ok {
+		t.Fatal("a child was made under the ephemeral node")
+	}
+}
+
 // agentConns counts the connections the agent at addr holds open on its
 // side (established, or closed by the client and still held by a handler),
 // from /proc/net/tcp.
