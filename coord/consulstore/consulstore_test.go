@@ -258,20 +258,27 @@ func TestCreateDoesNotOverwriteForeignKey(t *testing.T) {
 // A node another writer changes between a transaction's plan and its commit
 // fails the commit, for every op that read it: the transaction plans again,
 // sees the new version and is refused with ErrBadVersion, having written
-// nothing.
-func TestCommitGuardsWhatThePlanRead(t *testing.T) {
+
+// twoStores opens two stores on one new prefix named after name; they are
+// closed when the test ends.
+func twoStores(t *testing.T, name string) (*consulstore.Store, *consulstore.Store) {
 	addr := testenv.Addr(t, "consul")
-	ctx := context.Background()
-	prefix := "coordtest/guard-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	prefix := "coordtest/" + name + "-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
 	open := func() *consulstore.Store {
-		s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+		s, err := consulstore.New(context.Background(), consulstore.Config{Address: addr, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	s, other := open(), open()
+	return open(), open()
+}
+
+// nothing.
+func TestCommitGuardsWhatThePlanRead(t *testing.T) {
+	ctx := context.Background()
+	s, other := twoStores(t, "guard")
 	for _, c := range []struct {
 		name string
 		op   func(path string) coord.Op
@@ -310,18 +317,8 @@ func TestCommitGuardsWhatThePlanRead(t *testing.T) {
 // both times) fails the commit, which is planned again on the new parent and
 // refused: no child under an ephemeral node.
 func TestCreateUnderParentMadeAgain(t *testing.T) {
-	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	prefix := "coordtest/parent-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	open := func() *consulstore.Store {
-		s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	s, other := open(), open()
+	s, other := twoStores(t, "parent")
 	if _, err := s.Create(ctx, "/p", nil, coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
