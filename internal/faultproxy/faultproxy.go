@@ -252,8 +252,13 @@ func (p *Proxy) connect(client net.Conn) {
 func (p *Proxy) tracked(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, open := p.conns[c]
-	return open && !p.closed
+	return p.open(c)
+}
+
+// open is tracked with p.mu held.
+func (p *Proxy) open(c net.Conn) bool {
+	_, ok := p.conns[c]
+	return ok && !p.closed
 }
 
 // pipe copies from src to dst, waiting while stalled, dropping the bytes
@@ -293,7 +298,7 @@ func (p *Proxy) waitFlowing(c net.Conn) (flowing, lose bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		if _, open := p.conns[c]; !open || p.closed {
+		if !p.open(c) {
 			return false, false
 		}
 		if !p.stalled {
