@@ -28,7 +28,12 @@ type Faults interface {
 	// of the next write that applies, and hold every answer after it until
 	// Resume.
 	LoseReplies()
-	// Resume ends a Stall, a Block or LoseReplies.
+	// LoseRefusal is LoseReplies for a write the server refuses: the answer
+	// of the store's next write that is refused (a create of a node that
+	// exists, say) is lost, and every answer after it held until Resume. A
+	// backend whose LoseReplies loses every answer may do just that.
+	LoseRefusal()
+	// Resume ends a Stall, a Block, LoseReplies or LoseRefusal.
 	Resume() error
 	// DropNextWrite makes the store's next write request (the one that
 	// applies a create, set, delete or transaction, after any read that
@@ -748,7 +753,7 @@ func testFaultLostCreateReplyExisting(t *testing.T, s *suite) {
 	if _, _, err := st.Exists(ctx, "/n"); err != nil { // connected, stamps seen
 		t.Fatal(err)
 	}
-	f.LoseReplies()
+	f.LoseRefusal()
 	res := make(chan error, 1)
 	go func() {
 		_, err := st.Create(ctx, "/n", []byte("x"), coord.Persistent)

@@ -158,6 +158,29 @@ func testSequentialAfterDelete(t *testing.T, s *suite) {
 		if !(na < nb && nb < nc) {
 			t.Fatalf("%s: numbers %d, %d, then after deleting the newest %d: a name was reused", prefix, na, nb, nc)
 		}
+		// Stores that never saw the counter (their first call, a create
+		// and a transaction that checks a node too) do not reuse the
+		// deleted newest name either.
+		last, lastPath := nc, c
+		for _, first := range []func(coord.Store) (string, error){
+			func(o coord.Store) (string, error) { return o.Create(ctx, prefix, nil, coord.Sequential) },
+			func(o coord.Store) (string, error) {
+				res, err := o.Txn(ctx, coord.CheckOp(a, coord.AnyVersion), coord.CreateOp(prefix, nil, coord.Sequential))
+				if err != nil {
+					return "", err
+				}
+				return res[1].Path, nil
+			},
+		} {
+			must(t, st.Delete(ctx, lastPath, 0))
+			d, err := first(s.open(t))
+			must(t, err)
+			nd := seqOf(t, coord.Base(d))
+			if nd <= last {
+				t.Fatalf("%s: a new store made number %d after %d was made and deleted: a name was reused", prefix, nd, last)
+			}
+			last, lastPath = nd, d
+		}
 	}
 }
 

@@ -52,7 +52,9 @@ func backend(addr string) conformance.Backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, faults{faultproxy.NewClientFaults(p, func(then func()) { consulstore.LoseNextReply(s, then) }), s}
+			return s, faults{faultproxy.NewClientFaults(p,
+				func(then func()) { consulstore.LoseNextReply(s, then) },
+				func(then func()) { consulstore.LoseNextRefusal(s, then) }), s}
 		},
 		KeepAlive: func(ctx context.Context, other coord.Store, id string) error {
 			_, _, err := other.(*consulstore.Store).Client().Session().Renew(id, (&api.WriteOptions{}).WithContext(ctx))

@@ -6,6 +6,10 @@ package consulstore
 // one planned on state that moved since, is left alone.)
 func LoseNextReply(s *Store, then func()) { s.loseReply.Store(&then) }
 
+// LoseNextRefusal makes the answer of the next transaction the store
+// commits and the agent refuses get lost; then, at that instant, runs then.
+func LoseNextRefusal(s *Store, then func()) { s.loseRefusal.Store(&then) }
+
 // DropNextWrite makes the next transaction the store commits get lost on
 // its way to the agent, as when the connection dies before it is sent on.
 func DropNextWrite(s *Store) { s.dropWrite.Store(true) }

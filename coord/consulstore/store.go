@@ -112,8 +112,11 @@ type Store struct {
 	claims    resolve.Claims         // nodes that creates with lost replies took
 	known     knownKeys              // keys' states last seen, for setsFast
 	oldAgent  atomic.Bool            // the agent refused get-or-empty (before Consul 1.14)
-	loseReply atomic.Pointer[func()] // a test's fault: lose the next commit's answer, then run it
-	dropWrite atomic.Bool            // a test's fault: lose the next commit on its way
+	loseReply atomic.Pointer[func()] // a test's fault: lose the next applied commit's answer, then run it
+	// loseRefusal is a test's fault: lose the next refused commit's
+	// answer, then run it.
+	loseRefusal atomic.Pointer[func()]
+	dropWrite   atomic.Bool // a test's fault: lose the next commit on its way
 	// a test's fault: run once between the next plan and its commit
 	beforeCommit atomic.Pointer[func()]
 }

@@ -488,6 +488,11 @@ func (s *Store) commit(ctx context.Context, txn api.TxnOps, sessID string) (bool
 		(*f)()
 		ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
 	}
+	if f := s.loseRefusal.Load(); err == nil && !ok && f != nil && s.loseRefusal.CompareAndSwap(f, nil) {
+		// A test's fault: refused, and the answer lost on the way.
+		(*f)()
+		err = fmt.Errorf("the refusal of PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
+	}
 	if err != nil {
 		if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
 			// Sent, and no answer: it may have been applied.

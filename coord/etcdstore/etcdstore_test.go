@@ -77,7 +77,9 @@ func backend() conformance.Backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, faults{faultproxy.NewClientFaults(p, func(then func()) { etcdstore.LoseNextReply(s, then) }), s}
+			return s, faults{faultproxy.NewClientFaults(p,
+				func(then func()) { etcdstore.LoseNextReply(s, then) },
+				func(then func()) { etcdstore.LoseNextRefusal(s, then) }), s}
 		},
 		KeepAlive: func(ctx context.Context, other coord.Store, id string) error {
 			lease, err := strconv.ParseInt(id, 16, 64)

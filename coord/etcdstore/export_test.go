@@ -48,6 +48,10 @@ func (s *Store) Compact(ctx context.Context) error {
 // one planned on state that moved since, is left alone.)
 func LoseNextReply(s *Store, then func()) { s.loseReply.Store(&then) }
 
+// LoseNextRefusal makes the answer of the next transaction the store
+// commits and the server refuses get lost; then, at that instant, runs then.
+func LoseNextRefusal(s *Store, then func()) { s.loseRefusal.Store(&then) }
+
 // ResumeChildrenWatch runs a children watch of path from revision rev,
 // starting from the children it had then (kids), as after a long
 // disconnect, and counts its resyncs in *resyncs.

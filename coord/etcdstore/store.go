@@ -102,8 +102,11 @@ type Store struct {
 	seen      resolve.Stamp          // the largest revision a reply carried
 	claims    resolve.Claims         // nodes that creates with lost replies took
 	known     knownKeys              // the state of keys last read or written by a Txn
-	loseReply atomic.Pointer[func()] // a test's fault: lose the next commit's answer, then run it
-	dropWrite atomic.Bool            // a test's fault: lose the next commit on its way
+	loseReply atomic.Pointer[func()] // a test's fault: lose the next applied commit's answer, then run it
+	// loseRefusal is a test's fault: lose the next refused commit's
+	// answer, then run it.
+	loseRefusal atomic.Pointer[func()]
+	dropWrite   atomic.Bool // a test's fault: lose the next commit on its way
 	// beforeCommit is a test's fault: run just before the next commit.
 	beforeCommit atomic.Pointer[func()]
 }

@@ -42,6 +42,11 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []cli
 		(*f)()
 		resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (reply lost by a test fault)")
 	}
+	if f := s.loseRefusal.Load(); err == nil && !resp.Succeeded && f != nil && s.loseRefusal.CompareAndSwap(f, nil) {
+		// A test's fault: refused, and the answer lost on the way.
+		(*f)()
+		resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (refusal lost by a test fault)")
+	}
 	if err != nil {
 		if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {
 			// Sent, and no answer: it may have been applied.

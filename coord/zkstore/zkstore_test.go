@@ -72,6 +72,9 @@ type faults struct {
 
 func (f faults) DropNextWrite() { zkstore.DropNextWrite(f.s) }
 
+// LoseRefusal is LoseReplies: the proxy loses every answer, refusals too.
+func (f faults) LoseRefusal() { f.LoseReplies() }
+
 func TestConformance(t *testing.T) {
 	b := backend(testenv.Addr(t, "zk"))
 	b.Cluster = func(t testing.TB) conformance.Cluster { return ensemble{testenv.SharedEnsemble(t, "zk")} }

@@ -317,15 +317,18 @@ func (p *Proxy) waitFlowing(c net.Conn) (flowing, lose bool) {
 // and made after it is skipped (the answer is still lost).
 type ClientFaults struct {
 	*Proxy
-	loseNext func(then func())
+	loseNext    func(then func())
+	loseRefusal func(then func())
 
 	mu    sync.Mutex
 	armed bool // a lost reply's stall is still to come
 }
 
-// NewClientFaults returns p's faults with LoseReplies made by loseNext.
-func NewClientFaults(p *Proxy, loseNext func(then func())) *ClientFaults {
-	return &ClientFaults{Proxy: p, loseNext: loseNext}
+// NewClientFaults returns p's faults with LoseReplies made by loseNext and
+// LoseRefusal by loseRefusal (the client's hook that loses the answer of
+// the next write the server refuses).
+func NewClientFaults(p *Proxy, loseNext, loseRefusal func(then func())) *ClientFaults {
+	return &ClientFaults{Proxy: p, loseNext: loseNext, loseRefusal: loseRefusal}
 }
 
 // LoseReplies loses the client's next answer, and holds every answer after
@@ -335,6 +338,16 @@ func (f *ClientFaults) LoseReplies() {
 	f.armed = true
 	f.mu.Unlock()
 	f.loseNext(f.lateStall)
+}
+
+// LoseRefusal loses the answer of the client's next write that the server
+// refuses, and holds every answer after it until Resume, as LoseReplies
+// does for a write the server applies.
+func (f *ClientFaults) LoseRefusal() {
+	f.mu.Lock()
+	f.armed = true
+	f.mu.Unlock()
+	f.loseRefusal(f.lateStall)
 }
 
 // lateStall stalls the proxy if a stall is armed and no Resume has come

@@ -184,33 +184,43 @@ func dial(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-// A lost reply's stall made after Resume is skipped; one made before it is
-// lifted by it.
+// A lost reply's or refusal's stall made after Resume is skipped; one made
+// before it is lifted by it.
 func TestClientFaultsLateStall(t *testing.T) {
 	p, c, r := throughProxy(t)
-	var then func()
-	f := NewClientFaults(p, func(lost func()) { then = lost })
-	// Armed, resumed, then the client stalls: it must not hold.
-	f.LoseReplies()
-	if err := f.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	then()
-	if got, err := roundTrip(c, r, 5*time.Second); err != nil || got != "ping\n" {
-		t.Fatalf("a stall made after Resume held the link: %q, %v", got, err)
-	}
-	// Armed, the client stalls, then Resume: held until the Resume.
-	f.LoseReplies()
-	then()
-	if got, err := roundTrip(c, r, 300*time.Millisecond); err == nil {
-		t.Fatalf("a stall made before Resume let %q through", got)
-	}
-	if err := f.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if got, err := r.ReadString('\n'); err != nil || got != "ping\n" {
-		t.Fatalf("held bytes after Resume: %q, %v", got, err)
+	var applied, refused func()
+	f := NewClientFaults(p, func(lost func()) { applied = lost }, func(lost func()) { refused = lost })
+	for _, k := range []struct {
+		name string
+		lose func()
+		then *func()
+	}{{"LoseReplies", f.LoseReplies, &applied}, {"LoseRefusal", f.LoseRefusal, &refused}} {
+		applied, refused = nil, nil
+		// Armed, resumed, then the client stalls: it must not hold.
+		k.lose()
+		if *k.then == nil {
+			t.Fatalf("%s did not arm its own hook", k.name)
+		}
+		if err := f.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		(*k.then)()
+		if got, err := roundTrip(c, r, 5*time.Second); err != nil || got != "ping\n" {
+			t.Fatalf("%s: a stall made after Resume held the link: %q, %v", k.name, got, err)
+		}
+		// Armed, the client stalls, then Resume: held until the Resume.
+		k.lose()
+		(*k.then)()
+		if got, err := roundTrip(c, r, 300*time.Millisecond); err == nil {
+			t.Fatalf("%s: a stall made before Resume let %q through", k.name, got)
+		}
+		if err := f.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if got, err := r.ReadString('\n'); err != nil || got != "ping\n" {
+			t.Fatalf("%s: held bytes after Resume: %q, %v", k.name, got, err)
+		}
 	}
 }
 
