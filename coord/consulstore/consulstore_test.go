@@ -915,6 +915,67 @@ func TestReadsRetriedWhenTurnedAway(t *testing.T) {
 	}
 }
 
+// An agent that turns a write away before any server took it (429, 503, a
+// 500 "No cluster leader" or "rpc error getting client") is asked again
+// within the call's deadline, and the write is applied once. A 500 that may
+// come after the server applied it ("leadership lost while committing log")
+// is not repeated: the caller is told the outcome is unknown.
+func TestWritesRetriedWhenTurnedAway(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prefix := "coordtest/wturned-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	answers := []struct {
+		code int
+		body string
+	}{
+		{http.StatusTooManyRequests, "Your IP is issuing too many concurrent connections"},
+		{http.StatusServiceUnavailable, "unavailable"},
+		{http.StatusInternalServerError, "No cluster leader"},
+		{http.StatusInternalServerError, "rpc error getting client: failed to get conn: dial tcp 127.0.0.1:8300: connect: connection refused"},
+	}
+	var refuse, refused atomic.Int64
+	answer := atomic.Int64{} // the answer to give: an index in answers, or -1 for "leadership lost"
+	via := agentVia(t, testenv.Addr(t, "consul"), func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPut && r.URL.Path == "/v1/txn" && refuse.Add(-1) >= 0 {
+			refused.Add(1)
+			if i := answer.Load(); i >= 0 {
+				http.Error(w, answers[i].body, answers[i].code)
+			} else {
+				http.Error(w, "leadership lost while committing log", http.StatusInternalServerError)
+			}
+			return true
+		}
+		return false
+	})
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustCreate(t, s, "/n", []byte("0"))
+	for i, a := range answers {
+		answer.Store(int64(i))
+		refused.Store(0)
+		refuse.Store(2)
+		st, err := s.Set(ctx, "/n", []byte(fmt.Sprint(i+1)), int64(i))
+		if err != nil {
+			t.Fatalf("Set after the agent answered %d %q twice: %v", a.code, a.body, err)
+		}
+		if refused.Load() != 2 {
+			t.Fatalf("%d %q: the agent turned %d writes away, want 2 (the test did not hit the write)", a.code, a.body, refused.Load())
+		}
+		if data, got, err := s.Get(ctx, "/n"); err != nil || string(data) != fmt.Sprint(i+1) || got.Version != int64(i+1) || st.Version != got.Version {
+			t.Fatalf("%d %q: after the Set: %q %+v %v (Set said %+v): want applied once", a.code, a.body, data, got, err, st)
+		}
+	}
+	answer.Store(-1)
+	refuse.Store(1)
+	_, err = s.Set(ctx, "/n", []byte("x"), coord.AnyVersion)
+	if !errors.Is(err, coord.ErrOutcomeUnknown) {
+		t.Fatalf("Set answered \"leadership lost while committing log\": %v, want ErrOutcomeUnknown", err)
+	}
+}
+
 // A Txn of deletes reads the subtrees of the nodes it deletes that their
 // child counters show to hold only what it deletes with get-tree, many in
 // one read transaction: deleting five leaves and three directories of two

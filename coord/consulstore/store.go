@@ -127,12 +127,29 @@ var _ coord.Store = (*Store)(nil)
 // store's token (none when it has none) and no namespace or partition,
 // whatever consul/api took from the environment. A request that already
 // matches goes on unchanged; one that does not is cloned, not modified.
+//
+// It also keeps the status of a failed transaction. consul/api reports a
+// /v1/txn answered other than 200 or 409 by its body alone ("Failed
+// request: ..."), and the status is what tells a write the agent turned away
+// before any server took it (429, 503) from one that may have been applied:
+// such an answer comes back as the api's StatusError, as other calls'
+// failures do.
 type configOnly struct {
 	next  http.RoundTripper
 	token string
 }
 
 func (c configOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.send(r)
+	if err != nil || !strings.HasSuffix(r.URL.Path, "/v1/txn") || resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusConflict {
+		return resp, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	return nil, api.StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
+}
+
+func (c configOnly) send(r *http.Request) (*http.Response, error) {
 	scoped := strings.Contains(r.URL.RawQuery, "ns=") || strings.Contains(r.URL.RawQuery, "partition=")
 	if r.Header.Get("X-Consul-Token") == c.token && !scoped {
 		return c.next.RoundTrip(r)
@@ -316,10 +333,9 @@ func notApplied(err error) bool {
 	code := statusCode(err)
 	// The agent answered that no server took the request: the cluster has
 	// no leader (an election, or no quorum), or the agent could not connect
-	// to the server it forwards to (one that stopped). A 500, which the api
-	// package's txn reports only as "Failed request: <body>". Not "EOF" or
+	// to the server it forwards to (one that stopped). A 500. Not "EOF" or
 	// "leadership lost while committing log": those may have been applied.
-	if msg := err.Error(); code == http.StatusInternalServerError || (code == 0 && strings.Contains(msg, "Failed request: ")) {
+	if msg := err.Error(); code == http.StatusInternalServerError {
 		if strings.Contains(msg, "No cluster leader") || strings.Contains(msg, "rpc error getting client") {
 			return true
 		}
