@@ -619,7 +619,8 @@ func TestKnownSetsCommitWithoutReading(t *testing.T) {
 // nodes named, the others read, transactions planned on them.
 func TestOldAgentReads(t *testing.T) {
 	addr := testenv.Addr(t, "consul")
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	prefix := "coordtest/old-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
 	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
 	if err != nil {

@@ -630,11 +630,14 @@ func (s *Store) getKeysOld(ctx context.Context, keys []string) ([]*api.KVPair, e
 			if len(missing) == 0 {
 				return nil, readFailed(resp, keys[todo[0]])
 			}
-			kept := todo[:0]
+			kept := make([]int, 0, len(todo))
 			for j, i := range todo {
 				if !missing[j] {
 					kept = append(kept, i)
 				}
+			}
+			if len(kept) == len(todo) { // nothing dropped: it would fail again
+				return nil, readFailed(resp, keys[todo[0]])
 			}
 			todo = kept
 		}
