@@ -404,34 +404,24 @@ func (s *Store) createOne(ctx context.Context, path string, data []byte, mode co
 
 // Get implements coord.Store.
 func (s *Store) Get(ctx context.Context, path string) ([]byte, coord.Stat, error) {
-	return s.get(ctx, "get", path)
-}
-
-// get reads one node: its data and Stat, or only its Stat (op "exists",
-// which leaves the value on the server, as a keys-only range does).
-func (s *Store) get(ctx context.Context, op, path string) ([]byte, coord.Stat, error) {
-	if err := coord.CheckCall(ctx, op, path, nil, 0, 0, s.limits); err != nil {
+	if err := coord.CheckCall(ctx, "get", path, nil, 0, 0, s.limits); err != nil {
 		return nil, coord.Stat{}, err
 	}
 	c, cancel, err := s.call(ctx)
 	if err != nil {
-		return nil, coord.Stat{}, coord.Errorf(op, path, err)
+		return nil, coord.Stat{}, coord.Errorf("get", path, err)
 	}
 	defer cancel()
 	if path == "/" {
 		return nil, coord.Stat{}, nil
 	}
-	var opts []clientv3.OpOption
-	if op == "exists" {
-		opts = append(opts, clientv3.WithKeysOnly())
-	}
-	resp, err := s.cli.Get(c, s.nodeKey(path), opts...)
+	resp, err := s.cli.Get(c, s.nodeKey(path))
 	if err != nil {
-		return nil, coord.Stat{}, coord.Errorf(op, path, mapErr(ctx, err))
+		return nil, coord.Stat{}, coord.Errorf("get", path, mapErr(ctx, err))
 	}
 	s.seen.See(resp.Header.Revision)
 	if len(resp.Kvs) == 0 {
-		return nil, coord.Stat{}, coord.Errorf(op, path, coord.ErrNoNode)
+		return nil, coord.Stat{}, coord.Errorf("get", path, coord.ErrNoNode)
 	}
 	kv := resp.Kvs[0]
 	return kv.Value, statOf(kv.Version, kv.Lease, kv.CreateRevision), nil
@@ -508,13 +498,17 @@ func (s *Store) getManyAt(ctx context.Context, paths []string) ([]coord.GetResul
 }
 
 // Exists implements coord.Store.
+//
+// It reads the value too: a keys-only range, which etcd 3.7 answers from its
+// in-memory index, leaves out the lease, and with it the Stat's Ephemeral
+// and Owner.
 func (s *Store) Exists(ctx context.Context, path string) (coord.Stat, bool, error) {
-	_, st, err := s.get(ctx, "exists", path)
+	_, st, err := s.Get(ctx, path)
 	if errors.Is(err, coord.ErrNoNode) {
 		return coord.Stat{}, false, nil
 	}
 	if err != nil {
-		return coord.Stat{}, false, err
+		return coord.Stat{}, false, coord.Errorf("exists", path, errors.Unwrap(err))
 	}
 	return st, true, nil
 }

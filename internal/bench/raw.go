@@ -53,8 +53,11 @@ func (r *etcdRaw) get(ctx context.Context, key string) error {
 	return err
 }
 
+// exists reads the whole key, as the store's Exists must: etcd 3.7 answers
+// a keys-only range from its in-memory index without the lease, which an
+// Exists needs for its Stat (Ephemeral, Owner).
 func (r *etcdRaw) exists(ctx context.Context, key string) error {
-	_, err := r.cli.Get(ctx, key, clientv3.WithKeysOnly())
+	_, err := r.cli.Get(ctx, key)
 	return err
 }
 
