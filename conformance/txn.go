@@ -656,17 +656,26 @@ func testTxnDeleteLimit(t *testing.T, s *suite) {
 		t.Fatalf("%d results of %d ops", len(res), m)
 	}
 	count("after the deletes", 2)
-	// Batches put deletes in batches of up to m, a create in one of MaxTxnOps.
+	// Batches put deletes in batches of up to m, a create in one of at most
+	// MaxTxnOps: after m and then MaxTxnOps deletes, the create (which a
+	// batch of deletes would still have room for if the batch's kind were
+	// judged before the create joined it) starts a batch of its own.
 	var ops []coord.Op
-	for i := range 2*m + 1 {
+	for i := range m + lim.MaxTxnOps {
 		ops = append(ops, coord.DeleteOp(fmt.Sprintf("/l/d%05d", i), coord.AnyVersion))
 	}
-	batches, err := coord.Batches(append(ops, coord.CreateOp("/l/made", nil, coord.Persistent)), lim)
+	ops = append(ops, coord.CreateOp("/l/made", nil, coord.Persistent))
+	batches, err := coord.Batches(ops, lim)
 	must(t, err)
+	var joined []coord.Op
 	for i, b := range batches {
 		max := lim.TxnOps(b)
 		if len(b) > max || (i == 0 && len(b) != m) {
 			t.Fatalf("batch %d of %d ops (limit %d, deletes %d)", i, len(b), max, m)
 		}
+		joined = append(joined, b...)
+	}
+	if fmt.Sprint(joined) != fmt.Sprint(ops) {
+		t.Fatalf("the batches do not hold the ops in their order: %d ops in, %d out", len(ops), len(joined))
 	}
 }
