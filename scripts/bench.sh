@@ -31,7 +31,11 @@ if [ -z "${COORD_TEST_ZK:-}" ]; then
 	export COORD_BENCH_ZK_VERSION
 fi
 if [ -z "${COORD_TEST_CONSUL:-}" ]; then
-	COORD_TEST_CONSUL=$(scripts/consul.sh start "$run/consul") ||
+	# 100 simulated proxies, each watching two nodes with a blocking query
+	# (one connection each), share this host's one client address: real
+	# proxies run on their own hosts, each with its local agent. Consul's
+	# default of 200 connections per address would turn them away (429).
+	COORD_TEST_CONSUL=$(COORD_CONSUL_MAX_CONNS_PER_CLIENT=1000 scripts/consul.sh start "$run/consul") ||
 		die "start Consul" "scripts/consul.sh start exited $?" "$run/consul/consul.log"
 fi
 export COORD_TEST_ZK COORD_TEST_CONSUL

@@ -13,6 +13,9 @@
 #                                    With COORD_CONSUL_PERSIST=1 the agent is a
 #                                    single server (not -dev) keeping its state in
 #                                    DIR/data, so that restart finds it again.
+#                                    COORD_CONSUL_MAX_CONNS_PER_CLIENT=N sets the
+#                                    agent's limit of HTTP connections per client
+#                                    address (Consul's default: 200).
 #   scripts/consul.sh stop DIR       stop the agent started in DIR
 #   scripts/consul.sh restart DIR    stop the agent started in DIR (if it runs) and
 #                                    start it again with the same config and ports
@@ -275,6 +278,13 @@ performance {
 HCL
 	fi
 	echo "$mode" >"$dir/consul.mode"
+	if [ -n "${COORD_CONSUL_MAX_CONNS_PER_CLIENT:-}" ]; then
+		cat >>"$dir/agent.hcl" <<HCL
+limits {
+  http_max_conns_per_client = $COORD_CONSUL_MAX_CONNS_PER_CLIENT
+}
+HCL
+	fi
 	if [ -n "$token" ]; then
 		cat >>"$dir/agent.hcl" <<HCL
 acl {
