@@ -514,11 +514,13 @@ func testSequentialParentRecreated(t *testing.T, s *suite) {
 					return
 				}
 				mu.Lock()
-				if other, dup := seen[n]; dup {
-					errs <- fmt.Errorf("%s and %s share sequence number %d", other, p, n)
-				}
+				other, dup := seen[n]
 				seen[n] = p
 				mu.Unlock()
+				if dup { // one error a creator: errs never fills
+					errs <- fmt.Errorf("%s and %s share sequence number %d", other, p, n)
+					return
+				}
 			}
 		}()
 	}
