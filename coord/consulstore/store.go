@@ -8,15 +8,18 @@
 // the node's data, unchanged, and its coord version is kept in the key's
 // Flags. Children are listed with a "/" separator, so a listing returns the
 // direct children only. The sequence counter of a parent is the key
-// Prefix + "/seq" + P, updated in the /v1/txn that creates the sequential node.
-// Since no component of a prefix may be "nodes" or "seq", the keys of the
-// stores on "p" and on "p/a" never meet.
+// Prefix + "/seq" + P, updated under check-and-set in the /v1/txn that
+// creates a sequential child; its children mark, Prefix + "/kids" + P, is set
+// to a value never written before by the /v1/txn that creates a plain child.
+// Since no component of a prefix may be "nodes", "seq" or "kids", the keys of
+// the stores on "p" and on "p/a" never meet.
 //
 // Every change is one /v1/txn guarded by the ModifyIndex of what it read, so
-// it applies only to the state it was planned on. Creating a child rewrites
-// its parent unchanged (same value, same flags) under check-and-set, which
-// moves the parent's ModifyIndex: a concurrent delete of the parent, which is
-// guarded by that index, then fails instead of orphaning the child.
+// it applies only to the state it was planned on. A delete checks the
+// node's counter and children mark as it read them, before it listed the
+// children: a child created after that has moved one of them, and the
+// delete fails instead of orphaning the child. Plain creates under one
+// parent do not refuse one another: the mark is set, not checked.
 //
 // Ephemeral nodes are keys acquired ("lock") by one Consul session per Store
 // session, with behaviour delete, no health checks tying it to the agent's
@@ -25,6 +28,7 @@ package consulstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -116,7 +120,9 @@ type Store struct {
 	// loseRefusal is a test's fault: lose the next refused commit's
 	// answer, then run it.
 	loseRefusal atomic.Pointer[func()]
-	dropWrite   atomic.Bool // a test's fault: lose the next commit on its way
+	dropWrite   atomic.Bool   // a test's fault: lose the next commit on its way
+	markID      string        // random, for the children marks' values (newMark)
+	marks       atomic.Uint64 // children marks written
 	// a test's fault: run once between the next plan and its commit
 	beforeCommit atomic.Pointer[func()]
 }
@@ -200,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, coord.Errorf("connect", ac.Address, fmt.Errorf("%w: %v", coord.ErrInvalidArgument, err))
 	}
-	s := &Store{cli: cli, transport: ac.Transport, prefix: strings.Trim(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout}
+	s := &Store{cli: cli, transport: ac.Transport, prefix: strings.Trim(cfg.Prefix, "/"), ttl: cfg.SessionTTL, reqTO: cfg.RequestTimeout, markID: rand.Text()}
 	if s.prefix == "" {
 		s.prefix = "coord"
 	}
@@ -231,10 +237,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// keys can push a body over; checkBody refuses those before sending.
 	data := (req - 16<<10) / 4 * 3
 	opBytes := (3*(opsPerOp*(110+len(s.prefix)+1+64)+40) + 3) / 4
-	// A set is one check-and-set, a check one index check, a delete two
-	// (the key's and its child counter's).
+	// A set is one check-and-set, a check one index check, a delete three
+	// (the key's, its child counter's and its children mark's).
 	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnSetOps: serverTxnOps,
-		MaxTxnDeleteOps: serverTxnOps / 2, MaxTxnBytes: data + opBytes, TxnOpBytes: opBytes}
+		MaxTxnDeleteOps: serverTxnOps / 3, MaxTxnBytes: data + opBytes, TxnOpBytes: opBytes}
 	s.maxReq = req
 	s.bg, s.stop = context.WithCancel(context.Background())
 	// Fail now, not at the first call, when the agent does not answer.
@@ -256,11 +262,11 @@ func (s *Store) Client() *api.Client { return s.cli }
 func (s *Store) Limits() coord.Limits { return s.limits }
 
 // checkPrefix refuses a prefix that could share keys with another store's:
-// a component that is empty, "nodes" or "seq" would put the prefix "p/nodes"
-// or "p/seq" inside the keys of the store on "p".
+// a component that is empty, "nodes", "seq" or "kids" would put the prefix
+// "p/nodes", "p/seq" or "p/kids" inside the keys of the store on "p".
 func checkPrefix(prefix string) error {
 	for _, c := range strings.Split(prefix, "/") {
-		if c == "" || c == "nodes" || c == "seq" || c == "." || c == ".." {
+		if c == "" || c == "nodes" || c == "seq" || c == "kids" || c == "." || c == ".." {
 			return fmt.Errorf("%w: prefix %q: component %q is empty, reserved or relative", coord.ErrInvalidArgument, prefix, c)
 		}
 		for _, r := range c {
@@ -284,6 +290,21 @@ func (s *Store) seqKey(p string) string {
 		return s.prefix + "/seq"
 	}
 	return s.prefix + "/seq" + p
+}
+
+// kidsKey is the children mark of the node at p: a key that every plain
+// create of a child sets to a new value (see plan).
+func (s *Store) kidsKey(p string) string {
+	if p == "/" {
+		return s.prefix + "/kids"
+	}
+	return s.prefix + "/kids" + p
+}
+
+// newMark is a children mark's value that no store has written before: the
+// store's random id and a count.
+func (s *Store) newMark() []byte {
+	return fmt.Appendf(nil, "%s.%d", s.markID, s.marks.Add(1))
 }
 
 // opts returns query options bound to ctx and the request timeout.

@@ -25,6 +25,9 @@ import (
 type kvState struct {
 	kv   *api.KVPair // nil: missing
 	kids int         // children count (deletes only)
+	// mark is the node's children mark (kidsKey), read with its counter
+	// for a delete; nil: missing.
+	mark *api.KVPair
 }
 
 // Txn implements coord.Store on /v1/txn.
@@ -85,6 +88,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 		path string
 		key  string
 		kids bool
+		mark bool // fills m[path].mark, not .kv
 	}
 	var jobs []job
 	needKids := map[string]bool{}
@@ -98,19 +102,21 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			return
 		}
 		m[path] = &kvState{}
-		jobs = append(jobs, job{m, path, key, !counter && needKids[path]})
+		jobs = append(jobs, job{m: m, path: path, key: key, kids: !counter && needKids[path]})
 	}
 	for _, op := range ops {
 		add(nodes, op.Path, s.key(op.Path), false)
 		switch op.Kind {
 		case coord.OpCreate:
-			// Every create moves its parent's child counter, which a
-			// delete of the parent checks.
+			// A sequential create moves its parent's child counter, a
+			// plain one the parent's children mark; a delete of the
+			// parent checks both.
 			par := coord.Parent(op.Path)
 			add(nodes, par, s.key(par), false)
 			add(seqs, par, s.seqKey(par), true)
 		case coord.OpDelete:
 			add(seqs, op.Path, s.seqKey(op.Path), true)
+			jobs = append(jobs, job{m: seqs, path: op.Path, key: s.kidsKey(op.Path), mark: true})
 		}
 	}
 	for _, p := range extra {
@@ -141,7 +147,11 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 		}
 	}
 	for i, j := range jobs {
-		j.m[j.path].kv = kvs[i]
+		if j.mark {
+			j.m[j.path].mark = kvs[i]
+		} else {
+			j.m[j.path].kv = kvs[i]
+		}
 	}
 	// A top whose subtree is small by its child counters is read with
 	// get-tree in read transactions, many in one request (treeCounts); the
@@ -157,7 +167,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
 	for _, j := range jobs {
-		if !j.kids || j.m[j.path].kv == nil || top(j.path) != j.path {
+		if !j.kids || j.mark || j.m[j.path].kv == nil || top(j.path) != j.path {
 			continue
 		}
 		if smallSubtree(j.path, seqs, deletedKids) {
@@ -211,17 +221,18 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	return nodes, seqs, err
 }
 
-// smallSubtree reports whether the child counters read say that the
-// subtree of path, a node to delete, holds only nodes this transaction
-// deletes: its counter is missing (no child was ever created under it), or
-// it counts no more creates than it has children deleted here, each of
-// which is small too. Every create moves its parent's counter, so the
-// counters bound what a subtree written through coord can hold; a key
-// written under it by other means is still found and counted, at the cost
-// of reading its value.
+// smallSubtree reports whether the child counters and marks read say that
+// the subtree of path, a node to delete, holds only nodes this transaction
+// deletes: no plain child was ever created under it (its children mark is
+// missing), and its counter is missing (no sequential child either) or
+// counts no more creates than it has children deleted here, each of which
+// is small too. Every create moves its parent's counter or mark, so they
+// bound what a subtree written through coord can hold; a key written under
+// it by other means is still found and counted, at the cost of reading its
+// value.
 func smallSubtree(path string, seqs map[string]*kvState, deletedKids map[string][]string) bool {
 	c := seqs[path]
-	if c == nil {
+	if c == nil || c.mark != nil {
 		return false
 	}
 	if c.kv == nil {
@@ -442,7 +453,7 @@ func (s *Store) knownState(ops []coord.Op) (nodes, seqs map[string]*kvState, ok 
 				}
 				nodes[par] = &kvState{kv: kv}
 			}
-			if _, done := seqs[par]; !done {
+			if _, done := seqs[par]; !done && op.Mode&coord.Sequential != 0 {
 				kv, ok := remembered(s.seqKey(par))
 				if ok && kv.Value == nil {
 					return nil, nil, false // seen, but its value was not kept
@@ -728,10 +739,18 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 			kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: key, Index: index(st.Path)})
 			// The child counter as read: a child created since has moved
 			// it (or made it), and fails the delete.
-			if c := seqs[st.Path]; c != nil && c.kv != nil {
+			c := seqs[st.Path]
+			if c != nil && c.kv != nil {
 				kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: s.seqKey(st.Path), Index: c.kv.ModifyIndex})
 			} else {
 				kvOp(api.KVTxnOp{Verb: api.KVCheckNotExists, Key: s.seqKey(st.Path)})
+			}
+			// And the children mark as read: a plain child created since
+			// has moved it (or made it).
+			if c != nil && c.mark != nil {
+				kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: s.kidsKey(st.Path), Index: c.mark.ModifyIndex})
+			} else {
+				kvOp(api.KVTxnOp{Verb: api.KVCheckNotExists, Key: s.kidsKey(st.Path)})
 			}
 		}
 		if st.Op.Kind != coord.OpCheck {
@@ -745,24 +764,25 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 		}
 		kvOp(api.KVTxnOp{Verb: api.KVCheckIndex, Key: st.kv.Key, Index: st.kv.ModifyIndex})
 	}
-	// Each parent's child counter moves past every create under it (the
-	// sequence numbers handed out, and one per other create), under
-	// check-and-set. A concurrent delete of the parent, which checks the
-	// counter as it read it, then fails instead of orphaning the child.
-	// (Rewriting the parent unchanged would not do: Consul leaves the index
-	// of an unchanged key where it was.)
+	// A sequential create moves its parent's child counter past the
+	// numbers handed out, under check-and-set (its name comes from the
+	// counter's value). A plain create moves the parent's children mark
+	// instead, by a set of a value never written before: plain creates
+	// under one parent do not refuse one another (under check-and-set they
+	// committed one at a time), and a concurrent delete of the parent,
+	// which checks the counter and the mark as it read them, fails instead
+	// of orphaning the child. (The value must be new: Consul leaves the
+	// index of a key rewritten unchanged where it was.)
 	counters := txnplan.Counters(steps)
-	made := map[string]int64{}
-	for _, st := range steps {
-		if st.Op.Kind == coord.OpCreate {
-			made[coord.Parent(st.Path)]++
-		}
-	}
-	for par, n := range made {
-		counters[par] = max(counters[par], next[par]+n)
-	}
 	for _, par := range slices.Sorted(maps.Keys(counters)) {
 		kvOp(api.KVTxnOp{Verb: api.KVCAS, Key: s.seqKey(par), Value: []byte(strconv.FormatInt(counters[par], 10)), Index: seqIndex(seqs[par])})
+	}
+	var marked []string
+	for _, st := range steps {
+		if par := coord.Parent(st.Path); st.Op.Kind == coord.OpCreate && st.Seq < 0 && par != "/" && !slices.Contains(marked, par) {
+			marked = append(marked, par)
+			kvOp(api.KVTxnOp{Verb: api.KVSet, Key: s.kidsKey(par), Value: s.newMark()})
+		}
 	}
 	if err := s.checkBody(txn); err != nil {
 		return nil, nil, nil, &coord.TxnError{Index: 0, Op: ops[0], Err: err}
@@ -811,6 +831,9 @@ func sameIndexes(a, b map[string]*kvState) bool {
 			return false
 		}
 		if x.kv != nil && x.kv.ModifyIndex != y.kv.ModifyIndex {
+			return false
+		}
+		if (x.mark == nil) != (y.mark == nil) || (x.mark != nil && x.mark.ModifyIndex != y.mark.ModifyIndex) {
 			return false
 		}
 	}
