@@ -1179,14 +1179,32 @@ func TestDeleteTxnReads(t *testing.T) {
 		t.Fatalf("/f after the refused delete: exists %v, %v", ok, err)
 	}
 
-	// /big keeps a child; /deep loses its only child, which keeps one.
-	for _, c := range []struct{ top, gone, keep string }{
-		{"/big", "/big/gone", "/big/keep"},
-		{"/deep", "/deep/gone", "/deep/gone/keep"},
+	// /big keeps a child; /deep loses its only child, which keeps one. In
+	// /seq and /seqdeep the children are sequential, so that only the
+	// counters (which count two creates for one child deleted) bound them,
+	// not a children mark.
+	for _, c := range []struct {
+		top, gone, keep string
+		mode            coord.Mode
+	}{
+		{"/big", "/big/gone", "/big/keep", coord.Persistent},
+		{"/deep", "/deep/gone", "/deep/gone/keep", coord.Persistent},
+		{"/seq", "/seq/gone-", "/seq/keep-", coord.Sequential},
+		{"/seqdeep", "/seqdeep/gone-", "/keep-", coord.Sequential},
 	} {
 		mustCreate(t, s, c.top, nil)
-		mustCreate(t, s, c.gone, nil)
-		mustCreate(t, s, c.keep, bytes.Repeat([]byte("k"), 300<<10))
+		gone, err := s.Create(ctx, c.gone, nil, c.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.gone = gone
+		keep := c.keep
+		if c.top == "/seqdeep" {
+			keep = gone + keep
+		}
+		if _, err := s.Create(ctx, keep, bytes.Repeat([]byte("k"), 300<<10), c.mode); err != nil {
+			t.Fatal(err)
+		}
 		mu.Lock()
 		seen = nil
 		mu.Unlock()
