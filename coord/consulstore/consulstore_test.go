@@ -973,47 +973,76 @@ func TestChildrenRequests(t *testing.T) {
 	}
 }
 
-// An agent that turns a read away (429 Too Many Requests, 503, a 500 that no
-// server took it) is asked again, within the call's deadline: the read
-// succeeds once the agent answers, and the refusals were seen.
-func TestReadsRetriedWhenTurnedAway(t *testing.T) {
-	addr := testenv.Addr(t, "consul")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	prefix := "coordtest/turned-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	var refuse atomic.Int64 // GETs still to turn away
-	answers := []struct {
-		code int
-		body string
-	}{{http.StatusTooManyRequests, "Your IP is issuing too many concurrent connections"}, {http.StatusServiceUnavailable, "unavailable"}, {http.StatusInternalServerError, "No cluster leader"}}
-	var refused atomic.Int64
-	via := agentVia(t, addr, func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/") {
-			if n := refuse.Add(-1); n >= 0 {
-				a := answers[int(refused.Add(1)-1)%len(answers)]
-				http.Error(w, a.body, a.code)
-				return true
-			}
+// refusal is an answer of an agent that turns a request away.
+type refusal struct {
+	code int
+	body string
+}
+
+// notTaken are the refusals of an agent that no server took the request
+// from (so a write was not applied).
+var notTaken = []refusal{
+	{http.StatusTooManyRequests, "Your IP is issuing too many concurrent connections"},
+	{http.StatusServiceUnavailable, "unavailable"},
+	{http.StatusInternalServerError, "No cluster leader"},
+	{http.StatusInternalServerError, "rpc error getting client: failed to get conn: dial tcp 127.0.0.1:8300: connect: connection refused"},
+}
+
+// turningAgent stands in front of the test agent and turns away the next
+// refuse requests that match, each with answer (or, when nil, the
+// refusals of notTaken in turn), counting them in refused.
+type turningAgent struct {
+	refuse, refused atomic.Int64
+	answer          atomic.Pointer[refusal]
+}
+
+// turningStore opens a store on a fresh prefix through a turningAgent that
+// turns away requests that match.
+func turningStore(t *testing.T, ctx context.Context, name string, match func(*http.Request) bool) (*turningAgent, *consulstore.Store) {
+	t.Helper()
+	a := &turningAgent{}
+	via := agentVia(t, testenv.Addr(t, "consul"), func(w http.ResponseWriter, r *http.Request) bool {
+		if !match(r) || a.refuse.Add(-1) < 0 {
+			return false
 		}
-		return false
+		n := a.refused.Add(1)
+		ans := a.answer.Load()
+		if ans == nil {
+			ans = &notTaken[int(n-1)%len(notTaken)]
+		}
+		http.Error(w, ans.body, ans.code)
+		return true
 	})
+	prefix := "coordtest/" + name + "-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
 	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return a, s
+}
+
+// An agent that turns a read away (429 Too Many Requests, 503, a 500 that no
+// server took it) is asked again, within the call's deadline: the read
+// succeeds once the agent answers, and the refusals were seen.
+func TestReadsRetriedWhenTurnedAway(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, s := turningStore(t, ctx, "turned", func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/")
+	})
 	if _, err := s.Create(ctx, "/n", []byte("v"), coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
-	refuse.Store(3)
+	a.refuse.Store(3)
 	data, _, err := s.Get(ctx, "/n")
 	if err != nil || string(data) != "v" {
 		t.Fatalf("Get after the agent turned it away 3 times: %q, %v", data, err)
 	}
-	if refused.Load() != 3 {
-		t.Fatalf("the agent turned %d reads away, want 3 (the test did not hit the read)", refused.Load())
+	if a.refused.Load() != 3 {
+		t.Fatalf("the agent turned %d reads away, want 3 (the test did not hit the read)", a.refused.Load())
 	}
-	refuse.Store(3)
+	a.refuse.Store(3)
 	if kids, err := s.Children(ctx, "/"); err != nil || len(kids) != 1 {
 		t.Fatalf("Children after the agent turned it away 3 times: %v, %v", kids, err)
 	}
@@ -1027,54 +1056,29 @@ func TestReadsRetriedWhenTurnedAway(t *testing.T) {
 func TestWritesRetriedWhenTurnedAway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prefix := "coordtest/wturned-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	answers := []struct {
-		code int
-		body string
-	}{
-		{http.StatusTooManyRequests, "Your IP is issuing too many concurrent connections"},
-		{http.StatusServiceUnavailable, "unavailable"},
-		{http.StatusInternalServerError, "No cluster leader"},
-		{http.StatusInternalServerError, "rpc error getting client: failed to get conn: dial tcp 127.0.0.1:8300: connect: connection refused"},
-	}
-	var refuse, refused atomic.Int64
-	answer := atomic.Int64{} // the answer to give: an index in answers, or -1 for "leadership lost"
-	via := agentVia(t, testenv.Addr(t, "consul"), func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPut && r.URL.Path == "/v1/txn" && refuse.Add(-1) >= 0 {
-			refused.Add(1)
-			if i := answer.Load(); i >= 0 {
-				http.Error(w, answers[i].body, answers[i].code)
-			} else {
-				http.Error(w, "leadership lost while committing log", http.StatusInternalServerError)
-			}
-			return true
-		}
-		return false
+	a, s := turningStore(t, ctx, "wturned", func(r *http.Request) bool {
+		return r.Method == http.MethodPut && r.URL.Path == "/v1/txn"
 	})
-	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	mustCreate(t, s, "/n", []byte("0"))
-	for i, a := range answers {
-		answer.Store(int64(i))
-		refused.Store(0)
-		refuse.Store(2)
+	for i := range notTaken {
+		ans := notTaken[i]
+		a.answer.Store(&ans)
+		a.refused.Store(0)
+		a.refuse.Store(2)
 		st, err := s.Set(ctx, "/n", []byte(fmt.Sprint(i+1)), int64(i))
 		if err != nil {
-			t.Fatalf("Set after the agent answered %d %q twice: %v", a.code, a.body, err)
+			t.Fatalf("Set after the agent answered %d %q twice: %v", ans.code, ans.body, err)
 		}
-		if refused.Load() != 2 {
-			t.Fatalf("%d %q: the agent turned %d writes away, want 2 (the test did not hit the write)", a.code, a.body, refused.Load())
+		if a.refused.Load() != 2 {
+			t.Fatalf("%d %q: the agent turned %d writes away, want 2 (the test did not hit the write)", ans.code, ans.body, a.refused.Load())
 		}
 		if data, got, err := s.Get(ctx, "/n"); err != nil || string(data) != fmt.Sprint(i+1) || got.Version != int64(i+1) || st.Version != got.Version {
-			t.Fatalf("%d %q: after the Set: %q %+v %v (Set said %+v): want applied once", a.code, a.body, data, got, err, st)
+			t.Fatalf("%d %q: after the Set: %q %+v %v (Set said %+v): want applied once", ans.code, ans.body, data, got, err, st)
 		}
 	}
-	answer.Store(-1)
-	refuse.Store(1)
-	_, err = s.Set(ctx, "/n", []byte("x"), coord.AnyVersion)
+	a.answer.Store(&refusal{http.StatusInternalServerError, "leadership lost while committing log"})
+	a.refuse.Store(1)
+	_, err := s.Set(ctx, "/n", []byte("x"), coord.AnyVersion)
 	if !errors.Is(err, coord.ErrOutcomeUnknown) {
 		t.Fatalf("Set answered \"leadership lost while committing log\": %v, want ErrOutcomeUnknown", err)
 	}
