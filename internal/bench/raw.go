@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -244,6 +245,10 @@ func (r *zkRaw) close() { r.conn.Close() }
 type consulRaw struct {
 	cli    *api.Client
 	maxOps int
+	// version is what a versioned set writes in the key's flags, as the
+	// store keeps a node's version there: a set that rewrote the key
+	// unchanged would be a cheaper write than the store's.
+	version atomic.Uint64
 }
 
 func (r *consulRaw) q(ctx context.Context) *api.QueryOptions {
@@ -279,7 +284,7 @@ func (r *consulRaw) children(ctx context.Context, dir string) (int, error) {
 
 // cas runs one check-and-set and returns the key's new ModifyIndex.
 func (r *consulRaw) cas(ctx context.Context, key string, data []byte, index uint64) (int64, error) {
-	ok, resp, _, err := r.cli.Txn().Txn(api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: data, Index: index}}}, (&api.QueryOptions{}).WithContext(ctx))
+	ok, resp, _, err := r.cli.Txn().Txn(api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: data, Flags: r.version.Add(1), Index: index}}}, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return 0, err
 	}
