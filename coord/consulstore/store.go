@@ -651,7 +651,7 @@ func (s *Store) getKeysOld(ctx context.Context, keys []string) ([]*api.KVPair, e
 			if len(missing) == 0 {
 				return nil, readFailed(resp, keys[todo[0]])
 			}
-			kept := make([]int, 0, len(todo))
+			kept := todo[:0]
 			for j, i := range todo {
 				if !missing[j] {
 					kept = append(kept, i)

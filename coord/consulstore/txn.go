@@ -113,7 +113,9 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			// parent checks both.
 			par := coord.Parent(op.Path)
 			add(nodes, par, s.key(par), false)
-			add(seqs, par, s.seqKey(par), true)
+			if op.Mode&coord.Sequential != 0 { // a plain create's plan needs no counter
+				add(seqs, par, s.seqKey(par), true)
+			}
 		case coord.OpDelete:
 			add(seqs, op.Path, s.seqKey(op.Path), true)
 			jobs = append(jobs, job{m: seqs, path: op.Path, key: s.kidsKey(op.Path), mark: true})
@@ -493,16 +495,18 @@ func (s *Store) commit(ctx context.Context, txn api.TxnOps, sessID string) (bool
 	} else {
 		ok, resp, err = s.sendTxn(ctx, txn, notApplied)
 	}
-	if f := s.loseReply.Load(); err == nil && ok && f != nil && s.loseReply.CompareAndSwap(f, nil) {
-		// A test's fault: applied, and the answer lost on the way; then
-		// (*f)(), what else the test does to the link at that instant.
-		(*f)()
-		ok, err = false, fmt.Errorf("the reply to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
-	}
-	if f := s.loseRefusal.Load(); err == nil && !ok && f != nil && s.loseRefusal.CompareAndSwap(f, nil) {
-		// A test's fault: refused, and the answer lost on the way.
-		(*f)()
-		err = fmt.Errorf("the refusal of PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
+	if err == nil {
+		// A test's fault: applied (or refused), and the answer lost on the
+		// way; then (*f)(), what else the test does to the link at that
+		// instant.
+		lose := &s.loseReply
+		if !ok {
+			lose = &s.loseRefusal
+		}
+		if f := lose.Load(); f != nil && lose.CompareAndSwap(f, nil) {
+			(*f)()
+			ok, err = false, fmt.Errorf("the answer to PUT /v1/txn was lost by a test fault: %w", io.ErrUnexpectedEOF)
+		}
 	}
 	if err != nil {
 		if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {

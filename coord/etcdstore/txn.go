@@ -36,16 +36,18 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then, els []cli
 	} else {
 		resp, err = s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 	}
-	if f := s.loseReply.Load(); err == nil && resp.Succeeded && f != nil && s.loseReply.CompareAndSwap(f, nil) {
-		// A test's fault: applied, and the answer lost on the way; then
-		// (*f)(), what else the test does to the link at that instant.
-		(*f)()
-		resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (reply lost by a test fault)")
-	}
-	if f := s.loseRefusal.Load(); err == nil && !resp.Succeeded && f != nil && s.loseRefusal.CompareAndSwap(f, nil) {
-		// A test's fault: refused, and the answer lost on the way.
-		(*f)()
-		resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (refusal lost by a test fault)")
+	if err == nil {
+		// A test's fault: applied (or refused), and the answer lost on the
+		// way; then (*f)(), what else the test does to the link at that
+		// instant.
+		lose := &s.loseReply
+		if !resp.Succeeded {
+			lose = &s.loseRefusal
+		}
+		if f := lose.Load(); f != nil && lose.CompareAndSwap(f, nil) {
+			(*f)()
+			resp, err = nil, status.Error(codes.Unavailable, "error reading from server: EOF (answer lost by a test fault)")
+		}
 	}
 	if err != nil {
 		if mapped := mapErr(ctx, err); errors.Is(mapped, coord.ErrUnavailable) {

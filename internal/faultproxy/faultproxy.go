@@ -333,21 +333,19 @@ func NewClientFaults(p *Proxy, loseNext, loseRefusal func(then func())) *ClientF
 
 // LoseReplies loses the client's next answer, and holds every answer after
 // it until Resume (the proxy stalls; not if Resume came first).
-func (f *ClientFaults) LoseReplies() {
-	f.mu.Lock()
-	f.armed = true
-	f.mu.Unlock()
-	f.loseNext(f.lateStall)
-}
+func (f *ClientFaults) LoseReplies() { f.arm(f.loseNext) }
 
 // LoseRefusal loses the answer of the client's next write that the server
 // refuses, and holds every answer after it until Resume, as LoseReplies
 // does for a write the server applies.
-func (f *ClientFaults) LoseRefusal() {
+func (f *ClientFaults) LoseRefusal() { f.arm(f.loseRefusal) }
+
+// arm arms the late stall and the client's hook that loses an answer.
+func (f *ClientFaults) arm(lose func(then func())) {
 	f.mu.Lock()
 	f.armed = true
 	f.mu.Unlock()
-	f.loseRefusal(f.lateStall)
+	lose(f.lateStall)
 }
 
 // lateStall stalls the proxy if a stall is armed and no Resume has come
