@@ -717,26 +717,37 @@ func (s *Store) childPage(ctx context.Context, path, from, end string, rev int64
 	}
 }
 
-// readChildren reads the node's existence and its children at one revision,
-// which it returns (also with ErrNoNode).
+// readChildren reads the node's children and, when it has none, whether
+// it exists, at one revision, which it returns (also with ErrNoNode). A
+// node with children exists (a create compares its parent, a delete its
+// children), so most listings are one range; only an empty one reads the
+// node too, at the listing's revision.
 func (s *Store) readChildren(ctx context.Context, path string) ([]string, int64, error) {
 	cp := s.childPrefix(path)
-	ops := []clientv3.Op{clientv3.OpGet(cp, clientv3.WithPrefix(), clientv3.WithKeysOnly())}
-	if path != "/" {
-		ops = append(ops, clientv3.OpGet(s.nodeKey(path), clientv3.WithCountOnly()))
+	for {
+		resp, err := s.cli.Get(ctx, cp, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, 0, err
+		}
+		rev := resp.Header.Revision
+		s.seen.See(rev)
+		if len(resp.Kvs) == 0 && path != "/" {
+			node, err := s.cli.Get(ctx, s.nodeKey(path), clientv3.WithCountOnly(), clientv3.WithRev(rev))
+			if errors.Is(err, rpctypes.ErrCompacted) {
+				continue // compacted in between: list again
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			if node.Count == 0 {
+				return nil, rev, coord.ErrNoNode
+			}
+		}
+		kids := make([]string, 0, len(resp.Kvs))
+		for _, kv := range resp.Kvs {
+			kids = append(kids, string(kv.Key[len(cp):]))
+		}
+		sort.Strings(kids)
+		return kids, rev, nil
 	}
-	resp, err := s.readTxn(ctx, ops...)
-	if err != nil {
-		return nil, 0, err
-	}
-	if path != "/" && resp.Responses[1].GetResponseRange().Count == 0 {
-		return nil, resp.Header.Revision, coord.ErrNoNode
-	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	kids := make([]string, 0, len(kvs))
-	for _, kv := range kvs {
-		kids = append(kids, string(kv.Key[len(cp):]))
-	}
-	sort.Strings(kids)
-	return kids, resp.Header.Revision, nil
 }

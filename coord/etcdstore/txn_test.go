@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,5 +218,94 @@ func TestTxnWriteBeforeCommit(t *testing.T) {
 	}
 	if data, _, err := other.Get(ctx, "/q/n-0000000001"); err != nil || string(data) != "theirs" {
 		t.Fatalf("the node made by name: %q %v", data, err)
+	}
+}
+
+// TestChildrenRequests: a node with children exists, so listing them is
+// one range; only an empty listing reads the node too (at the listing's
+// revision), to tell a node without children from no node. The watch of
+// children reads the same way.
+func TestChildrenRequests(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefix := "kids-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	s, rpcs := countedStore(t, ctx, prefix)
+	for _, p := range []string{"/a", "/a/x", "/a/y", "/e"} {
+		if _, err := s.Create(ctx, p, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		path, want, requests string
+		err                  error
+	}{
+		{"/a", "x,y", "Range=1", nil},
+		{"/", "a,e", "Range=1", nil},
+		{"/e", "", "Range=2", nil},
+		{"/missing", "", "Range=2", coord.ErrNoNode},
+	} {
+		rpcs.take()
+		kids, err := s.Children(ctx, c.path)
+		if !errors.Is(err, c.err) || (err == nil) != (c.err == nil) {
+			t.Fatalf("Children(%s): %v, want %v", c.path, err, c.err)
+		}
+		if got := strings.Join(kids, ","); got != c.want {
+			t.Errorf("Children(%s) = %q, want %q", c.path, got, c.want)
+		}
+		if got := rpcs.take(); got != c.requests {
+			t.Errorf("Children(%s): requests %q, want %q", c.path, got, c.requests)
+		}
+	}
+}
+
+// TestChildrenOneSnapshot: an empty listing's node read is made at the
+// listing's revision, so a node created (with a child) between the two
+// reads is not reported as a node without children: Children answers as
+// of the listing, when there was no node.
+func TestChildrenOneSnapshot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefix := "kidsnap-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	other, err := etcdstore.New(ctx, etcdstore.Config{Endpoints: endpoints, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var ranges atomic.Int32
+	var between error
+	intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if strings.HasSuffix(method, "/Range") && ranges.Add(1) == 2 {
+			// Between the listing and the node's read.
+			_, between = other.Create(ctx, "/n", nil, coord.Persistent)
+			if between == nil {
+				_, between = other.Create(ctx, "/n/c", nil, coord.Persistent)
+			}
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(intercept)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	s, err := etcdstore.New(ctx, etcdstore.Config{Client: cli, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ranges.Store(0)
+	kids, err := s.Children(ctx, "/n")
+	if between != nil {
+		t.Fatal(between)
+	}
+	if n := ranges.Load(); n != 2 {
+		t.Fatalf("%d ranges, want 2", n)
+	}
+	if !errors.Is(err, coord.ErrNoNode) {
+		t.Fatalf("Children(/n) = %q, %v; want ErrNoNode (no node when its children were listed)", kids, err)
+	}
+	if kids, err := s.Children(ctx, "/n"); err != nil || strings.Join(kids, ",") != "c" {
+		t.Fatalf("Children(/n) after = %q, %v", kids, err)
 	}
 }

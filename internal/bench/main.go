@@ -35,6 +35,7 @@ var (
 	big    = flag.Bool("big", false, "also list 100,000 children (slow: minutes per backend)")
 	serve  = flag.String("serve-etcd", "", "internal: run a standalone etcd server on this data directory")
 	cpuOut = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	trace  = flag.Bool("trace", false, "print the store calls of one SetSlotRange(1024) and one confirmed action, with when each was sent and answered")
 )
 
 // row is one line of the table.

@@ -29,6 +29,7 @@ func runBackend(ctx context.Context, t *table, be *backend) error {
 		{"watch", benchWatch},
 		{"confirmed", benchConfirmed},
 		{"memory", benchMemory},
+		{"trace", benchTrace},
 	}
 	for _, st := range steps {
 		if ctx.Err() != nil {
