@@ -75,6 +75,46 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
+// TestSlotRangeWriteBetween: a slot written by someone else between
+// SetSlotRange's read and its write fails only the transaction that holds
+// it; the others stand, and the slots left are read and written again, so
+// that every slot ends in the group and none is written from a stale read.
+func TestSlotRangeWriteBetween(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func() coord.Store) {
+		s := open()
+		ctx := ctxT(t)
+		must(t, models.InitSlotSet(ctx, s, product, models.DEFAULT_SLOT_NUM))
+		for _, id := range []int{1, 2} {
+			must(t, models.NewServerGroup(product, id).Create(ctx, s))
+		}
+		for _, id := range []int{5, 1000} {
+			ran := false
+			w := &interfereOnTxn{Store: s, prefix: models.GetSlotPath(product, id), fn: func() {
+				ran = true
+				// Another writer, without the lock (as in an emergency),
+				// moves the slot to group 2, still offline.
+				sl, err := models.GetSlot(ctx, s, product, id)
+				must(t, err)
+				sl.GroupId = 2
+				must(t, sl.Update(models.WithoutLock(ctx), s))
+			}}
+			// Each round writes the slots from an offline state.
+			must(t, models.InitSlotSet(ctx, s, product, models.DEFAULT_SLOT_NUM))
+			must(t, models.SetSlotRange(ctx, w, product, 0, models.DEFAULT_SLOT_NUM-1, 1, models.SLOT_STATUS_ONLINE))
+			if !ran {
+				t.Fatalf("no transaction wrote slot %d", id)
+			}
+			slots, err := models.Slots(ctx, s, product)
+			must(t, err)
+			for _, sl := range slots {
+				if sl.GroupId != 1 || sl.State.Status != models.SLOT_STATUS_ONLINE {
+					t.Fatalf("slot %d after a write between (slot %d): group %d, %s", sl.Id, id, sl.GroupId, sl.State.Status)
+				}
+			}
+		}
+	})
+}
+
 func TestSlotRangeAndMigration(t *testing.T) {
 	backends.Run(t, func(t *testing.T, open func() coord.Store) {
 		s := open()

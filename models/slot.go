@@ -8,8 +8,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/fanout"
 )
 
 // NewSlot returns slot id of a product: offline, in no group.
@@ -349,16 +351,29 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 		return errorf(op, productName, fmt.Errorf("%w: %d", ErrInvalidGroupId, groupId))
 	}
 	return locked(ctx, store, productName, op, func(ctx context.Context, store coord.Store) error {
-		if ok, err := GroupExists(ctx, store, productName, groupId); err != nil {
-			return errorf(op, productName, err)
-		} else if !ok {
-			return errorf(op, productName, fmt.Errorf("%w: %d", ErrGroupNotFound, groupId))
-		}
-		if err := checkFences(ctx, store, productName); err != nil {
-			return errorf(op, productName, err)
+		// The group, the fences and the slots are read at once: none
+		// depends on another, and each is a round trip.
+		var (
+			checks       sync.WaitGroup
+			groupOK      bool
+			gerr, fences error
+		)
+		checks.Go(func() { groupOK, gerr = GroupExists(ctx, store, productName, groupId) })
+		checks.Go(func() { fences = checkFences(ctx, store, productName) })
+		checked := func() error {
+			checks.Wait()
+			switch {
+			case gerr != nil:
+				return errorf(op, productName, gerr)
+			case !groupOK:
+				return errorf(op, productName, fmt.Errorf("%w: %d", ErrGroupNotFound, groupId))
+			case fences != nil:
+				return errorf(op, productName, fences)
+			}
+			return nil
 		}
 		written := map[int]bool{}
-		for {
+		for first := true; ; first = false {
 			var paths []string
 			for id := fromSlot; id <= toSlot; id++ {
 				if !written[id] {
@@ -366,6 +381,11 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 				}
 			}
 			res, err := store.GetMany(ctx, paths...)
+			if first {
+				if err := checked(); err != nil {
+					return err
+				}
+			}
 			if err != nil {
 				return errorf(op, productName, err)
 			}
@@ -407,22 +427,41 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 			if err != nil {
 				return errorf(op, productName, err)
 			}
+			// The batches go a few at once (the server commits concurrent
+			// transactions together). Each is atomic; one refused because a
+			// slot changed since it was read leaves the others applied, and
+			// the slots not yet written are read and written again.
+			from := make([]int, len(batches)+1)
+			for i, b := range batches {
+				from[i+1] = from[i] + len(b)
+			}
+			var mu sync.Mutex
 			conflict := false
-			done := 0
 			check := coord.CheckOp(GetGroupPath(productName, groupId), coord.AnyVersion)
-			for _, b := range batches {
-				if _, err := store.Txn(ctx, append([]coord.Op{check}, b...)...); groupMissing(err, 1) {
-					return errorf(op, productName, fmt.Errorf("%w: %d (removed while slots were written)", ErrGroupNotFound, groupId))
-				} else if errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode) {
+			err = fanout.Each(ctx, len(batches), slotTxnsInFlight, func(_ context.Context, i int) error {
+				// The parent ctx: a batch in flight is not cut short when
+				// another fails (its outcome would be unknown).
+				_, err := store.Txn(ctx, append([]coord.Op{check}, batches[i]...)...)
+				switch {
+				case groupMissing(err, 1):
+					return fmt.Errorf("%w: %d (removed while slots were written)", ErrGroupNotFound, groupId)
+				case errors.Is(err, coord.ErrBadVersion) || errors.Is(err, coord.ErrNoNode):
+					mu.Lock()
 					conflict = true
-					break
-				} else if err != nil {
-					return errorf(op, productName, err)
+					mu.Unlock()
+					return nil
+				case err != nil:
+					return err
 				}
-				for _, id := range ids[done : done+len(b)] {
+				mu.Lock()
+				for _, id := range ids[from[i]:from[i+1]] {
 					written[id] = true
 				}
-				done += len(b)
+				mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				return errorf(op, productName, err)
 			}
 			if !conflict {
 				break
@@ -432,6 +471,10 @@ func SetSlotRange(ctx context.Context, store coord.Store, productName string, fr
 		return NewAction(ctx, store, productName, ACTION_TYPE_MULTI_SLOT_CHANGED, param, "", true)
 	})
 }
+
+// slotTxnsInFlight bounds the transactions of one SetSlotRange in flight
+// at once.
+const slotTxnsInFlight = 4
 
 // checkFences fails with ErrFenceWithoutProxy when a fence has no online
 // proxy behind it, as a confirmed action would, so that callers refuse

@@ -766,6 +766,86 @@ func TestOldAgentReads(t *testing.T) {
 	}
 }
 
+// An agent older than 1.14 answers a read transaction with get-or-empty
+// by refusing the verb (409, "unknown KV verb"); the store then reads with
+// get as such an agent allows, from then on, across every chunk of a
+// GetMany larger than one transaction.
+func TestOldAgentDetected(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var refused, sent atomic.Int64
+	via := agentVia(t, testenv.Addr(t, "consul"), func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut || r.URL.Path != "/v1/txn" {
+			return false
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			// A read given up by the store (its sibling found the old
+			// agent first) while its body was on its way.
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return true
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !bytes.Contains(body, []byte(`"get-or-empty"`)) {
+			return false
+		}
+		sent.Add(1)
+		refused.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprint(w, `{"Results":null,"Errors":[{"OpIndex":0,"What":"unknown KV verb \"get-or-empty\""}]}`)
+		return true
+	})
+	prefix := "coordtest/olddetect-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The nodes are made through the agent itself: the GetMany is the
+	// store's first read.
+	direct, err := consulstore.New(ctx, consulstore.Config{Address: testenv.Addr(t, "consul"), Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	var paths []string
+	for i := 0; i < 300; i++ {
+		p := fmt.Sprintf("/n%03d", i)
+		paths = append(paths, p)
+		if i%3 == 0 {
+			if _, err := direct.Create(ctx, p, []byte(p), coord.Persistent); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := refused.Load()
+	res, err := s.GetMany(ctx, paths...)
+	if err != nil || len(res) != len(paths) {
+		t.Fatalf("GetMany through an old agent: %d results, %v", len(res), err)
+	}
+	for i, p := range paths {
+		if i%3 != 0 {
+			if !errors.Is(res[i].Err, coord.ErrNoNode) {
+				t.Fatalf("GetMany of missing %s: %v, want ErrNoNode", p, res[i].Err)
+			}
+		} else if res[i].Err != nil || string(res[i].Data) != p {
+			t.Fatalf("GetMany of %s: %q %v", p, res[i].Data, res[i].Err)
+		}
+	}
+	if refused.Load() == 0 {
+		t.Fatal("the store never asked for get-or-empty")
+	}
+	// Once found old, the agent is not asked for get-or-empty again.
+	after := sent.Load()
+	if _, err := s.GetMany(ctx, paths...); err != nil {
+		t.Fatal(err)
+	}
+	if sent.Load() != after {
+		t.Fatalf("get-or-empty sent again after the agent refused it (%d refusals before the GetMany, %d after)", before, after)
+	}
+}
+
 // A transaction within Limits whose request body the agent would still
 // refuse (long keys on top of the largest data) is refused before it is
 // sent, with ErrTooLarge and nothing written: the agent drops the

@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/coordkit/coord/coord"
+	"github.com/coordkit/coord/internal/fanout"
 	"github.com/coordkit/coord/internal/lifecycle"
 	"github.com/coordkit/coord/internal/resolve"
 	"github.com/coordkit/coord/internal/retry"
@@ -458,10 +459,10 @@ func (s *Store) GetMany(ctx context.Context, paths ...string) ([]coord.GetResult
 func (s *Store) getManyAt(ctx context.Context, paths []string) ([]coord.GetResult, error) {
 	res := make([]coord.GetResult, len(paths))
 	var rev int64
-	for start := 0; start < len(paths); start += s.serverOps {
+	read := func(ctx context.Context, c int) error {
 		var ops []clientv3.Op
 		var idx []int
-		for i := start; i < min(start+s.serverOps, len(paths)); i++ {
+		for i := c * s.serverOps; i < min((c+1)*s.serverOps, len(paths)); i++ {
 			if paths[i] == "/" {
 				continue // always there, with no data
 			}
@@ -473,11 +474,11 @@ func (s *Store) getManyAt(ctx context.Context, paths []string) ([]coord.GetResul
 			idx = append(idx, i)
 		}
 		if len(ops) == 0 {
-			continue
+			return nil
 		}
 		resp, err := s.readTxn(ctx, ops...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
@@ -493,9 +494,26 @@ func (s *Store) getManyAt(ctx context.Context, paths []string) ([]coord.GetResul
 			kv := kvs[0]
 			res[i] = coord.GetResult{Data: kv.Value, Stat: statOf(kv.Version, kv.Lease, kv.CreateRevision)}
 		}
+		return nil
+	}
+	// The first chunk that reads anything fixes the revision; the others
+	// are read at it, a few at once.
+	chunks := (len(paths) + s.serverOps - 1) / s.serverOps
+	c := 0
+	for ; c < chunks && rev == 0; c++ {
+		if err := read(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	if err := fanout.Each(ctx, chunks-c, readsInFlight, func(ctx context.Context, i int) error { return read(ctx, c+i) }); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
+
+// readsInFlight bounds the read transactions of one GetMany in flight at
+// once, after the first.
+const readsInFlight = 4
 
 // Exists implements coord.Store.
 //

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coordkit/coord/coord"
@@ -297,11 +299,11 @@ func benchSlotRange(ctx context.Context, t *table, be *backend) error {
 	if err := be.raw.createMany(ctx, dir, names, nil); err != nil {
 		return err
 	}
-	var cs, bs, ones []float64
-	txns := 0
+	var cs, bs, rws, ones []float64
+	txns, rwReqs := 0, 0
 	for r := 0; r < *rounds && ctx.Err() == nil; r++ {
-		for k := 0; k < 3; k++ {
-			switch (r + k) % 3 {
+		for k := 0; k < 4; k++ {
+			switch (r + k) % 4 {
 			case 0:
 				if err := models.InitSlotSet(ctx, s, product, models.DEFAULT_SLOT_NUM); err != nil {
 					return err
@@ -318,6 +320,13 @@ func benchSlotRange(ctx context.Context, t *table, be *backend) error {
 					return fmt.Errorf("raw: %w", err)
 				}
 				bs, txns = append(bs, float64(time.Since(start))), n
+			case 3:
+				start := time.Now()
+				n, err := be.raw.readWriteAll(ctx, kvs)
+				if err != nil {
+					return fmt.Errorf("raw: %w", err)
+				}
+				rws, rwReqs = append(rws, float64(time.Since(start))), n
 			case 2:
 				start := time.Now()
 				for p, b := range oneByOne {
@@ -331,6 +340,8 @@ func benchSlotRange(ctx context.Context, t *table, be *backend) error {
 	}
 	t.add(row{backend: be.name, measure: "SetSlotRange(1024)", coord: dur(median(cs)), base: fmt.Sprintf("%s raw, %d txn(s)", dur(median(bs)), txns),
 		ratio: ratioCell(ratios(cs, bs)), note: fmt.Sprintf("store txn limit %d ops, %d of sets", s.Limits().MaxTxnOps, max(s.Limits().MaxTxnOps, s.Limits().MaxTxnSetOps))})
+	t.add(row{backend: be.name, measure: "SetSlotRange(1024)", coord: dur(median(cs)), base: fmt.Sprintf("%s raw read + compared write", dur(median(rws))),
+		ratio: ratioCell(ratios(cs, rws)), note: fmt.Sprintf("the work it must do: %d raw requests", rwReqs)})
 	t.add(row{backend: be.name, measure: "SetSlotRange(1024)", coord: dur(median(cs)), base: dur(median(ones)) + " 1024 Sets",
 		ratio: ratioCell(ratios(cs, ones)), note: "vs writing each slot on its own (Codis 2)"})
 	return nil
@@ -471,8 +482,10 @@ func confirmed(ctx context.Context, t *table, be *backend, n int, name string) e
 		return err
 	}
 	var cs, polls, floors, rp []float64
+	var busy cpuBusy
 	for r := 0; r < *rounds && ctx.Err() == nil; r++ {
 		var c []float64
+		busy.start()
 		for i := 0; i < 10; i++ {
 			start := time.Now()
 			if err := models.NewAction(ctx, s, product, models.ACTION_TYPE_SLOT_CHANGED, slot, "", true); err != nil {
@@ -480,6 +493,7 @@ func confirmed(ctx context.Context, t *table, be *backend, n int, name string) e
 			}
 			c = append(c, float64(time.Since(start)))
 		}
+		busy.stop()
 		p, err := pollConfirmed(ctx, s, slot, n)
 		if err != nil {
 			return fmt.Errorf("poll: %w", err)
@@ -502,7 +516,7 @@ func confirmed(ctx context.Context, t *table, be *backend, n int, name string) e
 		}
 	}
 	t.add(row{backend: be.name, measure: name, coord: fmt.Sprintf("%s (p99 %s)", dur(median(cs)), dur(quantile(cs, 0.99))),
-		base: dur(median(polls)) + " 500ms poll", ratio: ratioCell(rp), note: "raw write-to-watch floor " + dur(median(floors))})
+		base: dur(median(polls)) + " 500ms poll", ratio: ratioCell(rp), note: "raw write-to-watch floor " + dur(median(floors)) + busy.String()})
 	return nil
 }
 
@@ -533,6 +547,62 @@ func pollConfirmed(ctx context.Context, s coord.Store, slot *models.Slot, n int)
 			return 0, ctx.Err()
 		}
 	}
+}
+
+// cpuBusy adds up how busy the machine's CPUs were (/proc/stat) over the
+// spans between start and stop: with every server and simulated proxy on
+// one host, a figure near 100 % means the CPUs, not the protocol, set the
+// pace.
+type cpuBusy struct {
+	at         [2]uint64 // busy and total jiffies at start
+	busy, all  uint64
+	unreadable bool
+}
+
+func cpuJiffies() (busy, total uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total, true
+}
+
+func (c *cpuBusy) start() {
+	b, t, ok := cpuJiffies()
+	c.at, c.unreadable = [2]uint64{b, t}, c.unreadable || !ok
+}
+
+func (c *cpuBusy) stop() {
+	b, t, ok := cpuJiffies()
+	if !ok || c.unreadable {
+		c.unreadable = true
+		return
+	}
+	c.busy += b - c.at[0]
+	c.all += t - c.at[1]
+}
+
+// String is ", CPUs N% busy", or nothing when it could not be read.
+func (c *cpuBusy) String() string {
+	if c.unreadable || c.all == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", CPUs %.0f%% busy", 100*float64(c.busy)/float64(c.all))
 }
 
 type usage struct {

@@ -31,8 +31,12 @@ type raw interface {
 	// backend needs it), in as few requests as the server allows.
 	createMany(ctx context.Context, dir string, names []string, data []byte) error
 	// writeAll writes every key in as few transactions as the server allows
-	// and returns how many it took.
+	// (rawInFlight at once) and returns how many it took.
 	writeAll(ctx context.Context, kvs map[string][]byte) (int, error)
+	// readWriteAll does what SetSlotRange must: it reads every key, then
+	// writes each only if it is still as read, in as few requests as the
+	// server allows (rawInFlight at once), and returns how many it sent.
+	readWriteAll(ctx context.Context, kvs map[string][]byte) (int, error)
 	// watchFloor writes key and returns how long until a watch on it,
 	// armed before, reports the write.
 	watchFloor(ctx context.Context, key string, data []byte) (time.Duration, error)
@@ -91,23 +95,6 @@ func (r *etcdRaw) createDelete(ctx context.Context, key string, data []byte) err
 	}
 	_, err = r.cli.Txn(ctx).If(clientv3.Compare(clientv3.Version(key), "=", 1)).Then(clientv3.OpDelete(key)).Commit()
 	return err
-}
-
-func (r *etcdRaw) writeAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	var ops []clientv3.Op
-	for k, v := range kvs {
-		ops = append(ops, clientv3.OpPut(k, string(v)))
-	}
-	n := 0
-	for len(ops) > 0 {
-		b := ops[:min(len(ops), r.maxOps)]
-		ops = ops[len(b):]
-		if _, err := r.cli.Txn(ctx).Then(b...).Commit(); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
 }
 
 func (r *etcdRaw) createMany(ctx context.Context, dir string, names []string, data []byte) error {
@@ -194,15 +181,6 @@ func (r *zkRaw) createDelete(ctx context.Context, key string, data []byte) error
 		return err
 	}
 	return r.conn.Delete(key, 0)
-}
-
-func (r *zkRaw) writeAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	var reqs []interface{}
-	for k, v := range kvs {
-		reqs = append(reqs, &zk.SetDataRequest{Path: k, Data: v, Version: -1})
-	}
-	_, err := r.conn.Multi(reqs...)
-	return 1, err
 }
 
 func (r *zkRaw) createMany(ctx context.Context, dir string, names []string, data []byte) error {
@@ -308,27 +286,6 @@ func (r *consulRaw) createDelete(ctx context.Context, key string, data []byte) e
 		err = fmt.Errorf("consul raw delete %s refused", key)
 	}
 	return err
-}
-
-func (r *consulRaw) writeAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	var ops api.TxnOps
-	for k, v := range kvs {
-		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: k, Value: v}})
-	}
-	n := 0
-	for len(ops) > 0 {
-		b := ops[:min(len(ops), r.maxOps)]
-		ops = ops[len(b):]
-		ok, resp, _, err := r.cli.Txn().Txn(b, (&api.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return n, err
-		}
-		if !ok {
-			return n, fmt.Errorf("consul raw txn refused: %v", resp.Errors)
-		}
-		n++
-	}
-	return n, nil
 }
 
 func (r *consulRaw) createMany(ctx context.Context, dir string, names []string, data []byte) error {

@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestQuantile(t *testing.T) {
 	xs := []float64{5, 1, 3, 2, 4}
@@ -17,5 +21,35 @@ func TestQuantile(t *testing.T) {
 	}
 	if got := ratioCell([]float64{1, 2, 3}); got != "2.00× (1.50-2.50)" {
 		t.Errorf("ratioCell = %q", got)
+	}
+}
+
+func TestChunks(t *testing.T) {
+	got := chunks(10, 4)
+	if len(got) != 3 || got[0] != [2]int{0, 4} || got[1] != [2]int{4, 8} || got[2] != [2]int{8, 10} {
+		t.Errorf("chunks(10, 4) = %v", got)
+	}
+	if got := chunks(0, 4); len(got) != 0 {
+		t.Errorf("chunks(0, 4) = %v", got)
+	}
+}
+
+func TestCPUBusy(t *testing.T) {
+	var c cpuBusy
+	c.start()
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+	}
+	c.stop()
+	if _, _, ok := cpuJiffies(); !ok {
+		if c.String() != "" {
+			t.Errorf("unreadable /proc/stat gave %q", c.String())
+		}
+		t.Skip("no /proc/stat")
+	}
+	if c.busy > c.all || c.all == 0 {
+		t.Fatalf("busy %d of %d jiffies", c.busy, c.all)
+	}
+	if s := c.String(); !strings.HasPrefix(s, ", CPUs ") || !strings.HasSuffix(s, "% busy") {
+		t.Errorf("String() = %q", s)
 	}
 }
