@@ -1518,3 +1518,91 @@ func TestKnownCreatesCommitWithoutReading(t *testing.T) {
 		t.Fatalf("first sequential create under a parent made again: %s %v", p, err)
 	}
 }
+
+// TestKnownDeletesSkipTheRead: a delete of a node the store remembers (it
+// made it, or read it) counts the node's children and commits, two
+// requests, without first reading the node, its child counter and its
+// children mark; the commit checks them as remembered (a counter or mark
+// never seen as missing). Where that memory is stale (another client made
+// a child, or moved the node, since), the commit is refused, nothing is
+// applied, and the delete reads and reports what the server has.
+func TestKnownDeletesSkipTheRead(t *testing.T) {
+	addr := testenv.Addr(t, "consul")
+	ctx := context.Background()
+	s, prefix, requests := countedStore(t, addr, "known-deletes")
+	other, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	counted := func(what string, want int64, f func() error) {
+		t.Helper()
+		before := requests.Load()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := requests.Load() - before; n != want {
+			t.Errorf("%s took %d requests, want %d", what, n, want)
+		}
+	}
+	mk := func(st coord.Store, p string, mode coord.Mode) {
+		t.Helper()
+		if _, err := st.Create(ctx, p, nil, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk(s, "/a", coord.Persistent)
+	counted("a delete of a node just made", 2, func() error { return s.Delete(ctx, "/a", 0) })
+	mk(s, "/e", coord.Ephemeral)
+	counted("a delete of an ephemeral node just made", 2, func() error { return s.Delete(ctx, "/e", 0) })
+	mk(other, "/r", coord.Persistent)
+	if _, _, err := s.Get(ctx, "/r"); err != nil {
+		t.Fatal(err)
+	}
+	counted("a delete of a node just read", 2, func() error { return s.Delete(ctx, "/r", 0) })
+
+	// A child made by another client since: the mark moved; refused,
+	// then read: ErrNotEmpty, nothing deleted.
+	mk(s, "/p", coord.Persistent)
+	mk(other, "/p/c", coord.Persistent)
+	if err := s.Delete(ctx, "/p", 0); !errors.Is(err, coord.ErrNotEmpty) {
+		t.Fatalf("delete of a node another client made a child under: %v, want ErrNotEmpty", err)
+	}
+	// Now the store remembers /p, its mark and its counter as they are:
+	// the children are still counted.
+	if err := s.Delete(ctx, "/p", 0); !errors.Is(err, coord.ErrNotEmpty) {
+		t.Fatalf("delete again of a node with a child: %v, want ErrNotEmpty", err)
+	}
+	// A sequential child (the counter moved), deleted again before the
+	// delete: refused on the counter, then read and applied.
+	mk(s, "/q", coord.Persistent)
+	seq, err := other.Create(ctx, "/q/n-", nil, coord.Sequential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Delete(ctx, seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "/q", 0); err != nil {
+		t.Fatalf("delete of a node whose only child came and went: %v", err)
+	}
+	// Moved by another client: the version remembered (0) is stale.
+	mk(s, "/v", coord.Persistent)
+	if _, err := other.Set(ctx, "/v", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "/v", 0); !errors.Is(err, coord.ErrBadVersion) {
+		t.Fatalf("delete at a version another client moved: %v, want ErrBadVersion", err)
+	}
+	for p, want := range map[string]bool{"/a": false, "/e": false, "/r": false, "/p": true, "/p/c": true, "/q": false, "/v": true} {
+		if _, ok, err := other.Exists(ctx, p); err != nil || ok != want {
+			t.Errorf("%s: exists %v, %v; want %v", p, ok, err, want)
+		}
+	}
+	// A delete with a check of a remembered node is fast too.
+	mk(s, "/x", coord.Persistent)
+	counted("a fenced delete", 2, func() error {
+		_, err := s.Txn(ctx, coord.CheckOp("/v", 1), coord.DeleteOp("/x", 0))
+		return err
+	})
+}

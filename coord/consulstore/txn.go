@@ -60,6 +60,12 @@ func (s *Store) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResult, err
 		}
 		return res, nil
 	}
+	if res, done, err := s.deletesFast(c, ops); done {
+		if err != nil {
+			return nil, coord.Errorf("txn", ops[0].Path, mapErr(ctx, err))
+		}
+		return res, nil
+	}
 	for {
 		res, retry, err := s.txnOnce(c, ops, sessID)
 		if err != nil {
@@ -87,7 +93,6 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 		m    map[string]*kvState
 		path string
 		key  string
-		kids bool
 		mark bool // fills m[path].mark, not .kv
 	}
 	var jobs []job
@@ -102,7 +107,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			return
 		}
 		m[path] = &kvState{}
-		jobs = append(jobs, job{m: m, path: path, key: key, kids: !counter && needKids[path]})
+		jobs = append(jobs, job{m: m, path: path, key: key})
 	}
 	for _, op := range ops {
 		add(nodes, op.Path, s.key(op.Path), false)
@@ -132,6 +137,24 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	if err != nil {
 		return nil, nil, err
 	}
+	for i, j := range jobs {
+		if j.mark {
+			j.m[j.path].mark = kvs[i]
+		} else {
+			j.m[j.path].kv = kvs[i]
+		}
+	}
+	return nodes, seqs, s.countChildren(ctx, nodes, seqs, needKids)
+}
+
+// countChildren counts the children of the nodes to delete (needKids)
+// that nodes says exist, into their kvState: subtrees the child counters
+// and marks in seqs bound to what the ops delete with get-tree, many in
+// one read transaction, the others one listing of key names each. The
+// state in nodes and seqs must have been read (or last seen) before this
+// is called, and the commit must check it: a child created after the
+// listing has moved its parent's counter or mark.
+func (s *Store) countChildren(ctx context.Context, nodes, seqs map[string]*kvState, needKids map[string]bool) (err error) {
 	// A node deleted with its parent is counted from the listing of the
 	// highest node of that chain (the whole subtree, read after every key
 	// was), not listed on its own: deleting answers with their response
@@ -148,13 +171,6 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			subtree[t] = true
 		}
 	}
-	for i, j := range jobs {
-		if j.mark {
-			j.m[j.path].mark = kvs[i]
-		} else {
-			j.m[j.path].kv = kvs[i]
-		}
-	}
 	// A top whose subtree is small by its child counters is read with
 	// get-tree in read transactions, many in one request (treeCounts); the
 	// rest are listed one request each.
@@ -168,16 +184,16 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
-	for _, j := range jobs {
-		if !j.kids || j.mark || j.m[j.path].kv == nil || top(j.path) != j.path {
+	for p := range needKids {
+		if st := nodes[p]; p == "/" || st == nil || st.kv == nil || top(p) != p {
 			continue
 		}
-		if smallSubtree(j.path, seqs, deletedKids) {
-			trees = append(trees, j.path)
+		if smallSubtree(p, seqs, deletedKids) {
+			trees = append(trees, p)
 			continue
 		}
 		wg.Add(1)
-		go func(j job) {
+		go func(path string) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -185,12 +201,12 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			q, cancel, e := s.opts(ctx)
 			counts := map[string]int{}
 			if e == nil {
-				if subtree[j.path] {
-					counts, e = s.countKids(ctx, q, j.path)
+				if subtree[path] {
+					counts, e = s.countKids(ctx, q, path)
 				} else {
 					var kids []string
-					kids, _, e = s.list(ctx, q, j.path)
-					counts[j.path] = len(kids)
+					kids, _, e = s.list(ctx, q, path)
+					counts[path] = len(kids)
 				}
 				cancel()
 			}
@@ -204,7 +220,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 			if e != nil && err == nil {
 				err = e
 			}
-		}(j)
+		}(p)
 	}
 	if len(trees) > 0 {
 		counts, e := s.treeCounts(ctx, trees)
@@ -220,7 +236,7 @@ func (s *Store) read(ctx context.Context, ops []coord.Op, extra []string) (nodes
 		mu.Unlock()
 	}
 	wg.Wait()
-	return nodes, seqs, err
+	return err
 }
 
 // smallSubtree reports whether the child counters and marks read say that
@@ -425,6 +441,81 @@ func (s *Store) createsFast(ctx context.Context, ops []coord.Op, sessID string) 
 	}
 }
 
+// remembered is the key's state as the store last saw it, if it did.
+func (s *Store) remembered(key string) (*api.KVPair, bool) {
+	k, ok := s.known.get(key)
+	if !ok {
+		return nil, false
+	}
+	return &api.KVPair{Key: key, ModifyIndex: k.index, Flags: uint64(k.version), Session: k.session, Value: k.value}, true
+}
+
+// deletesFast commits a small Txn of deletes and checks of nodes the store
+// remembers without the planning read: the nodes' state, and their child
+// counters and marks, are taken as last seen (a counter or mark never seen
+// as missing), the children are counted after that (countChildren), and
+// the commit checks all of it, so a child made since, or a stale memory,
+// fails it and nothing is applied. A node deleted with its parent is left
+// to the read. done is false, with nothing applied, when it does not
+// apply, a listing or the plan fails (only a read can tell whether that
+// is so) or the commit is refused; the Txn then reads and plans, and
+// reports what it finds.
+func (s *Store) deletesFast(ctx context.Context, ops []coord.Op) (res []coord.OpResult, done bool, err error) {
+	if len(ops) > knownTxnOps {
+		return nil, false, nil
+	}
+	needKids := map[string]bool{}
+	for _, op := range ops {
+		switch op.Kind {
+		case coord.OpDelete:
+			needKids[op.Path] = true
+		case coord.OpCheck:
+		default:
+			return nil, false, nil
+		}
+	}
+	if len(needKids) == 0 {
+		return nil, false, nil
+	}
+	nodes, seqs := map[string]*kvState{}, map[string]*kvState{}
+	for _, op := range ops {
+		if op.Path == "/" || needKids[coord.Parent(op.Path)] {
+			return nil, false, nil
+		}
+		if _, seen := nodes[op.Path]; !seen {
+			kv, ok := s.remembered(s.key(op.Path))
+			if !ok {
+				return nil, false, nil
+			}
+			nodes[op.Path] = &kvState{kv: kv}
+		}
+		if op.Kind == coord.OpDelete {
+			counter, _ := s.remembered(s.seqKey(op.Path))
+			if counter != nil && counter.Value == nil {
+				return nil, false, nil // seen, but its value was not kept
+			}
+			mark, _ := s.remembered(s.kidsKey(op.Path))
+			seqs[op.Path] = &kvState{kv: counter, mark: mark}
+		}
+	}
+	if s.countChildren(ctx, nodes, seqs, needKids) != nil {
+		return nil, false, nil
+	}
+	res, txn, missing, err := s.plan(nodes, seqs, ops, "")
+	if err != nil || len(missing) > 0 {
+		return nil, false, nil
+	}
+	ok, resp, err := s.commit(ctx, txn, "")
+	if err != nil || !ok {
+		for _, op := range txn {
+			s.known.forget(op.KV.Key)
+		}
+		return nil, err != nil, err
+	}
+	s.learn(ops, res, txn, resp)
+	return res, true, nil
+}
+
 // knownState is the state a plan of ops needs, as the store remembers it;
 // ok is false when it does not remember enough, or ops delete (a delete
 // needs the node's children, which only a read gives) or are many.
@@ -434,13 +525,7 @@ func (s *Store) knownState(ops []coord.Op) (nodes, seqs map[string]*kvState, ok 
 	}
 	nodes, seqs = map[string]*kvState{}, map[string]*kvState{}
 	creates := false
-	remembered := func(key string) (*api.KVPair, bool) {
-		k, ok := s.known.get(key)
-		if !ok {
-			return nil, false
-		}
-		return &api.KVPair{Key: key, ModifyIndex: k.index, Flags: uint64(k.version), Session: k.session, Value: k.value}, true
-	}
+	remembered := s.remembered
 	for _, op := range ops {
 		switch op.Kind {
 		case coord.OpDelete:
