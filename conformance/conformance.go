@@ -110,6 +110,7 @@ func run(t *testing.T, b Backend, basicOnly bool) {
 		{"Version/ConcurrentWriters", testConcurrentCAS},
 		{"Create/ConcurrentCreators", testConcurrentCreate},
 		{"Delete/Missing", testDeleteMissing},
+		{"Delete/Gone", testDeleteGone},
 		{"Delete/NotEmpty", testDeleteNotEmpty},
 		{"Delete/All", testDeleteAll},
 		{"Delete/AllBatched", testDeleteAllBatched},

@@ -511,6 +511,36 @@ func testDeleteMissing(t *testing.T, s *suite) {
 	wantPathError(t, err, "/nothing")
 }
 
+// A node this store made or read, deleted since by another client, is
+// gone for it too: a Delete (at its version or any) and a Txn with its
+// delete are ErrNoNode, not a second successful delete, whatever the store
+// remembers of it.
+func testDeleteGone(t *testing.T, s *suite) {
+	st, other := s.open(t), s.open(t)
+	ctx := ctxT(t)
+	for _, p := range []string{"/made", "/read", "/txn"} {
+		_, err := st.Create(ctx, p, nil, coord.Persistent)
+		must(t, err)
+	}
+	_, _, err := st.Get(ctx, "/read")
+	must(t, err)
+	for _, p := range []string{"/made", "/read", "/txn"} {
+		must(t, other.Delete(ctx, p, 0))
+	}
+	err = st.Delete(ctx, "/made", 0)
+	is(t, err, coord.ErrNoNode)
+	wantPathError(t, err, "/made")
+	is(t, st.Delete(ctx, "/read", coord.AnyVersion), coord.ErrNoNode)
+	_, err = st.Txn(ctx, coord.DeleteOp("/txn", 0), coord.CreateOp("/after", nil, coord.Persistent))
+	var te *coord.TxnError
+	if !errors.As(err, &te) || te.Index != 0 || !errors.Is(err, coord.ErrNoNode) {
+		t.Fatalf("Txn deleting a node another client deleted: %v, want ErrNoNode at op 0", err)
+	}
+	if _, ok, err := other.Exists(ctx, "/after"); err != nil || ok {
+		t.Fatalf("/after after the refused Txn: exists %v, %v", ok, err)
+	}
+}
+
 func testDeleteNotEmpty(t *testing.T, s *suite) {
 	st := s.open(t)
 	ctx := ctxT(t)

@@ -310,6 +310,27 @@ func TestCommitGuardsWhatThePlanRead(t *testing.T) {
 		if _, ok, _ := s.Exists(ctx, path+"-made"); ok {
 			t.Fatalf("%s: the refused transaction made %s-made", c.name, path)
 		}
+		// Deleted by the other after the plan: ErrNoNode, and nothing
+		// applied (a delete-cas of a key that is gone would succeed).
+		gone := path + "-gone"
+		if _, err := s.Create(ctx, gone, nil, coord.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Get(ctx, gone); err != nil {
+			t.Fatal(err)
+		}
+		consulstore.BeforeNextCommit(s, func() {
+			if err := other.Delete(ctx, gone, 0); err != nil {
+				t.Error(err)
+			}
+		})
+		_, err = s.Txn(ctx, c.op(gone), coord.CreateOp(gone+"-made", nil, coord.Persistent))
+		if !errors.As(err, &te) || te.Index != 0 || !errors.Is(err, coord.ErrNoNode) {
+			t.Fatalf("%s of a node deleted after the plan: %v, want ErrNoNode at op 0", c.name, err)
+		}
+		if _, ok, _ := s.Exists(ctx, gone+"-made"); ok {
+			t.Fatalf("%s: the refused transaction made %s-made", c.name, gone)
+		}
 	}
 }
 
@@ -1573,6 +1594,15 @@ func TestKnownDeletesSkipTheRead(t *testing.T) {
 	if err := s.Delete(ctx, "/p", 0); !errors.Is(err, coord.ErrNotEmpty) {
 		t.Fatalf("delete again of a node with a child: %v, want ErrNotEmpty", err)
 	}
+	// The child gone, the delete applies on the mark as last read; made
+	// again, the node has no mark, and its delete does not check the old
+	// one (two requests, not a refused commit and a read).
+	if err := other.Delete(ctx, "/p/c", 0); err != nil {
+		t.Fatal(err)
+	}
+	counted("a delete of a node whose child is gone, its mark as read", 2, func() error { return s.Delete(ctx, "/p", 0) })
+	mk(s, "/p", coord.Persistent)
+	counted("a delete of a node made again", 2, func() error { return s.Delete(ctx, "/p", 0) })
 	// A sequential child (the counter moved), deleted again before the
 	// delete: refused on the counter, then read and applied.
 	mk(s, "/q", coord.Persistent)
@@ -1594,7 +1624,7 @@ func TestKnownDeletesSkipTheRead(t *testing.T) {
 	if err := s.Delete(ctx, "/v", 0); !errors.Is(err, coord.ErrBadVersion) {
 		t.Fatalf("delete at a version another client moved: %v, want ErrBadVersion", err)
 	}
-	for p, want := range map[string]bool{"/a": false, "/e": false, "/r": false, "/p": true, "/p/c": true, "/q": false, "/v": true} {
+	for p, want := range map[string]bool{"/a": false, "/e": false, "/r": false, "/p": false, "/p/c": false, "/q": false, "/v": true} {
 		if _, ok, err := other.Exists(ctx, p); err != nil || ok != want {
 			t.Errorf("%s: exists %v, %v; want %v", p, ok, err, want)
 		}

@@ -238,10 +238,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// keys can push a body over; checkBody refuses those before sending.
 	data := (req - 16<<10) / 4 * 3
 	opBytes := (3*(opsPerOp*(110+len(s.prefix)+1+64)+40) + 3) / 4
-	// A set is one check-and-set, a check one index check, a delete three
-	// (the key's, its child counter's and its children mark's).
+	// A set is one check-and-set, a check one index check, a delete four
+	// (the key's index check and delete, its child counter's and its
+	// children mark's), as many as the largest op: deletes get no more
+	// room than MaxTxnOps.
 	s.limits = coord.Limits{MaxValueSize: data, MaxTxnOps: serverTxnOps / opsPerOp, MaxTxnSetOps: serverTxnOps,
-		MaxTxnDeleteOps: serverTxnOps / 3, MaxTxnBytes: data + opBytes, TxnOpBytes: opBytes}
+		MaxTxnDeleteOps: serverTxnOps / 4, MaxTxnBytes: data + opBytes, TxnOpBytes: opBytes}
 	s.maxReq = req
 	s.bg, s.stop = context.WithCancel(context.Background())
 	// Fail now, not at the first call, when the agent does not answer.

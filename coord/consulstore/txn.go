@@ -675,7 +675,10 @@ func (s *Store) learn(ops []coord.Op, res []coord.OpResult, txn api.TxnOps, resp
 	for i, op := range ops {
 		switch op.Kind {
 		case coord.OpDelete:
+			// The node's child counter and children mark went with it.
 			s.known.forget(s.key(op.Path))
+			s.known.forget(s.seqKey(op.Path))
+			s.known.forget(s.kidsKey(op.Path))
 		case coord.OpCreate, coord.OpSet:
 			key := s.key(res[i].Path)
 			if n := index[key]; n != 0 {
@@ -825,7 +828,11 @@ func (s *Store) plan(nodes, seqs map[string]*kvState, ops []coord.Op, sessID str
 				kvOp(api.KVTxnOp{Verb: api.KVCheckIndex, Key: key, Index: index(st.Path)})
 			}
 		case coord.OpDelete:
-			kvOp(api.KVTxnOp{Verb: api.KVDeleteCAS, Key: key, Index: index(st.Path)})
+			// Checked, then deleted: Consul's delete-cas of a key that is
+			// gone succeeds, and so would a delete of a node another
+			// client deleted since it was read.
+			kvOp(api.KVTxnOp{Verb: api.KVCheckIndex, Key: key, Index: index(st.Path)})
+			kvOp(api.KVTxnOp{Verb: api.KVDelete, Key: key})
 			// The child counter as read: a child created since has moved
 			// it (or made it), and fails the delete.
 			c := seqs[st.Path]
