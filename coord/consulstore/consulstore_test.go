@@ -1457,24 +1457,8 @@ func TestReadsConsistent(t *testing.T) {
 // nothing is applied, and the Txn reads the server's state: the outcome is
 // the server's, never the remembered one.
 func TestKnownCreatesCommitWithoutReading(t *testing.T) {
-	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	s, prefix, requests := countedStore(t, addr, "known-creates")
-	other, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	counted := func(what string, want int64, f func() error) {
-		t.Helper()
-		before := requests.Load()
-		if err := f(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if n := requests.Load() - before; n != want {
-			t.Errorf("%s took %d requests, want %d", what, n, want)
-		}
-	}
+	s, other, counted := knownStores(t, "known-creates")
 	create := func(path string, mode coord.Mode, want string) func() error {
 		return func() error {
 			p, err := s.Create(ctx, path, nil, mode)
@@ -1512,7 +1496,7 @@ func TestKnownCreatesCommitWithoutReading(t *testing.T) {
 	if err := other.Delete(ctx, "/q/c", coord.AnyVersion); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Txn(ctx, coord.CheckOp("/q/c", 0), coord.CreateOp("/q/d", nil, coord.Persistent))
+	_, err := s.Txn(ctx, coord.CheckOp("/q/c", 0), coord.CreateOp("/q/d", nil, coord.Persistent))
 	var te *coord.TxnError
 	if !errors.As(err, &te) || te.Index != 0 || !errors.Is(err, coord.ErrNoNode) {
 		t.Fatalf("check of a node another client deleted: %v, want ErrNoNode on op 0", err)
@@ -1548,24 +1532,8 @@ func TestKnownCreatesCommitWithoutReading(t *testing.T) {
 // a child, or moved the node, since), the commit is refused, nothing is
 // applied, and the delete reads and reports what the server has.
 func TestKnownDeletesSkipTheRead(t *testing.T) {
-	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	s, prefix, requests := countedStore(t, addr, "known-deletes")
-	other, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	counted := func(what string, want int64, f func() error) {
-		t.Helper()
-		before := requests.Load()
-		if err := f(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if n := requests.Load() - before; n != want {
-			t.Errorf("%s took %d requests, want %d", what, n, want)
-		}
-	}
+	s, other, counted := knownStores(t, "known-deletes")
 	mk := func(st coord.Store, p string, mode coord.Mode) {
 		t.Helper()
 		if _, err := st.Create(ctx, p, nil, mode); err != nil {
@@ -1635,4 +1603,29 @@ func TestKnownDeletesSkipTheRead(t *testing.T) {
 		_, err := s.Txn(ctx, coord.CheckOp("/v", 1), coord.DeleteOp("/x", 0))
 		return err
 	})
+}
+
+// knownStores opens a store whose requests are counted and another on the
+// same prefix, and returns them with counted, which runs f and fails t if
+// it fails or sends other than want requests.
+func knownStores(t *testing.T, name string) (s, other *consulstore.Store, counted func(what string, want int64, f func() error)) {
+	t.Helper()
+	addr := testenv.Addr(t, "consul")
+	s, prefix, requests := countedStore(t, addr, name)
+	other, err := consulstore.New(context.Background(), consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	counted = func(what string, want int64, f func() error) {
+		t.Helper()
+		before := requests.Load()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := requests.Load() - before; n != want {
+			t.Errorf("%s took %d requests, want %d", what, n, want)
+		}
+	}
+	return s, other, counted
 }

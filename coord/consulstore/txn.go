@@ -429,15 +429,7 @@ func (s *Store) createsFast(ctx context.Context, ops []coord.Op, sessID string) 
 			}
 			continue
 		}
-		ok, resp, err := s.commit(ctx, txn, sessID)
-		if err != nil || !ok {
-			for _, op := range txn {
-				s.known.forget(op.KV.Key)
-			}
-			return nil, err != nil, err
-		}
-		s.learn(ops, res, txn, resp)
-		return res, true, nil
+		return s.commitKnown(ctx, ops, res, txn, sessID)
 	}
 }
 
@@ -505,7 +497,15 @@ func (s *Store) deletesFast(ctx context.Context, ops []coord.Op) (res []coord.Op
 	if err != nil || len(missing) > 0 {
 		return nil, false, nil
 	}
-	ok, resp, err := s.commit(ctx, txn, "")
+	return s.commitKnown(ctx, ops, res, txn, "")
+}
+
+// commitKnown commits a transaction planned on remembered state. Refused
+// (ok false, nothing applied), it forgets every key the transaction named
+// and returns done false; the Txn then reads and plans. Failed, it returns
+// the error, done.
+func (s *Store) commitKnown(ctx context.Context, ops []coord.Op, res []coord.OpResult, txn api.TxnOps, sessID string) ([]coord.OpResult, bool, error) {
+	ok, resp, err := s.commit(ctx, txn, sessID)
 	if err != nil || !ok {
 		for _, op := range txn {
 			s.known.forget(op.KV.Key)
