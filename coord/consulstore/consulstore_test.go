@@ -190,7 +190,7 @@ func TestPrefixesIsolated(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	base := "coordtest/iso-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	base := freshPrefix("iso")
 	for _, bad := range []string{base + "/nodes", base + "/seq", base + "//x", base + "/../x"} {
 		_, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: bad})
 		if !errors.Is(err, coord.ErrInvalidArgument) {
@@ -205,19 +205,15 @@ func TestPrefixesIsolated(t *testing.T) {
 func TestCorruptCounterRefused(t *testing.T) {
 	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	prefix := "coordtest/corrupt-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	prefix := freshPrefix("corrupt")
+	s := storeAt(t, addr, prefix)
 	if _, err := s.Create(ctx, "/q", nil, coord.Persistent); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Client().KV().Put(&api.KVPair{Key: prefix + "/seq/q", Value: []byte("12x")}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Create(ctx, "/q/n-", nil, coord.Sequential)
+	_, err := s.Create(ctx, "/q/n-", nil, coord.Sequential)
 	if !errors.Is(err, coord.ErrUnavailable) || !strings.Contains(err.Error(), "corrupt sequence counter") {
 		t.Fatalf("create under a corrupt counter: %v, want ErrUnavailable naming the corrupt counter", err)
 	}
@@ -233,12 +229,8 @@ func TestCorruptCounterRefused(t *testing.T) {
 func TestCreateDoesNotOverwriteForeignKey(t *testing.T) {
 	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	prefix := "coordtest/foreign-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	prefix := freshPrefix("foreign")
+	s := storeAt(t, addr, prefix)
 	for _, mode := range []coord.Mode{coord.Persistent, coord.Ephemeral} {
 		path := "/n-" + mode.String()
 		consulstore.BeforeNextCommit(s, func() {
@@ -264,17 +256,8 @@ func TestCreateDoesNotOverwriteForeignKey(t *testing.T) {
 // twoStores opens two stores on one new prefix named after name; they are
 // closed when the test ends.
 func twoStores(t *testing.T, name string) (*consulstore.Store, *consulstore.Store) {
-	addr := testenv.Addr(t, "consul")
-	prefix := "coordtest/" + name + "-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	open := func() *consulstore.Store {
-		s, err := consulstore.New(context.Background(), consulstore.Config{Address: addr, Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	return open(), open()
+	addr, prefix := testenv.Addr(t, "consul"), freshPrefix(name)
+	return storeAt(t, addr, prefix), storeAt(t, addr, prefix)
 }
 
 // nothing.
@@ -414,7 +397,7 @@ func TestDeleteGuardsChildrenMadeSince(t *testing.T) {
 func TestPlainCreatesDoNotContend(t *testing.T) {
 	ctx := context.Background()
 	addr := testenv.Addr(t, "consul")
-	prefix := "coordtest/contend-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	prefix := freshPrefix("contend")
 	var txns atomic.Int64
 	via := agentVia(t, addr, func(_ http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodPut && r.URL.Path == "/v1/txn" {
@@ -617,14 +600,9 @@ func countingAgent(t *testing.T, addr string) (string, *atomic.Int64) {
 // count of its requests.
 func countedStore(t *testing.T, addr, name string) (*consulstore.Store, string, *atomic.Int64) {
 	t.Helper()
-	prefix := "coordtest/" + name + "-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	prefix := freshPrefix(name)
 	via, requests := countingAgent(t, addr)
-	s, err := consulstore.New(context.Background(), consulstore.Config{Address: via, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, prefix, requests
+	return storeAt(t, via, prefix), prefix, requests
 }
 
 // A Txn of sets and checks on nodes whose state the store last saw (read or
@@ -745,12 +723,8 @@ func TestOldAgentReads(t *testing.T) {
 	addr := testenv.Addr(t, "consul")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prefix := "coordtest/old-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: addr, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	prefix := freshPrefix("old")
+	s := storeAt(t, addr, prefix)
 	consulstore.ReadAsOldAgent(s)
 	for _, p := range []string{"/a", "/c"} {
 		if _, err := s.Create(ctx, p, []byte(p), coord.Persistent); err != nil {
@@ -817,19 +791,11 @@ func TestOldAgentDetected(t *testing.T) {
 		fmt.Fprint(w, `{"Results":null,"Errors":[{"OpIndex":0,"What":"unknown KV verb \"get-or-empty\""}]}`)
 		return true
 	})
-	prefix := "coordtest/olddetect-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	prefix := freshPrefix("olddetect")
+	s := storeAt(t, via, prefix)
 	// The nodes are made through the agent itself: the GetMany is the
 	// store's first read.
-	direct, err := consulstore.New(ctx, consulstore.Config{Address: testenv.Addr(t, "consul"), Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
+	direct := storeAt(t, testenv.Addr(t, "consul"), prefix)
 	var paths []string
 	for i := 0; i < 300; i++ {
 		p := fmt.Sprintf("/n%03d", i)
@@ -875,7 +841,7 @@ func TestOldAgentDetected(t *testing.T) {
 func TestLongKeysBodyRefused(t *testing.T) {
 	addr := testenv.Addr(t, "consul")
 	ctx := context.Background()
-	prefix := "coordtest/body-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	prefix := freshPrefix("body")
 	// Count the transactions that carry a write (the agent answers some
 	// oversized bodies with 413, which would look the same to the caller).
 	var writes atomic.Int64
@@ -1114,13 +1080,7 @@ func turningStore(t *testing.T, ctx context.Context, name string, match func(*ht
 		http.Error(w, ans.body, ans.code)
 		return true
 	})
-	prefix := "coordtest/" + name + "-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return a, s
+	return a, storeAt(t, via, freshPrefix(name))
 }
 
 // An agent that turns a read away (429 Too Many Requests, 503, a 500 that no
@@ -1197,7 +1157,7 @@ func TestWritesRetriedWhenTurnedAway(t *testing.T) {
 // read whole.
 func TestDeleteTxnReads(t *testing.T) {
 	ctx := context.Background()
-	prefix := "coordtest/dtxn-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	prefix := freshPrefix("dtxn")
 	var mu sync.Mutex
 	var seen []string
 	var requests atomic.Int64
@@ -1397,19 +1357,15 @@ func TestReadsConsistent(t *testing.T) {
 		}
 		return false
 	})
-	prefix := "coordtest/consistent-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	s, err := consulstore.New(ctx, consulstore.Config{Address: via, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	prefix := freshPrefix("consistent")
+	s := storeAt(t, via, prefix)
 	step := func(what string, err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
-	_, err = s.Create(ctx, "/d", []byte("v"), coord.Persistent)
+	_, err := s.Create(ctx, "/d", []byte("v"), coord.Persistent)
 	step("create /d", err)
 	_, err = s.Create(ctx, "/d/a", nil, coord.Ephemeral)
 	step("create /d/a", err)
@@ -1612,11 +1568,7 @@ func knownStores(t *testing.T, name string) (s, other *consulstore.Store, counte
 	t.Helper()
 	addr := testenv.Addr(t, "consul")
 	s, prefix, requests := countedStore(t, addr, name)
-	other, err := consulstore.New(context.Background(), consulstore.Config{Address: addr, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Close() })
+	other = storeAt(t, addr, prefix)
 	counted = func(what string, want int64, f func() error) {
 		t.Helper()
 		before := requests.Load()
@@ -1628,4 +1580,21 @@ func knownStores(t *testing.T, name string) (s, other *consulstore.Store, counte
 		}
 	}
 	return s, other, counted
+}
+
+// freshPrefix is a key prefix of its own for a test: coordtest/name-TIME.
+func freshPrefix(name string) string {
+	return "coordtest/" + name + "-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+}
+
+// storeAt opens a store on prefix through the agent at addr, closed when t
+// ends.
+func storeAt(t *testing.T, addr, prefix string) *consulstore.Store {
+	t.Helper()
+	s, err := consulstore.New(context.Background(), consulstore.Config{Address: addr, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

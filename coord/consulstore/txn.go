@@ -525,7 +525,6 @@ func (s *Store) knownState(ops []coord.Op) (nodes, seqs map[string]*kvState, ok 
 	}
 	nodes, seqs = map[string]*kvState{}, map[string]*kvState{}
 	creates := false
-	remembered := s.remembered
 	for _, op := range ops {
 		switch op.Kind {
 		case coord.OpDelete:
@@ -534,26 +533,26 @@ func (s *Store) knownState(ops []coord.Op) (nodes, seqs map[string]*kvState, ok 
 			creates = true
 			par := coord.Parent(op.Path)
 			if _, done := nodes[par]; !done && par != "/" {
-				kv, ok := remembered(s.key(par))
+				kv, ok := s.remembered(s.key(par))
 				if !ok {
 					return nil, nil, false
 				}
 				nodes[par] = &kvState{kv: kv}
 			}
 			if _, done := seqs[par]; !done && op.Mode&coord.Sequential != 0 {
-				kv, ok := remembered(s.seqKey(par))
+				kv, ok := s.remembered(s.seqKey(par))
 				if ok && kv.Value == nil {
 					return nil, nil, false // seen, but its value was not kept
 				}
 				seqs[par] = &kvState{kv: kv} // never seen: taken as unset
 			}
 			if _, done := nodes[op.Path]; !done && op.Mode&coord.Sequential == 0 {
-				kv, _ := remembered(s.key(op.Path))
+				kv, _ := s.remembered(s.key(op.Path))
 				nodes[op.Path] = &kvState{kv: kv} // nil: taken as missing
 			}
 		default:
 			if _, done := nodes[op.Path]; !done {
-				kv, ok := remembered(s.key(op.Path))
+				kv, ok := s.remembered(s.key(op.Path))
 				if !ok || op.Path == "/" {
 					return nil, nil, false
 				}

@@ -407,8 +407,8 @@ func benchWatch(ctx context.Context, t *table, be *backend) error {
 }
 
 // startProxies starts n simulated Codis 2 proxies on ns, each with its own
-// store, and sets them online.
-func startProxies(ctx context.Context, be *backend, ns string, s coord.Store, n int) ([]*proxysim.Proxy, error) {
+// store (passed through wrap, if not nil), and sets them online.
+func startProxies(ctx context.Context, be *backend, ns string, s coord.Store, n int, wrap func(coord.Store) coord.Store) ([]*proxysim.Proxy, error) {
 	var ps []*proxysim.Proxy
 	open := be.open
 	if be.openProxy != nil {
@@ -418,6 +418,9 @@ func startProxies(ctx context.Context, be *backend, ns string, s coord.Store, n 
 		ps2, err := open(ctx, ns)
 		if err != nil {
 			return ps, err
+		}
+		if wrap != nil {
+			ps2 = wrap(ps2)
 		}
 		info := models.ProxyInfo{Id: fmt.Sprintf("proxy_%d", i), Addr: fmt.Sprintf("127.0.0.1:%d", 19000+i), Pid: os.Getpid(), StartAt: "bench"}
 		p, err := proxysim.Start(ctx, ps2, product, info, proxysim.Options{})
@@ -468,7 +471,7 @@ func confirmed(ctx context.Context, t *table, be *backend, n int, name string) e
 	if err := setupProduct(ctx, s); err != nil {
 		return err
 	}
-	ps, err := startProxies(ctx, be, ns, s, n)
+	ps, err := startProxies(ctx, be, ns, s, n, nil)
 	defer stopProxies(ps)
 	if err != nil {
 		return err
@@ -691,7 +694,7 @@ func benchMemory(ctx context.Context, t *table, be *backend) error {
 		return err
 	}
 	before = measureUsage()
-	ps, err := startProxies(ctx, be, ns+"-p", s, proxies)
+	ps, err := startProxies(ctx, be, ns+"-p", s, proxies, nil)
 	defer stopProxies(ps)
 	if err != nil {
 		return err

@@ -3,7 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
+	"maps"
+	"slices"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/hashicorp/consul/api"
@@ -17,46 +18,35 @@ import (
 // the store does: the baseline gets the same concurrency.
 const rawInFlight = 4
 
-// chunks splits n items into runs of at most size.
-func chunks(n, size int) [][2]int {
-	var out [][2]int
-	for i := 0; i < n; i += size {
-		out = append(out, [2]int{i, min(i+size, n)})
-	}
-	return out
-}
-
-func keysOf(kvs map[string][]byte) []string {
-	keys := make([]string, 0, len(kvs))
-	for k := range kvs {
-		keys = append(keys, k)
-	}
-	return keys
+// inChunks calls fn for each run [lo, hi) of at most size of n items,
+// rawInFlight at once, and returns how many runs there were.
+func inChunks(ctx context.Context, n, size int, fn func(ctx context.Context, lo, hi int) error) (int, error) {
+	runs := (n + size - 1) / size
+	return runs, fanout.Each(ctx, runs, rawInFlight, func(ctx context.Context, c int) error {
+		return fn(ctx, c*size, min((c+1)*size, n))
+	})
 }
 
 // etcd
 
 func (r *etcdRaw) writeAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	keys := keysOf(kvs)
-	cs := chunks(len(keys), r.maxOps)
-	err := fanout.Each(ctx, len(cs), rawInFlight, func(ctx context.Context, c int) error {
+	keys := slices.Collect(maps.Keys(kvs))
+	return inChunks(ctx, len(keys), r.maxOps, func(ctx context.Context, lo, hi int) error {
 		var ops []clientv3.Op
-		for _, k := range keys[cs[c][0]:cs[c][1]] {
+		for _, k := range keys[lo:hi] {
 			ops = append(ops, clientv3.OpPut(k, string(kvs[k])))
 		}
 		_, err := r.cli.Txn(ctx).Then(ops...).Commit()
 		return err
 	})
-	return len(cs), err
 }
 
 func (r *etcdRaw) readWriteAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	keys := keysOf(kvs)
-	cs := chunks(len(keys), r.maxOps)
+	keys := slices.Collect(maps.Keys(kvs))
 	versions := make([]int64, len(keys))
-	err := fanout.Each(ctx, len(cs), rawInFlight, func(ctx context.Context, c int) error {
+	runs, err := inChunks(ctx, len(keys), r.maxOps, func(ctx context.Context, lo, hi int) error {
 		var ops []clientv3.Op
-		for _, k := range keys[cs[c][0]:cs[c][1]] {
+		for _, k := range keys[lo:hi] {
 			ops = append(ops, clientv3.OpGet(k))
 		}
 		resp, err := r.cli.Txn(ctx).Then(ops...).Commit()
@@ -66,19 +56,19 @@ func (r *etcdRaw) readWriteAll(ctx context.Context, kvs map[string][]byte) (int,
 		for j, rr := range resp.Responses {
 			kvs := rr.GetResponseRange().GetKvs()
 			if len(kvs) != 1 {
-				return fmt.Errorf("etcd raw read: %s missing", keys[cs[c][0]+j])
+				return fmt.Errorf("etcd raw read: %s missing", keys[lo+j])
 			}
-			versions[cs[c][0]+j] = kvs[0].Version
+			versions[lo+j] = kvs[0].Version
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	err = fanout.Each(ctx, len(cs), rawInFlight, func(ctx context.Context, c int) error {
+	_, err = inChunks(ctx, len(keys), r.maxOps, func(ctx context.Context, lo, hi int) error {
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
-		for i := cs[c][0]; i < cs[c][1]; i++ {
+		for i := lo; i < hi; i++ {
 			cmps = append(cmps, clientv3.Compare(clientv3.Version(keys[i]), "=", versions[i]))
 			ops = append(ops, clientv3.OpPut(keys[i], string(kvs[keys[i]])))
 		}
@@ -88,7 +78,7 @@ func (r *etcdRaw) readWriteAll(ctx context.Context, kvs map[string][]byte) (int,
 		}
 		return err
 	})
-	return 2 * len(cs), err
+	return 2 * runs, err
 }
 
 // ZooKeeper
@@ -106,18 +96,14 @@ func (r *zkRaw) writeAll(ctx context.Context, kvs map[string][]byte) (int, error
 // flight on the one connection, as many as the store's GetMany keeps) and
 // writes them in one multi that checks each version read.
 func (r *zkRaw) readWriteAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	keys := keysOf(kvs)
+	keys := slices.Collect(maps.Keys(kvs))
 	versions := make([]int32, len(keys))
-	var mu sync.Mutex
 	err := fanout.Each(ctx, len(keys), 64, func(ctx context.Context, i int) error {
 		_, st, err := r.conn.Get(keys[i])
-		if err != nil {
-			return err
+		if err == nil {
+			versions[i] = st.Version // each call its own index
 		}
-		mu.Lock()
-		versions[i] = st.Version
-		mu.Unlock()
-		return nil
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -144,26 +130,23 @@ func (r *consulRaw) txn(ctx context.Context, ops api.TxnOps) (*api.TxnResponse, 
 }
 
 func (r *consulRaw) writeAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	keys := keysOf(kvs)
-	cs := chunks(len(keys), r.maxOps)
-	err := fanout.Each(ctx, len(cs), rawInFlight, func(ctx context.Context, c int) error {
+	keys := slices.Collect(maps.Keys(kvs))
+	return inChunks(ctx, len(keys), r.maxOps, func(ctx context.Context, lo, hi int) error {
 		var ops api.TxnOps
-		for _, k := range keys[cs[c][0]:cs[c][1]] {
+		for _, k := range keys[lo:hi] {
 			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: k, Value: kvs[k]}})
 		}
 		_, err := r.txn(ctx, ops)
 		return err
 	})
-	return len(cs), err
 }
 
 func (r *consulRaw) readWriteAll(ctx context.Context, kvs map[string][]byte) (int, error) {
-	keys := keysOf(kvs)
-	cs := chunks(len(keys), r.maxOps)
+	keys := slices.Collect(maps.Keys(kvs))
 	index := make([]uint64, len(keys))
-	err := fanout.Each(ctx, len(cs), rawInFlight, func(ctx context.Context, c int) error {
+	runs, err := inChunks(ctx, len(keys), r.maxOps, func(ctx context.Context, lo, hi int) error {
 		var ops api.TxnOps
-		for _, k := range keys[cs[c][0]:cs[c][1]] {
+		for _, k := range keys[lo:hi] {
 			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGet, Key: k}})
 		}
 		resp, err := r.txn(ctx, ops)
@@ -171,21 +154,21 @@ func (r *consulRaw) readWriteAll(ctx context.Context, kvs map[string][]byte) (in
 			return err
 		}
 		for j, res := range resp.Results {
-			index[cs[c][0]+j] = res.KV.ModifyIndex
+			index[lo+j] = res.KV.ModifyIndex
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	err = fanout.Each(ctx, len(cs), rawInFlight, func(ctx context.Context, c int) error {
+	_, err = inChunks(ctx, len(keys), r.maxOps, func(ctx context.Context, lo, hi int) error {
 		var ops api.TxnOps
-		for i := cs[c][0]; i < cs[c][1]; i++ {
+		for i := lo; i < hi; i++ {
 			// The flags change, as a store's version does.
 			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: keys[i], Value: kvs[keys[i]], Flags: r.version.Add(1), Index: index[i]}})
 		}
 		_, err := r.txn(ctx, ops)
 		return err
 	})
-	return 2 * len(cs), err
+	return 2 * runs, err
 }

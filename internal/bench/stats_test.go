@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,13 +28,21 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-func TestChunks(t *testing.T) {
-	got := chunks(10, 4)
-	if len(got) != 3 || got[0] != [2]int{0, 4} || got[1] != [2]int{4, 8} || got[2] != [2]int{8, 10} {
-		t.Errorf("chunks(10, 4) = %v", got)
+func TestInChunks(t *testing.T) {
+	var mu sync.Mutex
+	var got [][2]int
+	runs, err := inChunks(context.Background(), 10, 4, func(_ context.Context, lo, hi int) error {
+		mu.Lock()
+		got = append(got, [2]int{lo, hi})
+		mu.Unlock()
+		return nil
+	})
+	slices.SortFunc(got, func(a, b [2]int) int { return a[0] - b[0] })
+	if err != nil || runs != 3 || len(got) != 3 || got[0] != [2]int{0, 4} || got[1] != [2]int{4, 8} || got[2] != [2]int{8, 10} {
+		t.Errorf("inChunks(10, 4): %d runs %v, %v", runs, got, err)
 	}
-	if got := chunks(0, 4); len(got) != 0 {
-		t.Errorf("chunks(0, 4) = %v", got)
+	if runs, err := inChunks(context.Background(), 0, 4, func(context.Context, int, int) error { return errors.New("called") }); runs != 0 || err != nil {
+		t.Errorf("inChunks(0, 4): %d runs, %v", runs, err)
 	}
 }
 

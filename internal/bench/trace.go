@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,7 +14,6 @@ import (
 
 	"github.com/coordkit/coord/coord"
 	"github.com/coordkit/coord/models"
-	"github.com/coordkit/coord/models/proxysim"
 )
 
 // recorder collects the store calls of several traced stores: who made
@@ -59,58 +60,43 @@ func (r *recorder) stop() []call {
 	return cs
 }
 
-// printTimeline writes calls as offsets from start: when each was sent,
+// print writes the calls as offsets from the start: when each was sent,
 // how long it took, who made it. It ends with the time spent in each kind
 // of call and the time no call was in flight (client work and scheduling).
-func printTimeline(w io.Writer, title string, start time.Time, total time.Duration, cs []call) {
-	fmt.Fprintf(w, "# %s: %s, %d store calls and events\n", title, dur(float64(total)), len(cs))
+func (tl timeline) print(w io.Writer, title string) {
+	fmt.Fprintf(w, "# %s: %s, %d store calls and events\n", title, dur(float64(tl.total)), len(tl.calls))
 	type sum struct {
 		n int
 		d time.Duration
 	}
 	sums := map[string]*sum{}
-	var busy []call
-	for _, c := range cs {
+	idle, at := time.Duration(0), tl.start // at: the end of the calls so far
+	for _, c := range tl.calls {
 		d := c.end.Sub(c.start)
-		kind := "call"
-		if strings.HasPrefix(c.op, "event") {
-			kind = "event"
-		}
-		if kind == "call" {
-			busy = append(busy, c)
-			key := c.op
-			if sums[key] == nil {
-				sums[key] = &sum{}
+		if !strings.HasPrefix(c.op, "event") {
+			if sums[c.op] == nil {
+				sums[c.op] = &sum{}
 			}
-			sums[key].n++
-			sums[key].d += d
+			sums[c.op].n++
+			sums[c.op].d += d
+			if c.start.After(at) {
+				idle += c.start.Sub(at)
+			}
+			if c.end.After(at) {
+				at = c.end
+			}
 		}
 		e := ""
 		if c.err != nil {
 			e = "  (" + oneLine(c.err) + ")"
 		}
-		fmt.Fprintf(w, "#   +%7.3f ms %7.3f ms  %-10s %-14s %s%s\n", ms(c.start.Sub(start)), ms(d), c.who, c.op, c.path, e)
+		fmt.Fprintf(w, "#   +%7.3f ms %7.3f ms  %-10s %-14s %s%s\n", ms(c.start.Sub(tl.start)), ms(d), c.who, c.op, c.path, e)
 	}
-	// The time with nothing in flight.
-	idle, at := time.Duration(0), start
-	for _, c := range busy {
-		if c.start.After(at) {
-			idle += c.start.Sub(at)
-		}
-		if c.end.After(at) {
-			at = c.end
-		}
-	}
-	if end := start.Add(total); end.After(at) {
+	if end := tl.start.Add(tl.total); end.After(at) {
 		idle += end.Sub(at)
 	}
-	keys := make([]string, 0, len(sums))
-	for k := range sums {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var parts []string
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(sums)) {
 		parts = append(parts, fmt.Sprintf("%s %d× %.2f ms", k, sums[k].n, ms(sums[k].d)))
 	}
 	fmt.Fprintf(w, "#   in calls: %s; nothing in flight: %.2f ms\n", strings.Join(parts, ", "), ms(idle))
@@ -275,28 +261,10 @@ func benchTrace(ctx context.Context, t *table, be *backend) error {
 	}
 	medianTimeline(timelines).print(os.Stderr, be.name+": SetSlotRange(1024), no proxy (the median of 3)")
 
-	open := be.open
-	if be.openProxy != nil {
-		open = be.openProxy
-	}
-	ps0, err := open(ctx, ns)
+	ps, err := startProxies(ctx, be, ns, s, 1, func(p coord.Store) coord.Store { return traceStore(p, "proxy", rec) })
+	defer stopProxies(ps)
 	if err != nil {
 		return err
-	}
-	be.stores = append(be.stores, ps0)
-	info := models.ProxyInfo{Id: "proxy_0", Addr: "127.0.0.1:19000", Pid: os.Getpid(), StartAt: "bench"}
-	p, err := proxysim.Start(ctx, traceStore(ps0, "proxy", rec), product, info, proxysim.Options{})
-	if err != nil {
-		return err
-	}
-	defer p.Stop()
-	if err := models.SetProxyStatus(ctx, s, product, info.Id, models.PROXY_STATE_ONLINE); err != nil {
-		return err
-	}
-	select {
-	case <-p.Ready():
-	case <-p.Done():
-		return fmt.Errorf("proxy stopped: %v", p.Err())
 	}
 	slot := models.NewSlot(product, 1)
 	timelines = nil
@@ -321,15 +289,12 @@ func benchTrace(ctx context.Context, t *table, be *backend) error {
 	return nil
 }
 
-// timeline is one traced operation.
+// timeline is one traced operation: when it started, how long it took,
+// and its calls in the order sent.
 type timeline struct {
 	start time.Time
 	total time.Duration
 	calls []call
-}
-
-func (tl timeline) print(w io.Writer, title string) {
-	printTimeline(w, title, tl.start, tl.total, tl.calls)
 }
 
 func medianTimeline(ts []timeline) timeline {

@@ -22,7 +22,7 @@ func TestTimeline(t *testing.T) {
 		{who: "dashboard", op: "Txn", path: "2 set", start: at(3), end: at(4)},
 	}
 	var b bytes.Buffer
-	printTimeline(&b, "one action", t0, 5*time.Millisecond, cs)
+	timeline{start: t0, total: 5 * time.Millisecond, calls: cs}.print(&b, "one action")
 	out := b.String()
 	for _, want := range []string{
 		"# one action: 5.0ms, 4 store calls and events\n",
