@@ -11,13 +11,14 @@
 #   4. start a throw-away ZooKeeper and Consul agent on loopback ports, unless
 #      COORD_TEST_ZK / COORD_TEST_CONSUL already name servers;
 #   5. `go test -race` on every package (etcd is embedded), then a summary:
-#      the servers and their versions, tests passed / skipped / failed per
-#      package, and the wall time.
+#      the last lines each failed test printed, the servers and their
+#      versions, tests passed / skipped / failed per package, and the wall
+#      time.
 # Extra arguments go to `go test` (e.g. -run Conformance). COORD_SELFTEST=0
 # leaves out step 3 and COORD_ALLOW_NO_TESTS=1 passes a run of no test (make
-# bench sets both). Everything the run writes is in one
-# temporary directory, removed at the end (kept when the run fails), and the
-# cache.
+# bench sets both). Everything the run writes is in one temporary directory
+# (go test's JSON stream in go-test.json), removed at the end (kept when the
+# run fails), and the cache.
 set -euo pipefail
 script=test.sh
 cd "$(dirname "$0")/.."
@@ -84,7 +85,7 @@ log "servers: $summary_servers; required: $COORD_TEST_REQUIRE"
 log "step go test"
 go build -o "$run/testsummary" ./internal/testsummary || die "go test" "cannot build internal/testsummary"
 status=0
-go test -json -race -count=1 -timeout 30m "$@" ./... |
+go test -json -race -count=1 -timeout 30m "$@" ./... | tee "$run/go-test.json" |
 	"$run/testsummary" -servers "$summary_servers" -since "$started_at" \
 		-allow-none="$([ "${COORD_ALLOW_NO_TESTS:-0}" = 1 ] && echo true || echo false)" || status=$?
 [ "$status" = 0 ] || die "go test" "tests failed (the summary above names them)"

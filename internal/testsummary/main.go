@@ -1,7 +1,8 @@
 // Command testsummary reads `go test -json` on standard input, prints the
 // tests' output as `go test -v` would, and ends with a summary: the servers
 // the run used, tests (and subtests) passed, skipped and failed per package,
-// the names of those skipped or failed, and the wall time. Its last line is
+// the names of those skipped or failed, the last lines each failed test (or
+// package) printed, and the wall time. Its last line is
 // "tests: N passed, N failed, N skipped". It exits 1 when a test or a
 // package failed, or when the input ends without any test having run
 // (unless -allow-none).
@@ -42,6 +43,84 @@ type pkgResult struct {
 type summary struct {
 	pkgs  map[string]*pkgResult
 	order []string
+	// tails holds the last lines each running test (or package, under
+	// test "") printed; failures, those of the tests and packages that
+	// failed, in the order they failed.
+	tails    map[testID]*tail
+	failures []failure
+}
+
+// testID names a test of a package; Test is "" for the package's own output.
+type testID struct{ pkg, test string }
+
+// tailLines is how many of its last lines a failed test shows in the summary,
+// and maxFailures how many failed tests show theirs.
+const (
+	tailLines   = 40
+	maxFailures = 20
+)
+
+// tail keeps the last tailLines lines of one test's output.
+type tail struct {
+	lines   []string
+	dropped int
+}
+
+func (t *tail) add(line string) {
+	if len(t.lines) == tailLines {
+		t.lines = t.lines[1:]
+		t.dropped++
+	}
+	t.lines = append(t.lines, line)
+}
+
+// failure is what one failed test printed, without go test's framing.
+type failure struct {
+	id testID
+	tail
+}
+
+func newSummary() *summary {
+	return &summary{pkgs: map[string]*pkgResult{}, tails: map[testID]*tail{}}
+}
+
+// framing reports whether line is go test's own framing rather than what
+// the test printed: the === lines, and the result lines of tests that did
+// not fail.
+func framing(line string) bool {
+	l := strings.TrimSpace(line)
+	return l == "" || strings.HasPrefix(l, "=== ") || strings.HasPrefix(l, "--- PASS") || strings.HasPrefix(l, "--- SKIP") ||
+		l == "PASS" || l == "FAIL" || strings.HasPrefix(l, "ok  \t") || strings.HasPrefix(l, "FAIL\t")
+}
+
+// keep records line in the tail of id, unless it is framing.
+func (s *summary) keep(id testID, line string) {
+	if framing(line) {
+		return
+	}
+	t := s.tails[id]
+	if t == nil {
+		t = &tail{}
+		s.tails[id] = t
+	}
+	t.add(strings.TrimRight(line, "\n"))
+}
+
+// end closes the tail of id: kept when the test failed and printed more
+// than its own --- FAIL lines (a test that failed only through its subtests
+// has nothing of its own to show).
+func (s *summary) end(id testID, failed bool) {
+	t := s.tails[id]
+	delete(s.tails, id)
+	if !failed || t == nil {
+		return
+	}
+	for _, l := range t.lines {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--- FAIL") {
+			s.failures = append(s.failures, failure{id: id, tail: *t})
+			return
+		}
+	}
 }
 
 func (s *summary) pkg(name string) *pkgResult {
@@ -60,9 +139,15 @@ func (s *summary) add(e event) string {
 		return e.Output // build output of no package
 	}
 	p := s.pkg(e.Package)
-	switch {
-	case e.Action == "output":
+	id := testID{e.Package, e.Test}
+	switch e.Action {
+	case "output":
+		s.keep(id, e.Output)
 		return e.Output
+	case "pass", "skip", "fail":
+		s.end(id, e.Action == "fail")
+	}
+	switch {
 	case e.Test != "" && e.Action == "pass":
 		p.passed++
 	case e.Test != "" && e.Action == "skip":
@@ -108,6 +193,38 @@ func (s *summary) totals() (passed, failed, skipped int, pkgFailed bool) {
 }
 
 func (s *summary) print(w io.Writer, servers string, wall time.Duration) {
+	// Tests still running when the stream ended (a package's timeout
+	// panic names them) show what they printed too.
+	cut := make([]testID, 0, len(s.tails))
+	for id := range s.tails {
+		if s.pkgs[id.pkg].status != "ok" {
+			cut = append(cut, id)
+		}
+	}
+	sort.Slice(cut, func(i, j int) bool { return cut[i].pkg+"\x00"+cut[i].test < cut[j].pkg+"\x00"+cut[j].test })
+	for _, id := range cut {
+		s.end(id, true)
+	}
+	if len(s.failures) > 0 {
+		fmt.Fprintln(w, "\n==== what the failed tests printed (the last lines of each)")
+	}
+	for i, f := range s.failures {
+		if i == maxFailures {
+			fmt.Fprintf(w, "(and %d more failed tests: see the output above)\n", len(s.failures)-i)
+			break
+		}
+		name := f.id.test
+		if name == "" {
+			name = "(the package itself)"
+		}
+		fmt.Fprintf(w, "--- %s %s\n", f.id.pkg, name)
+		if f.dropped > 0 {
+			fmt.Fprintf(w, "    (%d earlier lines left out)\n", f.dropped)
+		}
+		for _, l := range f.lines {
+			fmt.Fprintln(w, l)
+		}
+	}
 	fmt.Fprintln(w, "\n==== summary")
 	if servers != "" {
 		fmt.Fprintln(w, "servers:", servers)
@@ -164,7 +281,7 @@ func main() {
 	if *since > 0 {
 		start = time.Unix(*since, 0)
 	}
-	s := &summary{pkgs: map[string]*pkgResult{}}
+	s := newSummary()
 	err := s.read(os.Stdin, os.Stdout)
 	s.print(os.Stdout, *servers, time.Since(start))
 	if err != nil {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +24,7 @@ const stream = `{"Action":"start","Package":"p/a"}
 `
 
 func TestSummary(t *testing.T) {
-	s := &summary{pkgs: map[string]*pkgResult{}}
+	s := newSummary()
 	var out bytes.Buffer
 	if err := s.read(strings.NewReader(stream), &out); err != nil {
 		t.Fatal(err)
@@ -59,7 +62,7 @@ func TestOK(t *testing.T) {
 		{"a package without result", `{"Action":"pass","Package":"p","Test":"T"}` + "\n" + `{"Action":"pass","Package":"p"}` + "\n" + `{"Action":"output","Package":"q","Output":"panic\n"}`, false},
 		{"package failed with tests passed", `{"Action":"pass","Package":"p","Test":"T"}` + "\n" + `{"Action":"fail","Package":"p"}`, false},
 	} {
-		s := &summary{pkgs: map[string]*pkgResult{}}
+		s := newSummary()
 		if err := s.read(strings.NewReader(c.stream), &bytes.Buffer{}); err != nil {
 			t.Fatal(err)
 		}
@@ -69,5 +72,58 @@ func TestOK(t *testing.T) {
 		if c.name == "no test ran" && !s.ok(true) {
 			t.Error("-allow-none: a run of no test passes")
 		}
+	}
+}
+
+// TestFailedOutput: the summary repeats what each failed test printed, its
+// last lines only, without go test's framing; a test that failed only
+// through its subtests, and tests that passed, show nothing; a package cut
+// by a panic shows its own lines and those of the test it was running.
+func TestFailedOutput(t *testing.T) {
+	ev := func(action, pkg, test, out string) string {
+		b, _ := json.Marshal(event{Action: action, Package: pkg, Test: test, Output: out})
+		return string(b) + "\n"
+	}
+	var in strings.Builder
+	in.WriteString(ev("output", "p/a", "TestA", "=== RUN   TestA\n"))
+	in.WriteString(ev("output", "p/a", "TestA/sub", "=== RUN   TestA/sub\n"))
+	for i := 0; i < tailLines+5; i++ {
+		in.WriteString(ev("output", "p/a", "TestA/sub", fmt.Sprintf("    a_test.go:10: line %d\n", i)))
+	}
+	in.WriteString(ev("output", "p/a", "TestA/sub", "    --- FAIL: TestA/sub (1.00s)\n"))
+	in.WriteString(ev("fail", "p/a", "TestA/sub", ""))
+	in.WriteString(ev("output", "p/a", "TestA", "--- FAIL: TestA (1.00s)\n"))
+	in.WriteString(ev("fail", "p/a", "TestA", ""))
+	in.WriteString(ev("output", "p/a", "TestB", "    b_test.go:3: a passing test's log\n"))
+	in.WriteString(ev("pass", "p/a", "TestB", ""))
+	in.WriteString(ev("fail", "p/a", "", ""))
+	in.WriteString(ev("output", "p/b", "TestC", "    c_test.go:7: waiting\n"))
+	in.WriteString(ev("output", "p/b", "", "panic: test timed out after 30m0s\n"))
+	in.WriteString(ev("fail", "p/b", "", ""))
+
+	s := newSummary()
+	if err := s.read(strings.NewReader(in.String()), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	s.print(&out, "", time.Second)
+	got := out.String()
+	for _, want := range []string{
+		"--- p/a TestA/sub\n    (6 earlier lines left out)\n    a_test.go:10: line 6\n",
+		fmt.Sprintf("line %d\n    --- FAIL: TestA/sub", tailLines+4),
+		"--- p/b (the package itself)\npanic: test timed out",
+		"--- p/b TestC\n    c_test.go:7: waiting\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	for _, not := range []string{"line 5\n", "--- p/a TestA\n", "a passing test's log", "=== RUN"} {
+		if strings.Contains(got, not) {
+			t.Errorf("summary shows %q:\n%s", not, got)
+		}
+	}
+	if i, j := strings.Index(got, "==== what the failed tests printed"), strings.Index(got, "==== summary"); i < 0 || i > j {
+		t.Errorf("the failed tests' lines come before the summary:\n%s", got)
 	}
 }
