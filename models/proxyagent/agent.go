@@ -12,8 +12,15 @@
 // registers again under a new one (its node, as it was, and its fence), going
 // on from the last action it delivered, so that nothing is lost or delivered
 // twice; a node deleted by someone else is made again the same way (to take
-// a proxy out, set it mark_offline, as for a Codis 2 proxy). An action collected before it could be read, the only gap it cannot
-// fill, is reported to Options.Resync.
+// a proxy out, set it mark_offline, as for a Codis 2 proxy). When its store
+// gave up on the session before the server ended it (a quorum away longer
+// than the session can be vouched for), the old node is still there: the
+// agent deletes it and makes it again at once rather than wait, unregistered,
+// for the server to end the old session. A confirmed action announced in the
+// round trip between the two finds the fence alone and is refused
+// (models.ErrFenceWithoutProxy), as a Codis 2 dashboard refuses it; one
+// announced again is answered. An action collected before it could be read,
+// the only gap the agent cannot fill, is reported to Options.Resync.
 package proxyagent
 
 import (
@@ -21,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -80,7 +88,15 @@ type Agent struct {
 	last          int64 // the newest action delivered (-1: none yet)
 	registrations int
 	stopping      bool
+	// owners holds the IDs of the sessions the agent registered under
+	// (the newest few): a node at its path that one of them owns is its
+	// own old node, left by a session that the store gave up on before the
+	// server ended it.
+	owners []string
 }
+
+// maxOwners bounds Agent.owners.
+const maxOwners = 8
 
 // Start registers info as a proxy of product on store and runs the agent
 // until Stop, a clean shutdown (mark_offline), an error of Handle or Resync,
@@ -116,14 +132,21 @@ func Start(ctx context.Context, store coord.Store, product string, info models.P
 }
 
 // register creates the proxy's node (with its current state) and its
-// fence, as a proxy does at start. An old node of this proxy, left by a
-// session the server has not ended yet, is waited for.
+// fence, as a proxy does at start. An old node of this proxy left by one of
+// the agent's own earlier sessions is deleted and made again at once (the
+// server would keep it until that session's timeout, while the agent,
+// unregistered, answered nothing); one left by another session is waited
+// for.
 func (a *Agent) register(ctx context.Context) error {
 	for {
 		info := a.Info()
-		_, err := models.CreateProxyInfo(ctx, a.store, a.product, &info)
+		sess, err := a.store.Session(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = models.CreateProxyInfo(ctx, a.store, a.product, &info)
 		if errors.Is(err, coord.ErrNodeExists) {
-			ours, err := a.waitOldNode(ctx)
+			ours, err := a.takeOldNode(ctx, sess)
 			if err != nil {
 				return err
 			}
@@ -138,20 +161,29 @@ func (a *Agent) register(ctx context.Context) error {
 		}
 		a.mu.Lock()
 		a.registrations++
+		if len(a.owners) == maxOwners {
+			a.owners = a.owners[1:]
+		}
+		a.owners = append(a.owners, sess.ID())
 		a.mu.Unlock()
 		return nil
 	}
 }
 
-// waitOldNode waits until the node at the proxy's path is gone, unless it
-// belongs to the store's current session (ours: it is ours already, made by
-// a create whose reply was lost).
-func (a *Agent) waitOldNode(ctx context.Context) (ours bool, err error) {
+// ownedBefore reports whether id is a session the agent registered under.
+func (a *Agent) ownedBefore(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Contains(a.owners, id)
+}
+
+// takeOldNode deals with the node found at the proxy's path: ours when it
+// belongs to sess (made by a create whose reply was lost); deleted when it
+// belongs to one of the agent's earlier sessions (errMarkedOffline if it
+// says mark_offline); otherwise waited for until it is gone. It returns
+// false when the node should be created again.
+func (a *Agent) takeOldNode(ctx context.Context, sess coord.Session) (ours bool, err error) {
 	p := a.selfPath()
-	sess, err := a.store.Session(ctx)
-	if err != nil {
-		return false, err
-	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := a.store.WatchData(wctx, p)
@@ -166,6 +198,20 @@ func (a *Agent) waitOldNode(ctx context.Context) (ours bool, err error) {
 			return false, nil
 		case ev.Stat.Ephemeral && ev.Stat.Owner == sess.ID():
 			return true, nil
+		case ev.Stat.Ephemeral && a.ownedBefore(ev.Stat.Owner):
+			// Ours, from a session the store gave up on: the server would
+			// keep it until the session's timeout. Take it out now (unless
+			// it changed meanwhile) and make it again; a proxy set
+			// mark_offline meanwhile shuts down instead, as it would have.
+			var pi models.ProxyInfo
+			if json.Unmarshal(ev.Data, &pi) == nil && pi.State == models.PROXY_STATE_MARK_OFFLINE {
+				return false, errMarkedOffline
+			}
+			err := a.store.Delete(ctx, p, ev.Stat.Version)
+			if err != nil && !errors.Is(err, coord.ErrNoNode) && !errors.Is(err, coord.ErrBadVersion) {
+				return false, err
+			}
+			return false, nil
 		case !ev.Stat.Ephemeral:
 			return false, fmt.Errorf("proxyagent: %w: %s is a persistent node; a proxy's node is ephemeral", models.ErrMalformed, p)
 		}
@@ -180,6 +226,10 @@ func (a *Agent) selfPath() string {
 // errSessionLost ends one registration's life.
 var errSessionLost = errors.New("session lost")
 
+// errMarkedOffline: the node of an earlier session of the agent says
+// mark_offline; the agent shuts down cleanly.
+var errMarkedOffline = errors.New("marked offline")
+
 func (a *Agent) run(ctx context.Context) error {
 	wait := 50 * time.Millisecond
 	for {
@@ -191,9 +241,15 @@ func (a *Agent) run(ctx context.Context) error {
 		// Register again under a new session, going on from the last
 		// action delivered.
 		for {
-			if err := a.register(ctx); err == nil {
+			err := a.register(ctx)
+			if err == nil {
 				break
-			} else if ctx.Err() != nil {
+			}
+			if errors.Is(err, errMarkedOffline) {
+				a.shutdown(context.WithoutCancel(ctx))
+				return nil
+			}
+			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			select {
@@ -389,8 +445,9 @@ func (a *Agent) deliver(ctx context.Context, seq int64) error {
 	return nil
 }
 
-// shutdown deletes the fence and then the node, if it is still this
-// store's session's, as a proxy's clean shutdown does.
+// shutdown deletes the fence and then the node, if it is still the
+// agent's (of the store's session, or of one it registered under), as a
+// proxy's clean shutdown does.
 func (a *Agent) shutdown(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -398,7 +455,7 @@ func (a *Agent) shutdown(ctx context.Context) {
 	_ = a.store.Delete(ctx, coord.Join(models.GetProxyFencePath(a.product), info.Addr), coord.AnyVersion)
 	p := a.selfPath()
 	if st, ok, err := a.store.Exists(ctx, p); err == nil && ok && st.Ephemeral {
-		if sess, err := a.store.Session(ctx); err == nil && sess.ID() == st.Owner {
+		if sess, err := a.store.Session(ctx); (err == nil && sess.ID() == st.Owner) || a.ownedBefore(st.Owner) {
 			_ = a.store.Delete(ctx, p, st.Version)
 		}
 	}
