@@ -2,7 +2,6 @@ package proxyagent_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -12,21 +11,18 @@ import (
 	"github.com/coordkit/coord/models"
 )
 
-// movingStore is a store that, once, gives up on its session while the
-// server keeps it, as a store does when it cannot confirm its session in
-// time (zkstore's watchdog over a quorum loss, a lease whose keepalives go
-// unanswered): the session it handed out ends, and later calls go through
-// another real store, under another session. The first store stays open,
-// so its session, and the ephemeral nodes it owns, live on in the server.
+// movingStore is a store that gives up on its session while the server
+// keeps it, as a store does when it cannot confirm its session in time
+// (zkstore's watchdog over a quorum loss, a lease whose keepalives go
+// unanswered): at each move, the session it handed out ends, and later
+// calls go through the next of its real stores, under another session. The
+// stores left behind stay open, so their sessions, and the ephemeral nodes
+// they own, live on in the server.
 type movingStore struct {
-	mu    sync.Mutex
-	cur   coord.Store
-	next  coord.Store
-	given *givenUp // the first store's session as handed out, until moved
-	// gate, when set, holds every Session call after the move until it is
-	// closed; held is closed when the first such call waits.
-	gate, held chan struct{}
-	heldOnce   sync.Once
+	mu     sync.Mutex
+	stores []coord.Store // calls go to stores[0]; a move drops it
+	given  *givenUp      // stores[0]'s session as handed out
+	gate   *gate         // when set, Session waits at it
 }
 
 // givenUp is a real session that movingStore can end on the client side
@@ -48,41 +44,55 @@ func (g *givenUp) Err() error {
 	}
 }
 
-// move ends the first store's session as the agent sees it and sends
-// later calls to the second store.
-func (m *movingStore) move() {
+// gate holds Session calls until open is closed; held is closed when the
+// first one waits.
+type gate struct {
+	open, held chan struct{}
+	once       sync.Once
+}
+
+// move ends the session handed out (on the client side) and sends later
+// calls to the next store. With hold, Session calls wait until release is
+// called; held is closed when the first one waits (the agent is about to
+// register again).
+func (m *movingStore) move(hold bool) (held <-chan struct{}, release func()) {
 	m.mu.Lock()
-	m.cur = m.next
 	g := m.given
+	m.stores, m.given = m.stores[1:], nil
+	m.gate = nil
+	if hold {
+		m.gate = &gate{open: make(chan struct{}), held: make(chan struct{})}
+		held, release = m.gate.held, func() { close(m.gate.open) }
+	}
 	m.mu.Unlock()
 	if g != nil {
 		g.once.Do(func() { close(g.done) })
 	}
+	return held, release
 }
 
 func (m *movingStore) store() coord.Store {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.cur
+	return m.stores[0]
 }
 
 func (m *movingStore) Session(ctx context.Context) (coord.Session, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cur == m.next {
-		if m.gate != nil {
-			m.heldOnce.Do(func() { close(m.held) })
-			m.mu.Unlock()
-			select {
-			case <-m.gate:
-			case <-ctx.Done():
-			}
-			m.mu.Lock()
+	g := m.gate
+	m.mu.Unlock()
+	if g != nil {
+		g.once.Do(func() { close(g.held) })
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return m.cur.Session(ctx)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.given == nil {
-		sess, err := m.cur.Session(ctx)
+		sess, err := m.stores[0].Session(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -124,21 +134,26 @@ func (m *movingStore) Txn(ctx context.Context, ops ...coord.Op) ([]coord.OpResul
 func (m *movingStore) Limits() coord.Limits { return m.store().Limits() }
 func (m *movingStore) Close() error         { return nil } // the stores are closed by the test
 
-// TestOwnOldNodeReplaced: an agent whose store gave up on its session while
-// the server keeps it finds its node still there, owned by that session. It
-// deletes the node and makes it again under its new session at once, rather
-// than waiting for the server to end the old session (which it does not
-// here: the old store stays open), unregistered and answering nothing
-// meanwhile. Actions go on being delivered in order, once each, and
-// answered.
-func TestOwnOldNodeReplaced(t *testing.T) {
+// TestOwnOldNode: an agent whose store gave up on its session while the
+// server keeps it finds its node still there, owned by that session.
+//
+// It deletes the node and makes it again under its new session at once,
+// rather than waiting, unregistered and answering nothing, for the server
+// to end the old session (which it does not here: the old store stays
+// open). Actions go on being delivered in order, once each, and answered.
+//
+// Then the store gives up on that session too, and the proxy is set
+// mark_offline before the agent registers again: the agent finds the mark
+// on its old node and shuts down cleanly instead of registering online.
+// The node and the fence go, and the mark_offline call returns.
+func TestOwnOldNode(t *testing.T) {
 	noLeaks(t)
 	backends.Run(t, func(t *testing.T, open func() coord.Store) {
 		s := open()
 		ctx := ctxT(t)
 		setup(t, s)
 		first, second := open(), open()
-		ms := &movingStore{cur: first, next: second}
+		ms := &movingStore{stores: []coord.Store{first, second, open()}}
 		r := &recorder{}
 		a := startAgent(t, ms, "agent_1", r)
 		old, err := first.Session(ctx)
@@ -146,15 +161,15 @@ func TestOwnOldNodeReplaced(t *testing.T) {
 		sl, err := models.GetSlot(ctx, s, product, 1)
 		must(t, err)
 		must(t, sl.Update(ctx, s))
-
 		p := models.GetProxyPath(product) + "/agent_1"
 		if st, _, err := s.Exists(ctx, p); err != nil || st.Owner != old.ID() {
 			t.Fatalf("before the move: %+v, %v; want the node of session %s", st, err, old.ID())
 		}
-		ms.move()
+
+		ms.move(false)
 		waitFor(t, "the agent registered under its new session", func() bool {
 			st, ok, err := s.Exists(ctx, p)
-			return a.Registrations() >= 2 && err == nil && ok && st.Owner != old.ID()
+			return a.Registrations() == 2 && err == nil && ok && st.Owner != old.ID()
 		})
 		if old.Err() != nil {
 			t.Fatalf("the old session ended on the server (%v): the case needs it alive", old.Err())
@@ -171,7 +186,6 @@ func TestOwnOldNodeReplaced(t *testing.T) {
 		if pi.State != models.PROXY_STATE_ONLINE {
 			t.Fatalf("registered again as %q", pi.State)
 		}
-		// Confirmed actions go on, answered by the agent.
 		sl.State.LastOpTs = "after the move"
 		must(t, sl.Update(ctx, s))
 		seqs := actionSeqs(t, s)
@@ -182,41 +196,17 @@ func TestOwnOldNodeReplaced(t *testing.T) {
 		if got := r.seqs(); !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
 			t.Fatalf("deliveries out of order or repeated: %v", got)
 		}
-		select {
-		case <-a.Done():
-			t.Fatalf("the agent stopped: %v", a.Err())
-		default:
-		}
-		if err := a.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Fatal(err)
-		}
-	})
-}
 
-// TestOwnOldNodeMarkedOffline: a proxy set mark_offline while its agent was
-// between sessions shuts down cleanly when the agent finds the mark on its
-// old node, instead of registering again online: the old node and the
-// fence go, and the mark_offline call returns.
-func TestOwnOldNodeMarkedOffline(t *testing.T) {
-	noLeaks(t)
-	backends.Run(t, func(t *testing.T, open func() coord.Store) {
-		s := open()
-		ctx := ctxT(t)
-		setup(t, s)
-		ms := &movingStore{cur: open(), next: open(), gate: make(chan struct{}), held: make(chan struct{})}
-		a := startAgent(t, ms, "agent_1", &recorder{})
-		info := a.Info()
-
-		ms.move()
-		<-ms.held // the agent is about to register again
-		p := models.GetProxyPath(product) + "/agent_1"
+		// Marked offline between sessions.
+		held, release := ms.move(true)
+		<-held // the agent is about to register again
 		marked := make(chan error, 1)
 		go func() { marked <- models.SetProxyStatus(ctx, s, product, "agent_1", models.PROXY_STATE_MARK_OFFLINE) }()
 		waitFor(t, "the mark on the old node", func() bool {
 			pi, err := models.GetProxyInfo(ctx, s, product, "agent_1")
 			return err == nil && pi.State == models.PROXY_STATE_MARK_OFFLINE
 		})
-		close(ms.gate)
+		release()
 		select {
 		case <-a.Done():
 		case <-ctx.Done():
@@ -228,13 +218,13 @@ func TestOwnOldNodeMarkedOffline(t *testing.T) {
 		if err := <-marked; err != nil {
 			t.Fatalf("mark_offline: %v", err)
 		}
-		for _, path := range []string{p, coord.Join(models.GetProxyFencePath(product), info.Addr)} {
+		for _, path := range []string{p, coord.Join(models.GetProxyFencePath(product), pi.Addr)} {
 			if _, ok, err := s.Exists(ctx, path); err != nil || ok {
 				t.Fatalf("%s after the clean shutdown: exists %v, %v", path, ok, err)
 			}
 		}
-		if a.Registrations() != 1 {
-			t.Fatalf("registered %d times, want once", a.Registrations())
+		if a.Registrations() != 2 {
+			t.Fatalf("registered %d times, want twice", a.Registrations())
 		}
 	})
 }
