@@ -85,7 +85,11 @@ log "servers: $summary_servers; required: $COORD_TEST_REQUIRE"
 log "step go test"
 go build -o "$run/testsummary" ./internal/testsummary || die "go test" "cannot build internal/testsummary"
 status=0
-go test -json -race -count=1 -timeout 30m "$@" ./... | tee "$run/go-test.json" |
+# ./models/ first: go test starts packages in the order named, two at a
+# time on two CPUs, and models, the longest (about 10 minutes), started
+# among the last in path order and ran on alone at the end (about 2 minutes
+# of wall time saved; ./... names it again, which go test ignores).
+go test -json -race -count=1 -timeout 30m "$@" ./models/ ./... | tee "$run/go-test.json" |
 	"$run/testsummary" -servers "$summary_servers" -since "$started_at" \
 		-allow-none="$([ "${COORD_ALLOW_NO_TESTS:-0}" = 1 ] && echo true || echo false)" || status=$?
 [ "$status" = 0 ] || die "go test" "tests failed (the summary above names them)"
