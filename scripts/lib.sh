@@ -30,14 +30,36 @@ die() {
 free_port() { free_ports 1; }
 
 # free_ports N prints N distinct free TCP ports on 127.0.0.1, one a line
-# (all held at once while chosen, so none repeats). A port can still be
-# taken by another process before the server binds it: starters retry with
-# new ports when the server says so (bind_lost).
+# (all held at once while chosen, so none repeats). They are picked below
+# the kernel's range of ephemeral ports (ip_local_port_range), where the
+# source port of an outgoing connection never lands: a stopped member of a
+# cluster restarts on its old ports, and the many connections the tests
+# open would otherwise take one of them now and then (a Consul member failed
+# to restart so: "address already in use"). A port can still be taken by
+# another process before the server binds it: starters retry with new ports
+# when the server says so (bind_lost).
 free_ports() {
 	python3 -c '
-import socket, sys
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
 socks = []
-for _ in range(int(sys.argv[1])):
+candidates = list(range(10000, low)) if low > 11000 else []
+random.shuffle(candidates)
+for port in candidates:
+    if len(socks) == n:
+        break
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
+    socks.append(s)
+while len(socks) < n:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
