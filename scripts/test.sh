@@ -87,8 +87,9 @@ go build -o "$run/testsummary" ./internal/testsummary || die "go test" "cannot b
 status=0
 # ./models/ first: go test starts packages in the order named, two at a
 # time on two CPUs, and models, the longest (about 10 minutes), started
-# among the last in path order and ran on alone at the end (about 2 minutes
-# of wall time saved; ./... names it again, which go test ignores).
+# among the last in path order and ran on alone at the end (about a minute
+# of wall time saved in the run measured; ./... names it again, which go
+# test ignores).
 go test -json -race -count=1 -timeout 30m "$@" ./models/ ./... | tee "$run/go-test.json" |
 	"$run/testsummary" -servers "$summary_servers" -since "$started_at" \
 		-allow-none="$([ "${COORD_ALLOW_NO_TESTS:-0}" = 1 ] && echo true || echo false)" || status=$?
